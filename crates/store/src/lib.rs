@@ -1,0 +1,87 @@
+//! The archive: a [`Catalog`] of streams, codec configs and fragments, and a [`MediaStore`] of
+//! fragment bytes, with the embedded implementation (SQLite + append-only segment files).
+//!
+//! See `DESIGN.md` in this crate's folder for the row/file invariants and the order of durable steps.
+
+mod error;
+mod types;
+
+pub use error::StoreError;
+pub use types::*;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+
+/// Changes applied by [`Catalog::update_stream`]; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct StreamUpdate {
+    pub device_name: Option<String>,
+    pub media_type: Option<String>,
+    pub data_retention_hours: Option<u32>,
+    pub set_tags: Vec<(String, String)>,
+    pub remove_tags: Vec<String>,
+    pub storage_tier: Option<String>,
+    /// Version to store; callers pass a fresh one for every metadata change.
+    pub new_version: String,
+}
+
+/// Stream records, codec configurations and the fragment index.
+#[async_trait]
+pub trait Catalog: Send + Sync + 'static {
+    /// Fails with [`StoreError::AlreadyExists`] when a stream of that name exists.
+    async fn create_stream(&self, stream: NewStream) -> Result<StreamRecord, StoreError>;
+    async fn stream_by_name(&self, name: &str) -> Result<Option<StreamRecord>, StoreError>;
+    async fn stream_by_arn(&self, arn: &str) -> Result<Option<StreamRecord>, StoreError>;
+    async fn stream_by_id(&self, id: StreamId) -> Result<Option<StreamRecord>, StoreError>;
+    /// Streams in name order, names starting with `prefix`, strictly after `after_name`.
+    async fn list_streams(
+        &self,
+        prefix: Option<&str>,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError>;
+    /// Applies `update` if the stream's version equals `expected_version` (when given), else
+    /// [`StoreError::VersionMismatch`]. Returns the updated record.
+    async fn update_stream(
+        &self,
+        id: StreamId,
+        expected_version: Option<&str>,
+        update: StreamUpdate,
+    ) -> Result<StreamRecord, StoreError>;
+    /// Removes the stream, its codec configs and fragment rows. Media is deleted by the caller.
+    async fn delete_stream(&self, id: StreamId, expected_version: Option<&str>) -> Result<(), StoreError>;
+
+    /// Returns the id of the track's latest config if it equals `config`, else stores a new row.
+    async fn codec_config_for(&self, stream: StreamId, config: &CodecConfig) -> Result<CodecConfigId, StoreError>;
+    async fn codec_config(&self, id: CodecConfigId) -> Result<Option<CodecConfig>, StoreError>;
+
+    /// Commits fragments in one transaction, assigning each a fragment number strictly greater than
+    /// every earlier one of its stream. Durable when it returns.
+    async fn insert_fragments(&self, fragments: Vec<NewFragment>) -> Result<Vec<FragmentNumber>, StoreError>;
+    async fn fragment(&self, stream: StreamId, number: FragmentNumber) -> Result<Option<FragmentRecord>, StoreError>;
+    /// Fragments whose start timestamp lies in the query's inclusive range, ascending.
+    async fn query_fragments(&self, query: FragmentQuery) -> Result<Vec<FragmentRecord>, StoreError>;
+    /// The newest `limit` fragments by ingest order (fragment number), returned ascending.
+    async fn latest_fragments(&self, stream: StreamId, limit: usize) -> Result<Vec<FragmentRecord>, StoreError>;
+    /// Deletes fragment rows whose server timestamp is before `cutoff`; returns the media segments
+    /// of `stream` that no remaining fragment references (safe to delete from the media store).
+    async fn delete_fragments_before(&self, stream: StreamId, cutoff: Timestamp) -> Result<Vec<u64>, StoreError>;
+    /// All streams (for the retention task).
+    async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError>;
+}
+
+/// Fragment bytes. `append` writes, `sync` makes everything appended so far durable (group commit).
+#[async_trait]
+pub trait MediaStore: Send + Sync + 'static {
+    /// Appends the concatenation of `parts` for `stream`; not yet durable.
+    async fn append(&self, stream: StreamId, parts: Vec<Bytes>) -> Result<MediaLocation, StoreError>;
+    /// Makes every byte appended before this call durable (file data and directory entries).
+    async fn sync(&self) -> Result<(), StoreError>;
+    /// Reads `range` (relative to the location's start) of a stored fragment.
+    async fn read(&self, stream: StreamId, location: MediaLocation, range: Range<u64>) -> Result<Bytes, StoreError>;
+    /// Deletes the listed segments of a stream.
+    async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError>;
+    /// Deletes all media of a stream.
+    async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError>;
+}

@@ -1,0 +1,232 @@
+//! Domain types of the archive. Bare integers and strings stop at the edges.
+
+use bytes::Bytes;
+use media::TrackNumber;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Milliseconds since the Unix epoch. KVS reports server and producer timestamps with
+/// millisecond precision (CONTRACT.md A3 ListFragments rows, D4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn from_millis(ms: i64) -> Self {
+        Timestamp(ms)
+    }
+    pub fn millis(self) -> i64 {
+        self.0
+    }
+    /// Epoch seconds as a JSON number (CONTRACT.md section 0: timestamps are epoch-second numbers).
+    pub fn as_epoch_seconds(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+    pub fn now() -> Self {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp(d.as_millis() as i64)
+    }
+}
+
+/// Width of every fragment number, so text order is numeric order (CONTRACT.md D4: real ones are 47 digits).
+pub const FRAGMENT_NUMBER_DIGITS: usize = 47;
+
+/// A KVS fragment number: a decimal string, strictly increasing per stream in ingest order.
+///
+/// Layout (INFERRED, CONTRACT.md D4 only fixes "decimal, increasing"): the number is
+/// `server_timestamp_ms * 10^8 + per-stream sequence`, printed zero-padded to 47 digits. A stream's
+/// ingest is owned by one node at a time, so (timestamp, sequence) is unique across nodes; the
+/// catalog guarantees monotonicity by taking `max(previous + 1, candidate)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FragmentNumber(pub u128);
+
+impl FragmentNumber {
+    pub const SEQUENCE_SPACE: u128 = 100_000_000;
+
+    pub fn candidate(server_timestamp: Timestamp) -> Self {
+        FragmentNumber(server_timestamp.0.max(0) as u128 * Self::SEQUENCE_SPACE)
+    }
+
+    /// Parses a decimal fragment number as clients send it (`^[0-9]+$`, 1..128 chars).
+    pub fn parse(s: &str) -> Option<Self> {
+        if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let trimmed = s.trim_start_matches('0');
+        if trimmed.len() > 39 {
+            return None;
+        }
+        if trimmed.is_empty() {
+            return Some(FragmentNumber(0));
+        }
+        trimmed.parse::<u128>().ok().map(FragmentNumber)
+    }
+}
+
+impl fmt::Display for FragmentNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:0width$}", self.0, width = FRAGMENT_NUMBER_DIGITS)
+    }
+}
+
+/// Catalog-internal identifier of a stream incarnation (a deleted and recreated stream gets a new id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub i64);
+
+/// Catalog-internal identifier of a codec-config row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CodecConfigId(pub i64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamStatus {
+    Creating,
+    Active,
+    Updating,
+    Deleting,
+}
+
+impl StreamStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Creating => "CREATING",
+            StreamStatus::Active => "ACTIVE",
+            StreamStatus::Updating => "UPDATING",
+            StreamStatus::Deleting => "DELETING",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "CREATING" => StreamStatus::Creating,
+            "ACTIVE" => StreamStatus::Active,
+            "UPDATING" => StreamStatus::Updating,
+            "DELETING" => StreamStatus::Deleting,
+            _ => return None,
+        })
+    }
+}
+
+/// One stream as the catalog keeps it (DESIGN.md, Storage).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamRecord {
+    pub id: StreamId,
+    pub name: String,
+    pub arn: String,
+    pub device_name: Option<String>,
+    pub media_type: Option<String>,
+    pub kms_key_id: String,
+    /// Changes on every metadata update (CONTRACT.md A1: `Version` 1..64 `[a-zA-Z0-9]+`).
+    pub version: String,
+    pub status: StreamStatus,
+    pub creation_time: Timestamp,
+    pub data_retention_hours: u32,
+    pub storage_tier: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// What CreateStream stores; the catalog assigns id, and the caller computes ARN and version.
+#[derive(Clone, Debug)]
+pub struct NewStream {
+    pub name: String,
+    pub arn: String,
+    pub device_name: Option<String>,
+    pub media_type: Option<String>,
+    pub kms_key_id: String,
+    pub version: String,
+    pub creation_time: Timestamp,
+    pub data_retention_hours: u32,
+    pub storage_tier: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A track's codec configuration; a new row is written whenever a track's codec private data changes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodecConfig {
+    pub track: TrackNumber,
+    /// Matroska TrackType: 1 video, 2 audio, others stored as given.
+    pub track_type: u8,
+    pub codec_id: String,
+    pub codec_private: Bytes,
+    pub track_name: Option<String>,
+    pub pixel_width: Option<u32>,
+    pub pixel_height: Option<u32>,
+    pub sampling_frequency: Option<f64>,
+    pub channels: Option<u32>,
+}
+
+/// One sample (frame) of a fragment track, in ingest (decode) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SampleEntry {
+    /// Presentation time relative to the fragment's start, in nanoseconds (Matroska stores PTS).
+    pub pts_offset_ns: i64,
+    /// Duration in nanoseconds when the producer gave one (BlockDuration / DefaultDuration).
+    pub duration_ns: Option<u64>,
+    pub size: u32,
+    pub keyframe: bool,
+}
+
+/// One track's part of a fragment: its samples are contiguous in the fragment's media bytes,
+/// byte-identical to what was ingested (DESIGN.md, Storage).
+#[derive(Clone, Debug, PartialEq)]
+pub struct FragmentTrack {
+    pub track: TrackNumber,
+    pub codec_config: CodecConfigId,
+    /// Offset of the first sample relative to the start of the fragment's media bytes.
+    pub data_offset: u64,
+    pub data_len: u64,
+    pub samples: Vec<SampleEntry>,
+}
+
+/// Where a fragment's media bytes live in a `MediaStore`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MediaLocation {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A fragment ready to be committed to the catalog.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewFragment {
+    pub stream: StreamId,
+    pub producer_timestamp: Timestamp,
+    pub server_timestamp: Timestamp,
+    pub duration_ms: u64,
+    pub tracks: Vec<FragmentTrack>,
+    pub tags: Vec<(String, String)>,
+    pub media: MediaLocation,
+}
+
+/// A stored fragment's catalog row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FragmentRecord {
+    pub stream: StreamId,
+    pub number: FragmentNumber,
+    pub producer_timestamp: Timestamp,
+    pub server_timestamp: Timestamp,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+    pub tracks: Vec<FragmentTrack>,
+    pub tags: Vec<(String, String)>,
+    pub media: MediaLocation,
+}
+
+/// Which timestamp a fragment query selects on (CONTRACT.md A3 FragmentSelectorType).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimestampKind {
+    Producer,
+    Server,
+}
+
+/// A page request over fragments whose start timestamp lies in `[start, end]` (both inclusive,
+/// CONTRACT.md A3), ascending by (timestamp, fragment number), resuming after `after`.
+#[derive(Clone, Debug)]
+pub struct FragmentQuery {
+    pub stream: StreamId,
+    pub kind: TimestampKind,
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// Resume strictly after this (timestamp, fragment number) position.
+    pub after: Option<(Timestamp, FragmentNumber)>,
+    pub limit: usize,
+}
