@@ -85,3 +85,6 @@ pub trait MediaStore: Send + Sync + 'static {
     /// Deletes all media of a stream.
     async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError>;
 }
+
+mod archive;
+pub use archive::{Archive, PendingFragment};
