@@ -4,10 +4,16 @@
 //! See `DESIGN.md` in this crate's folder for the row/file invariants and the order of durable steps.
 
 mod error;
+mod sample_table;
+mod segments;
+mod sqlite;
 mod types;
+pub mod embedded;
 
 pub use error::StoreError;
 pub use types::*;
+pub use segments::SegmentMediaStore;
+pub use sqlite::SqliteCatalog;
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,0 +1,256 @@
+//! The embedded media store: append-only segment files, `<root>/<stream id>/<segment>.seg`.
+//!
+//! A process never appends to a segment file it did not create: after a restart each stream starts
+//! a new segment, so bytes written but never committed (a crash between write and catalog commit)
+//! stay unreferenced at the tail of an old file and can never be mistaken for a fragment.
+
+use crate::{MediaLocation, MediaStore, StoreError, StreamId};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// A segment is closed and a new one started once it reaches this size.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+
+struct Writer {
+    segment: u64,
+    file: Arc<File>,
+    len: u64,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Files with appended bytes not yet fdatasync'ed.
+    files: Vec<Arc<File>>,
+    /// Directories whose entries changed (new stream dir or segment file) since the last sync.
+    dirs: Vec<PathBuf>,
+}
+
+struct Inner {
+    writers: HashMap<StreamId, Writer>,
+    pending: Pending,
+}
+
+/// Segment-file implementation of [`MediaStore`].
+pub struct SegmentMediaStore {
+    root: PathBuf,
+    segment_bytes: u64,
+    inner: Arc<Mutex<Inner>>,
+    /// Serialises `sync` calls so concurrent callers don't race on the pending set's meaning.
+    sync_lock: tokio::sync::Mutex<()>,
+}
+
+fn stream_dir(root: &Path, stream: StreamId) -> PathBuf {
+    root.join(stream.0.to_string())
+}
+
+fn segment_path(root: &Path, stream: StreamId, segment: u64) -> PathBuf {
+    stream_dir(root, stream).join(format!("{segment:016}.seg"))
+}
+
+fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".seg")?.parse().ok()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl SegmentMediaStore {
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        Self::with_segment_bytes(root, DEFAULT_SEGMENT_BYTES)
+    }
+
+    pub fn with_segment_bytes(root: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
+        fs::create_dir_all(root)?;
+        Ok(SegmentMediaStore {
+            root: root.to_owned(),
+            segment_bytes,
+            inner: Arc::new(Mutex::new(Inner { writers: HashMap::new(), pending: Pending::default() })),
+            sync_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Stream ids that have a media directory (for startup recovery of half-done deletes).
+    pub fn stream_ids_on_disk(&self) -> Result<Vec<StreamId>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let entry = entry?;
+            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) {
+                ids.push(StreamId(id));
+            }
+        }
+        Ok(ids)
+    }
+
+    fn next_segment_number(root: &Path, stream: StreamId) -> Result<u64, StoreError> {
+        let dir = stream_dir(root, stream);
+        let mut max = 0;
+        match fs::read_dir(&dir) {
+            Ok(entries) => {
+                for e in entries {
+                    if let Some(n) = e?.file_name().to_str().and_then(parse_segment_name) {
+                        max = max.max(n);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(max + 1)
+    }
+}
+
+fn lock(inner: &Mutex<Inner>) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
+    inner.lock().map_err(|_| StoreError::Task("media store lock poisoned".into()))
+}
+
+#[async_trait]
+impl MediaStore for SegmentMediaStore {
+    async fn append(&self, stream: StreamId, parts: Vec<Bytes>) -> Result<MediaLocation, StoreError> {
+        let root = self.root.clone();
+        let inner = self.inner.clone();
+        let segment_bytes = self.segment_bytes;
+        tokio::task::spawn_blocking(move || {
+            let mut guard = lock(&inner)?;
+            let inner = &mut *guard;
+            let needs_new = match inner.writers.get(&stream) {
+                Some(w) => w.len >= segment_bytes,
+                None => true,
+            };
+            if needs_new {
+                let segment = match inner.writers.get(&stream) {
+                    Some(w) => w.segment + 1,
+                    None => Self::next_segment_number(&root, stream)?,
+                };
+                let dir = stream_dir(&root, stream);
+                if !dir.exists() {
+                    fs::create_dir_all(&dir)?;
+                    inner.pending.dirs.push(root.clone());
+                }
+                // create_new: a segment is never reopened for appending (see module doc).
+                let file = OpenOptions::new().create_new(true).append(true).open(segment_path(&root, stream, segment))?;
+                inner.pending.dirs.push(dir);
+                inner.writers.insert(stream, Writer { segment, file: Arc::new(file), len: 0 });
+            }
+            let w = inner.writers.get_mut(&stream).ok_or_else(|| StoreError::Task("writer vanished".into()))?;
+            let offset = w.len;
+            let mut file: &File = &w.file;
+            let mut len = 0u64;
+            for p in &parts {
+                if let Err(source) = file.write_all(p) {
+                    // The tail of this file is now unknown: start a new segment for the next append.
+                    let segment = w.segment;
+                    inner.writers.remove(&stream);
+                    return Err(StoreError::MediaIo { stream, segment, offset, len: p.len() as u64, source });
+                }
+                len += p.len() as u64;
+            }
+            w.len += len;
+            let file = w.file.clone();
+            let segment = w.segment;
+            if !inner.pending.files.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                inner.pending.files.push(file);
+            }
+            Ok(MediaLocation { segment, offset, len })
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        let _one_at_a_time = self.sync_lock.lock().await;
+        let pending = std::mem::take(&mut lock(&self.inner)?.pending);
+        if pending.files.is_empty() && pending.dirs.is_empty() {
+            return Ok(());
+        }
+        tokio::task::spawn_blocking(move || {
+            for f in &pending.files {
+                f.sync_data()?;
+            }
+            let mut dirs = pending.dirs;
+            dirs.sort();
+            dirs.dedup();
+            for d in &dirs {
+                sync_dir(d)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn read(&self, stream: StreamId, location: MediaLocation, range: Range<u64>) -> Result<Bytes, StoreError> {
+        let path = segment_path(&self.root, stream, location.segment);
+        tokio::task::spawn_blocking(move || {
+            let io_err = |source| StoreError::MediaIo {
+                stream,
+                segment: location.segment,
+                offset: location.offset + range.start,
+                len: range.end.saturating_sub(range.start),
+                source,
+            };
+            if range.start > range.end || range.end > location.len {
+                return Err(io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "range outside fragment")));
+            }
+            let file = File::open(&path).map_err(io_err)?;
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            file.read_exact_at(&mut buf, location.offset + range.start).map_err(io_err)?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError> {
+        let root = self.root.clone();
+        let segments = segments.to_vec();
+        {
+            let mut inner = lock(&self.inner)?;
+            if inner.writers.get(&stream).is_some_and(|w| segments.contains(&w.segment)) {
+                // Keep the number: the next append continues with segment + 1.
+                if let Some(w) = inner.writers.get_mut(&stream) {
+                    w.len = u64::MAX;
+                }
+            }
+        }
+        tokio::task::spawn_blocking(move || {
+            for s in &segments {
+                match fs::remove_file(segment_path(&root, stream, *s)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let dir = stream_dir(&root, stream);
+            if dir.exists() {
+                sync_dir(&dir)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError> {
+        lock(&self.inner)?.writers.remove(&stream);
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            match fs::remove_dir_all(stream_dir(&root, stream)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            sync_dir(&root)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}

@@ -1,0 +1,531 @@
+//! The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
+//! transaction is durable when `COMMIT` returns (STYLE.md section 6; moonfire `server/db/db.rs`).
+//!
+//! One writer connection serialises writes; a small pool of reader connections serves queries
+//! concurrently (WAL readers never block the writer). All calls run on tokio's blocking pool.
+
+use crate::sample_table;
+use crate::{
+    Catalog, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery, FragmentRecord, MediaLocation, NewFragment,
+    NewStream, StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate, Timestamp, TimestampKind,
+};
+use async_trait::async_trait;
+use bytes::Bytes;
+use media::TrackNumber;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS stream (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,   -- AUTOINCREMENT: a recreated stream never reuses an id
+    name TEXT NOT NULL UNIQUE,
+    arn TEXT NOT NULL UNIQUE,
+    device_name TEXT,
+    media_type TEXT,
+    kms_key_id TEXT NOT NULL,
+    version TEXT NOT NULL,
+    status TEXT NOT NULL,
+    creation_time_ms INTEGER NOT NULL,
+    retention_hours INTEGER NOT NULL,
+    storage_tier TEXT NOT NULL,
+    tags TEXT NOT NULL,                      -- JSON object
+    last_fragment_number TEXT                -- zero-padded; text order is numeric order
+);
+CREATE TABLE IF NOT EXISTS codec_config (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream_id INTEGER NOT NULL REFERENCES stream(id) ON DELETE CASCADE,
+    track INTEGER NOT NULL,
+    track_type INTEGER NOT NULL,
+    codec_id TEXT NOT NULL,
+    codec_private BLOB NOT NULL,
+    track_name TEXT,
+    pixel_width INTEGER,
+    pixel_height INTEGER,
+    sampling_frequency REAL,
+    channels INTEGER
+);
+CREATE INDEX IF NOT EXISTS codec_config_by_track ON codec_config(stream_id, track, id);
+CREATE TABLE IF NOT EXISTS fragment (
+    stream_id INTEGER NOT NULL REFERENCES stream(id) ON DELETE CASCADE,
+    number TEXT NOT NULL,
+    producer_ms INTEGER NOT NULL,
+    server_ms INTEGER NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    segment INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    tracks BLOB NOT NULL,                    -- sample_table encoding
+    tags TEXT,                               -- JSON array of [name, value], NULL when none
+    PRIMARY KEY (stream_id, number)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS fragment_by_producer ON fragment(stream_id, producer_ms, number);
+CREATE INDEX IF NOT EXISTS fragment_by_server ON fragment(stream_id, server_ms, number);
+"#;
+
+const READERS: usize = 4;
+
+/// SQLite implementation of [`Catalog`].
+pub struct SqliteCatalog {
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is fsynced at every commit, so PERSISTED never precedes durability.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = open_connection(path)?;
+        writer.execute_batch(SCHEMA)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open_connection(path)?);
+        }
+        Ok(SqliteCatalog {
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(Mutex::new(readers)),
+            path: path.to_owned(),
+        })
+    }
+
+    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let writer = self.writer.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = writer.lock().map_err(|_| StoreError::Task("catalog writer poisoned".into()))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().map_err(|_| StoreError::Task("catalog readers poisoned".into()))?.pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path)?,
+            };
+            let result = f(&conn);
+            if let Ok(mut pool) = readers.lock() {
+                if pool.len() < READERS {
+                    pool.push(conn);
+                }
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type, kms_key_id, version, status, creation_time_ms, \
+     retention_hours, storage_tier, tags";
+
+fn stream_from_row(row: &Row<'_>) -> rusqlite::Result<StreamRecord> {
+    let status: String = row.get(7)?;
+    let tags: String = row.get(11)?;
+    Ok(StreamRecord {
+        id: StreamId(row.get(0)?),
+        name: row.get(1)?,
+        arn: row.get(2)?,
+        device_name: row.get(3)?,
+        media_type: row.get(4)?,
+        kms_key_id: row.get(5)?,
+        version: row.get(6)?,
+        status: StreamStatus::parse(&status).unwrap_or(StreamStatus::Active),
+        creation_time: Timestamp(row.get(8)?),
+        data_retention_hours: row.get(9)?,
+        storage_tier: row.get(10)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+    })
+}
+
+fn stream_where(conn: &Connection, clause: &str, value: &dyn rusqlite::ToSql) -> Result<Option<StreamRecord>, StoreError> {
+    let sql = format!("SELECT {STREAM_COLUMNS} FROM stream WHERE {clause}");
+    Ok(conn.query_row(&sql, [value], stream_from_row).optional()?)
+}
+
+const FRAGMENT_COLUMNS: &str =
+    "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, offset, len, tracks, tags";
+
+fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, StoreError> {
+    let number: String = row.get(1)?;
+    let tracks: Vec<u8> = row.get(9)?;
+    let tags: Option<String> = row.get(10)?;
+    Ok(FragmentRecord {
+        stream: StreamId(row.get(0)?),
+        number: FragmentNumber::parse(&number)
+            .ok_or_else(|| StoreError::Corrupt(format!("fragment number {number:?}")))?,
+        producer_timestamp: Timestamp(row.get(2)?),
+        server_timestamp: Timestamp(row.get(3)?),
+        duration_ms: row.get::<_, i64>(4)? as u64,
+        size_bytes: row.get::<_, i64>(5)? as u64,
+        media: MediaLocation {
+            segment: row.get::<_, i64>(6)? as u64,
+            offset: row.get::<_, i64>(7)? as u64,
+            len: row.get::<_, i64>(8)? as u64,
+        },
+        tracks: sample_table::decode(&tracks)?,
+        tags: match tags {
+            Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("fragment tags: {e}")))?,
+            None => Vec::new(),
+        },
+    })
+}
+
+fn collect_fragments(stmt: &mut rusqlite::Statement<'_>, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<FragmentRecord>, StoreError> {
+    let mut rows = stmt.query(params)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(fragment_from_row(row)?);
+    }
+    Ok(out)
+}
+
+fn tags_json(tags: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "{}".into())
+}
+
+#[async_trait]
+impl Catalog for SqliteCatalog {
+    async fn create_stream(&self, s: NewStream) -> Result<StreamRecord, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM stream WHERE name = ?1)", [&s.name], |r| r.get(0))?;
+            if exists {
+                return Err(StoreError::AlreadyExists(s.name));
+            }
+            tx.execute(
+                "INSERT INTO stream (name, arn, device_name, media_type, kms_key_id, version, status, creation_time_ms, \
+                 retention_hours, storage_tier, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'ACTIVE', ?7, ?8, ?9, ?10)",
+                params![
+                    s.name,
+                    s.arn,
+                    s.device_name,
+                    s.media_type,
+                    s.kms_key_id,
+                    s.version,
+                    s.creation_time.0,
+                    s.data_retention_hours,
+                    s.storage_tier,
+                    tags_json(&s.tags)
+                ],
+            )?;
+            let id = tx.last_insert_rowid();
+            let record = stream_where(&tx, "id = ?1", &id)?.ok_or(StoreError::StreamNotFound(StreamId(id)))?;
+            tx.commit()?;
+            Ok(record)
+        })
+        .await
+    }
+
+    async fn stream_by_name(&self, name: &str) -> Result<Option<StreamRecord>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |c| stream_where(c, "name = ?1", &name)).await
+    }
+
+    async fn stream_by_arn(&self, arn: &str) -> Result<Option<StreamRecord>, StoreError> {
+        let arn = arn.to_owned();
+        self.read(move |c| stream_where(c, "arn = ?1", &arn)).await
+    }
+
+    async fn stream_by_id(&self, id: StreamId) -> Result<Option<StreamRecord>, StoreError> {
+        self.read(move |c| stream_where(c, "id = ?1", &id.0)).await
+    }
+
+    async fn list_streams(&self, prefix: Option<&str>, after_name: Option<&str>, limit: usize) -> Result<Vec<StreamRecord>, StoreError> {
+        let prefix = prefix.unwrap_or("").to_owned();
+        let after = after_name.unwrap_or("").to_owned();
+        self.read(move |c| {
+            // substr() instead of LIKE: stream names may contain '_' and '.', which LIKE treats specially.
+            let sql = format!(
+                "SELECT {STREAM_COLUMNS} FROM stream WHERE substr(name, 1, length(?1)) = ?1 AND name > ?2 \
+                 ORDER BY name LIMIT ?3"
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(params![prefix, after, limit as i64], stream_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn update_stream(&self, id: StreamId, expected_version: Option<&str>, u: StreamUpdate) -> Result<StreamRecord, StoreError> {
+        let expected = expected_version.map(str::to_owned);
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut s = stream_where(&tx, "id = ?1", &id.0)?.ok_or(StoreError::StreamNotFound(id))?;
+            if let Some(expected) = expected {
+                if expected != s.version {
+                    return Err(StoreError::VersionMismatch { stream: id, expected, found: s.version });
+                }
+            }
+            if let Some(d) = u.device_name {
+                s.device_name = Some(d);
+            }
+            if let Some(m) = u.media_type {
+                s.media_type = Some(m);
+            }
+            if let Some(r) = u.data_retention_hours {
+                s.data_retention_hours = r;
+            }
+            if let Some(t) = u.storage_tier {
+                s.storage_tier = t;
+            }
+            for (k, v) in u.set_tags {
+                s.tags.insert(k, v);
+            }
+            for k in u.remove_tags {
+                s.tags.remove(&k);
+            }
+            s.version = u.new_version;
+            tx.execute(
+                "UPDATE stream SET device_name = ?2, media_type = ?3, retention_hours = ?4, storage_tier = ?5, tags = ?6, \
+                 version = ?7 WHERE id = ?1",
+                params![id.0, s.device_name, s.media_type, s.data_retention_hours, s.storage_tier, tags_json(&s.tags), s.version],
+            )?;
+            tx.commit()?;
+            Ok(s)
+        })
+        .await
+    }
+
+    async fn delete_stream(&self, id: StreamId, expected_version: Option<&str>) -> Result<(), StoreError> {
+        let expected = expected_version.map(str::to_owned);
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let s = stream_where(&tx, "id = ?1", &id.0)?.ok_or(StoreError::StreamNotFound(id))?;
+            if let Some(expected) = expected {
+                if expected != s.version {
+                    return Err(StoreError::VersionMismatch { stream: id, expected, found: s.version });
+                }
+            }
+            tx.execute("DELETE FROM fragment WHERE stream_id = ?1", [id.0])?;
+            tx.execute("DELETE FROM codec_config WHERE stream_id = ?1", [id.0])?;
+            tx.execute("DELETE FROM stream WHERE id = ?1", [id.0])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn codec_config_for(&self, stream: StreamId, config: &CodecConfig) -> Result<CodecConfigId, StoreError> {
+        let config = config.clone();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let latest = tx
+                .query_row(
+                    "SELECT id, track_type, codec_id, codec_private, track_name, pixel_width, pixel_height, \
+                     sampling_frequency, channels FROM codec_config WHERE stream_id = ?1 AND track = ?2 \
+                     ORDER BY id DESC LIMIT 1",
+                    params![stream.0, config.track.0 as i64],
+                    |r| Ok((CodecConfigId(r.get(0)?), config_from_row(r, config.track, 1)?)),
+                )
+                .optional()?;
+            if let Some((id, existing)) = latest {
+                if existing == config {
+                    return Ok(id);
+                }
+            }
+            tx.execute(
+                "INSERT INTO codec_config (stream_id, track, track_type, codec_id, codec_private, track_name, pixel_width, \
+                 pixel_height, sampling_frequency, channels) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    stream.0,
+                    config.track.0 as i64,
+                    config.track_type,
+                    config.codec_id,
+                    &config.codec_private[..],
+                    config.track_name,
+                    config.pixel_width,
+                    config.pixel_height,
+                    config.sampling_frequency,
+                    config.channels
+                ],
+            )?;
+            let id = CodecConfigId(tx.last_insert_rowid());
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn codec_config(&self, id: CodecConfigId) -> Result<Option<CodecConfig>, StoreError> {
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT track, track_type, codec_id, codec_private, track_name, pixel_width, pixel_height, \
+                 sampling_frequency, channels FROM codec_config WHERE id = ?1",
+                [id.0],
+                |r| {
+                    let track = TrackNumber(r.get::<_, i64>(0)? as u64);
+                    config_from_row(r, track, 1)
+                },
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn insert_fragments(&self, fragments: Vec<NewFragment>) -> Result<Vec<FragmentNumber>, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let mut numbers = Vec::with_capacity(fragments.len());
+            {
+                let mut last_stmt = tx.prepare_cached("SELECT last_fragment_number FROM stream WHERE id = ?1")?;
+                let mut set_last = tx.prepare_cached("UPDATE stream SET last_fragment_number = ?2 WHERE id = ?1")?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO fragment (stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, \
+                     offset, len, tracks, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?;
+                for f in &fragments {
+                    let last: Option<Option<String>> = last_stmt.query_row([f.stream.0], |r| r.get(0)).optional()?;
+                    let last = last.ok_or(StoreError::StreamNotFound(f.stream))?;
+                    let last = last.as_deref().and_then(FragmentNumber::parse);
+                    let candidate = FragmentNumber::candidate(f.server_timestamp);
+                    let number = match last {
+                        Some(l) if l >= candidate => FragmentNumber(l.0 + 1),
+                        _ => candidate,
+                    };
+                    let text = number.to_string();
+                    let tags = if f.tags.is_empty() {
+                        None
+                    } else {
+                        Some(serde_json::to_string(&f.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?)
+                    };
+                    insert.execute(params![
+                        f.stream.0,
+                        text,
+                        f.producer_timestamp.0,
+                        f.server_timestamp.0,
+                        f.duration_ms as i64,
+                        f.media.len as i64,
+                        f.media.segment as i64,
+                        f.media.offset as i64,
+                        f.media.len as i64,
+                        sample_table::encode(&f.tracks),
+                        tags
+                    ])?;
+                    set_last.execute(params![f.stream.0, text])?;
+                    numbers.push(number);
+                }
+            }
+            tx.commit()?;
+            Ok(numbers)
+        })
+        .await
+    }
+
+    async fn fragment(&self, stream: StreamId, number: FragmentNumber) -> Result<Option<FragmentRecord>, StoreError> {
+        self.read(move |c| {
+            let sql = format!("SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 AND number = ?2");
+            let mut stmt = c.prepare_cached(&sql)?;
+            Ok(collect_fragments(&mut stmt, &[&stream.0, &number.to_string()])?.into_iter().next())
+        })
+        .await
+    }
+
+    async fn query_fragments(&self, q: FragmentQuery) -> Result<Vec<FragmentRecord>, StoreError> {
+        self.read(move |c| {
+            let column = match q.kind {
+                TimestampKind::Producer => "producer_ms",
+                TimestampKind::Server => "server_ms",
+            };
+            let (after_ts, after_number) = match q.after {
+                Some((ts, n)) => (ts.0, n.to_string()),
+                None => (i64::MIN, String::new()),
+            };
+            let sql = format!(
+                "SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 AND {column} >= ?2 AND {column} <= ?3 \
+                 AND ({column} > ?4 OR ({column} = ?4 AND number > ?5)) ORDER BY {column}, number LIMIT ?6"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            collect_fragments(&mut stmt, &[&q.stream.0, &q.start.0, &q.end.0, &after_ts, &after_number, &(q.limit as i64)])
+        })
+        .await
+    }
+
+    async fn latest_fragments(&self, stream: StreamId, limit: usize) -> Result<Vec<FragmentRecord>, StoreError> {
+        self.read(move |c| {
+            let sql = format!("SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 ORDER BY number DESC LIMIT ?2");
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut out = collect_fragments(&mut stmt, &[&stream.0, &(limit as i64)])?;
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_fragments_before(&self, stream: StreamId, cutoff: Timestamp) -> Result<Vec<u64>, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let candidates: Vec<i64> = {
+                let mut stmt =
+                    tx.prepare("SELECT DISTINCT segment FROM fragment WHERE stream_id = ?1 AND server_ms < ?2")?;
+                let rows = stmt.query_map(params![stream.0, cutoff.0], |r| r.get(0))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            tx.execute("DELETE FROM fragment WHERE stream_id = ?1 AND server_ms < ?2", params![stream.0, cutoff.0])?;
+            let mut unreferenced = Vec::new();
+            for seg in candidates {
+                let used: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM fragment WHERE stream_id = ?1 AND segment = ?2)",
+                    params![stream.0, seg],
+                    |r| r.get(0),
+                )?;
+                if !used {
+                    unreferenced.push(seg as u64);
+                }
+            }
+            tx.commit()?;
+            Ok(unreferenced)
+        })
+        .await
+    }
+
+    async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
+        self.read(|c| {
+            let sql = format!("SELECT {STREAM_COLUMNS} FROM stream ORDER BY id");
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map([], stream_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+}
+
+/// Reads codec-config columns starting at `first` (track_type, codec_id, codec_private, ...).
+fn config_from_row(r: &Row<'_>, track: TrackNumber, first: usize) -> rusqlite::Result<CodecConfig> {
+    let cpd: Vec<u8> = r.get(first + 2)?;
+    Ok(CodecConfig {
+        track,
+        track_type: r.get(first)?,
+        codec_id: r.get(first + 1)?,
+        codec_private: Bytes::from(cpd),
+        track_name: r.get(first + 3)?,
+        pixel_width: r.get(first + 4)?,
+        pixel_height: r.get(first + 5)?,
+        sampling_frequency: r.get(first + 6)?,
+        channels: r.get(first + 7)?,
+    })
+}
