@@ -10,6 +10,8 @@ pub enum StoreError {
     StreamNotFound(StreamId),
     #[error("version mismatch on stream {stream:?}: expected {expected}, found {found}")]
     VersionMismatch { stream: StreamId, expected: String, found: String },
+    #[error("fragment number {number} of stream {stream:?} is not above the stream's last one")]
+    FragmentNumberNotIncreasing { stream: StreamId, number: FragmentNumber },
     #[error("fragment {number} of stream {stream:?} not found")]
     FragmentNotFound { stream: StreamId, number: FragmentNumber },
     #[error("media read of stream {stream:?} segment {segment} at {offset}+{len}: {source}")]

@@ -62,9 +62,11 @@ pub trait Catalog: Send + Sync + 'static {
     async fn codec_config_for(&self, stream: StreamId, config: &CodecConfig) -> Result<CodecConfigId, StoreError>;
     async fn codec_config(&self, id: CodecConfigId) -> Result<Option<CodecConfig>, StoreError>;
 
-    /// Commits fragments in one transaction, assigning each a fragment number strictly greater than
-    /// every earlier one of its stream. Durable when it returns.
+    /// Commits fragments in one transaction; each number must be above every earlier one of its
+    /// stream ([`StoreError::FragmentNumberNotIncreasing`]). Durable when it returns.
     async fn insert_fragments(&self, fragments: Vec<NewFragment>) -> Result<Vec<FragmentNumber>, StoreError>;
+    /// The highest fragment number ever committed to the stream (kept even after retention deletes).
+    async fn last_fragment_number(&self, stream: StreamId) -> Result<Option<FragmentNumber>, StoreError>;
     async fn fragment(&self, stream: StreamId, number: FragmentNumber) -> Result<Option<FragmentRecord>, StoreError>;
     /// Fragments whose start timestamp lies in the query's inclusive range, ascending.
     async fn query_fragments(&self, query: FragmentQuery) -> Result<Vec<FragmentRecord>, StoreError>;

@@ -402,11 +402,10 @@ impl Catalog for SqliteCatalog {
                     let last: Option<Option<String>> = last_stmt.query_row([f.stream.0], |r| r.get(0)).optional()?;
                     let last = last.ok_or(StoreError::StreamNotFound(f.stream))?;
                     let last = last.as_deref().and_then(FragmentNumber::parse);
-                    let candidate = FragmentNumber::candidate(f.server_timestamp);
-                    let number = match last {
-                        Some(l) if l >= candidate => FragmentNumber(l.0 + 1),
-                        _ => candidate,
-                    };
+                    if last.is_some_and(|l| l >= f.number) {
+                        return Err(StoreError::FragmentNumberNotIncreasing { stream: f.stream, number: f.number });
+                    }
+                    let number = f.number;
                     let text = number.to_string();
                     let tags = if f.tags.is_empty() {
                         None
@@ -499,6 +498,17 @@ impl Catalog for SqliteCatalog {
             }
             tx.commit()?;
             Ok(unreferenced)
+        })
+        .await
+    }
+
+    async fn last_fragment_number(&self, stream: StreamId) -> Result<Option<FragmentNumber>, StoreError> {
+        self.read(move |c| {
+            let last: Option<Option<String>> = c
+                .query_row("SELECT last_fragment_number FROM stream WHERE id = ?1", [stream.0], |r| r.get(0))
+                .optional()?;
+            let last = last.ok_or(StoreError::StreamNotFound(stream))?;
+            Ok(last.as_deref().and_then(FragmentNumber::parse))
         })
         .await
     }

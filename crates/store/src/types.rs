@@ -48,6 +48,16 @@ impl FragmentNumber {
         FragmentNumber(server_timestamp.0.max(0) as u128 * Self::SEQUENCE_SPACE)
     }
 
+    /// The number for a fragment arriving at `server_timestamp` after `last`: strictly greater
+    /// than `last`, and derived from the clock so numbers stay unique across restarts and nodes.
+    pub fn next(last: Option<FragmentNumber>, server_timestamp: Timestamp) -> Self {
+        let candidate = Self::candidate(server_timestamp);
+        match last {
+            Some(l) if l >= candidate => FragmentNumber(l.0 + 1),
+            _ => candidate,
+        }
+    }
+
     /// Parses a decimal fragment number as clients send it (`^[0-9]+$`, 1..128 chars).
     pub fn parse(s: &str) -> Option<Self> {
         if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -189,6 +199,9 @@ pub struct MediaLocation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewFragment {
     pub stream: StreamId,
+    /// Assigned by the stream's ingest owner when the fragment's first byte arrives (so BUFFERING
+    /// acks can carry it); the catalog refuses a number not above the stream's last one.
+    pub number: FragmentNumber,
     pub producer_timestamp: Timestamp,
     pub server_timestamp: Timestamp,
     pub duration_ms: u64,

@@ -40,6 +40,7 @@ fn fragment(stream: StreamId, cfg: CodecConfigId, producer_ms: i64, server_ms: i
         parts: vec![Bytes::from_static(data)],
         row: NewFragment {
             stream,
+            number: FragmentNumber::candidate(Timestamp(server_ms)),
             producer_timestamp: Timestamp(producer_ms),
             server_timestamp: Timestamp(server_ms),
             duration_ms: 1000,
@@ -95,10 +96,19 @@ async fn fragments_are_numbered_durable_and_queryable() {
 
     let archive = Archive::new(catalog.clone(), media.clone());
     // Server timestamps equal or going backwards must still give strictly increasing numbers.
-    let n1 = archive.persist(fragment(s.id, c1, 1000, 5000, b"one")).await.unwrap();
-    let n2 = archive.persist(fragment(s.id, c1, 2000, 5000, b"two!")).await.unwrap();
-    let n3 = archive.persist(fragment(s.id, c2, 3000, 4000, b"three")).await.unwrap();
+    let numbered = |mut f: PendingFragment, last: Option<FragmentNumber>| {
+        f.row.number = FragmentNumber::next(last, f.row.server_timestamp);
+        f
+    };
+    let n1 = archive.persist(numbered(fragment(s.id, c1, 1000, 5000, b"one"), None)).await.unwrap();
+    let n2 = archive.persist(numbered(fragment(s.id, c1, 2000, 5000, b"two!"), Some(n1))).await.unwrap();
+    let n3 = archive.persist(numbered(fragment(s.id, c2, 3000, 4000, b"three"), Some(n2))).await.unwrap();
     assert!(n1 < n2 && n2 < n3);
+    assert_eq!(catalog.last_fragment_number(s.id).await.unwrap(), Some(n3));
+    assert!(
+        matches!(archive.persist(fragment(s.id, c1, 9, 4000, b"x")).await, Err(StoreError::FragmentNumberNotIncreasing { .. })),
+        "the catalog refuses a number that does not increase"
+    );
     let texts = [n1.to_string(), n2.to_string(), n3.to_string()];
     assert!(texts.iter().all(|t| t.len() == FRAGMENT_NUMBER_DIGITS));
     assert!(texts[0] < texts[1] && texts[1] < texts[2], "text order is numeric order");
@@ -125,7 +135,7 @@ async fn fragments_are_numbered_durable_and_queryable() {
     let f3 = catalog.fragment(s.id, n3).await.unwrap().unwrap();
     assert_eq!(media.read(s.id, f3.media, 0..f3.media.len).await.unwrap(), Bytes::from_static(b"three"));
     let archive = Archive::new(catalog.clone(), media.clone());
-    let n4 = archive.persist(fragment(s.id, c2, 4000, 6000, b"four")).await.unwrap();
+    let n4 = archive.persist(numbered(fragment(s.id, c2, 4000, 6000, b"four"), Some(n3))).await.unwrap();
     assert!(n4 > n3);
     let f4 = catalog.fragment(s.id, n4).await.unwrap().unwrap();
     assert!(f4.media.segment > f3.media.segment);
@@ -149,7 +159,9 @@ async fn group_commit_serves_concurrent_streams_and_survives_a_deleted_stream() 
     catalog.delete_stream(b.id, None).await.unwrap();
     let mut waits = Vec::new();
     for i in 0..20 {
-        waits.push(archive.submit(fragment(a.id, ca, i, 10_000 + i, b"aaaa")).await.unwrap());
+        let mut fa = fragment(a.id, ca, i, 10_000 + i, b"aaaa");
+        fa.row.number = FragmentNumber(i as u128 + 1);
+        waits.push(archive.submit(fa).await.unwrap());
         waits.push(archive.submit(fragment(b.id, ca, i, 10_000 + i, b"bbbb")).await.unwrap());
     }
     let mut ok = Vec::new();
