@@ -1,4 +1,13 @@
 //! Codecs and containers as pure functions over bytes. Nothing here does I/O or async.
+//!
+//! - [`ebml`]: EBML (RFC 8794) variable-size integers, element headers, data types and IDs.
+//! - [`mkv`]: the incremental Matroska (RFC 9559) reader for PutMedia bodies, and a writer.
+
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod ebml;
+pub mod mkv;
 
 use std::fmt;
 
