@@ -1,14 +1,177 @@
 //! The HTTP server: AWS wire layer, SigV4 verification, control plane, PutMedia ingest, archived media.
+//!
+//! Layout: [`wire`] (rest-json basics, request ids, CORS), [`error`] (the one AWS error mapping),
+//! [`validate`] (model constraints), [`auth`] (SigV4 middleware), [`ops`] (the route table),
+//! [`control`] (kinesisvideo control plane), [`archived`] (kinesis-video-archived-media),
+//! `ingest` (PutMedia).
 
+pub mod archived;
+pub mod auth;
+pub mod config;
+pub mod control;
+pub mod error;
 pub mod ingest;
+pub mod ops;
+pub mod validate;
+pub mod wire;
 
+pub use config::{Config, Credentials};
+pub use error::ApiError;
+
+use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-/// Shared state of every handler. (Placeholder: the wire-layer work fills in config and the rest.)
+use tokio_util::sync::CancellationToken;
+
+/// Where time comes from, so tests can pin it (STYLE.md 8).
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> SystemTime;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+impl dyn Clock {
+    /// Now as a store timestamp (epoch ms).
+    pub fn timestamp(&self) -> store::Timestamp {
+        let d = self
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        store::Timestamp::from_millis(d.as_millis() as i64)
+    }
+}
+
+/// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
     pub catalog: Arc<dyn store::Catalog>,
     pub media: Arc<dyn store::MediaStore>,
     pub archive: Arc<store::Archive>,
     pub ingest: Arc<ingest::IngestState>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    /// Cancelled when the server starts shutting down: long-lived work (PutMedia, live sessions)
+    /// should finish promptly once `shutdown.cancelled()` resolves.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        catalog: Arc<dyn store::Catalog>,
+        media: Arc<dyn store::MediaStore>,
+    ) -> Self {
+        let archive = store::Archive::new(catalog.clone(), media.clone());
+        AppState {
+            catalog,
+            media,
+            archive,
+            ingest: Arc::new(ingest::IngestState::new()),
+            config: Arc::new(config),
+            clock: Arc::new(SystemClock),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Replaces the clock (tests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Starts shutting down: tells long-lived handlers to wrap up.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("opening the archive in {dir}: {source}")]
+    Store {
+        dir: String,
+        source: store::StoreError,
+    },
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Opens the embedded archive in `config.data_dir` and builds the state.
+pub async fn build(config: Config) -> Result<AppState, ServeError> {
+    let (catalog, media) = store::embedded::open(&config.data_dir)
+        .await
+        .map_err(|source| ServeError::Store {
+            dir: config.data_dir.display().to_string(),
+            source,
+        })?;
+    Ok(AppState::new(config, catalog, media))
+}
+
+/// Serves `state` on `listener` until `shutdown_signal` resolves; then stops accepting, cancels
+/// [`AppState::shutdown`] and waits for in-flight requests up to `config.shutdown_grace`.
+pub async fn serve(
+    state: AppState,
+    listener: tokio::net::TcpListener,
+    shutdown_signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let grace = state.config.shutdown_grace;
+    let token = state.shutdown.clone();
+    let app = ops::router(state);
+    let stop = token.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await });
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = &mut server => return flatten(result),
+        () = shutdown_signal => {
+            tracing::info!("shutting down: no new connections; waiting up to {grace:?} for requests in flight");
+            token.cancel();
+        }
+    }
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(result) => flatten(result),
+        Err(_) => {
+            tracing::warn!("requests still in flight after {grace:?}; stopping anyway");
+            server.abort();
+            Ok(())
+        }
+    }
+}
+
+fn flatten(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> Result<(), ServeError> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Serve(e)),
+        Err(e) => Err(ServeError::Serve(std::io::Error::other(e))),
+    }
+}
+
+/// Opens the archive, binds `config.listen` and serves until `shutdown_signal`.
+pub async fn run(
+    config: Config,
+    shutdown_signal: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = config.listen;
+    let state = build(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    serve(state, listener, shutdown_signal).await
 }

@@ -1,0 +1,332 @@
+//! The one place where a failure becomes an AWS error on the wire (CONTRACT.md C).
+//!
+//! Every variant's error type, HTTP status and client message are decided by the three exhaustive
+//! matches below, side by side, so a new variant does not compile until its wire form exists.
+//! [`ApiError::render`] is the only function that builds an error response. Internal details
+//! (store errors, I/O) are logged here and never sent to the client.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode};
+
+use crate::wire;
+
+/// An error as a KVS client sees it. Variants carry the client-facing message; `Internal` carries
+/// a detail that only goes to the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ApiError {
+    // ---- Modeled KVS errors (CONTRACT.md C1) ----
+    ResourceNotFound(String),
+    InvalidArgument(String),
+    ClientLimitExceeded(String),
+    NotAuthorized(String),
+    AccessDenied(String),
+    ConnectionLimitExceeded(String),
+    InvalidEndpoint(String),
+    UnsupportedStreamMediaType(String),
+    NoDataRetention(String),
+    MissingCodecPrivateData(String),
+    InvalidCodecPrivateData(String),
+    InvalidMediaFrame(String),
+    ResourceInUse(String),
+    VersionMismatch(String),
+    AccountStreamLimitExceeded(String),
+    AccountChannelLimitExceeded(String),
+    DeviceStreamLimitExceeded(String),
+    InvalidDevice(String),
+    InvalidResourceFormat(String),
+    TagsPerResourceExceededLimit(String),
+    StreamEdgeConfigurationNotFound(String),
+
+    // ---- Common / protocol errors ----
+    /// No route for the path (CONTRACT.md 0 "Unroutable requests").
+    UnknownOperation,
+    /// The body is not JSON, or a member has the wrong JSON type.
+    Serialization(String),
+    /// The body exceeds the configured limit for JSON operations.
+    RequestTooLarge {
+        limit: usize,
+    },
+
+    // ---- Auth layer (SigV4, CONTRACT.md F); rendered with a lowercase `message` key ----
+    MissingAuthenticationToken,
+    IncompleteSignature(String),
+    InvalidSignature(String),
+    UnrecognizedClient,
+
+    // ---- Ours ----
+    /// Server failure; the detail goes to the log only.
+    Internal(String),
+    /// The server is shutting down and does not take new work.
+    ServiceUnavailable,
+}
+
+impl ApiError {
+    /// The `x-amzn-ErrorType` / `__type` value.
+    pub fn aws_error_type(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            ResourceNotFound(_) => "ResourceNotFoundException",
+            InvalidArgument(_) => "InvalidArgumentException",
+            ClientLimitExceeded(_) => "ClientLimitExceededException",
+            NotAuthorized(_) => "NotAuthorizedException",
+            AccessDenied(_) => "AccessDeniedException",
+            ConnectionLimitExceeded(_) => "ConnectionLimitExceededException",
+            InvalidEndpoint(_) => "InvalidEndpointException",
+            UnsupportedStreamMediaType(_) => "UnsupportedStreamMediaTypeException",
+            NoDataRetention(_) => "NoDataRetentionException",
+            MissingCodecPrivateData(_) => "MissingCodecPrivateDataException",
+            InvalidCodecPrivateData(_) => "InvalidCodecPrivateDataException",
+            InvalidMediaFrame(_) => "InvalidMediaFrameException",
+            ResourceInUse(_) => "ResourceInUseException",
+            VersionMismatch(_) => "VersionMismatchException",
+            AccountStreamLimitExceeded(_) => "AccountStreamLimitExceededException",
+            AccountChannelLimitExceeded(_) => "AccountChannelLimitExceededException",
+            DeviceStreamLimitExceeded(_) => "DeviceStreamLimitExceededException",
+            InvalidDevice(_) => "InvalidDeviceException",
+            InvalidResourceFormat(_) => "InvalidResourceFormatException",
+            TagsPerResourceExceededLimit(_) => "TagsPerResourceExceededLimitException",
+            StreamEdgeConfigurationNotFound(_) => "StreamEdgeConfigurationNotFoundException",
+            UnknownOperation => "UnknownOperationException",
+            Serialization(_) => "SerializationException",
+            RequestTooLarge { .. } => "RequestEntityTooLargeException",
+            MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            IncompleteSignature(_) => "IncompleteSignatureException",
+            InvalidSignature(_) => "InvalidSignatureException",
+            UnrecognizedClient => "UnrecognizedClientException",
+            Internal(_) => "InternalFailure",
+            ServiceUnavailable => "ServiceUnavailableException",
+        }
+    }
+
+    /// HTTP status: the model's `httpStatusCode` for modeled shapes (CONTRACT.md C1).
+    pub fn http_status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            ResourceNotFound(_) | StreamEdgeConfigurationNotFound(_) | UnknownOperation => {
+                StatusCode::NOT_FOUND
+            }
+            NotAuthorized(_) | AccessDenied(_) => StatusCode::UNAUTHORIZED,
+            InvalidArgument(_)
+            | ClientLimitExceeded(_)
+            | ConnectionLimitExceeded(_)
+            | InvalidEndpoint(_)
+            | UnsupportedStreamMediaType(_)
+            | NoDataRetention(_)
+            | MissingCodecPrivateData(_)
+            | InvalidCodecPrivateData(_)
+            | InvalidMediaFrame(_)
+            | ResourceInUse(_)
+            | VersionMismatch(_)
+            | AccountStreamLimitExceeded(_)
+            | AccountChannelLimitExceeded(_)
+            | DeviceStreamLimitExceeded(_)
+            | InvalidDevice(_)
+            | InvalidResourceFormat(_)
+            | TagsPerResourceExceededLimit(_)
+            | Serialization(_)
+            | IncompleteSignature(_) => StatusCode::BAD_REQUEST,
+            RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            MissingAuthenticationToken | InvalidSignature(_) | UnrecognizedClient => {
+                StatusCode::FORBIDDEN
+            }
+            Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The message the client sees. Never contains internal detail.
+    pub fn message(&self) -> String {
+        use ApiError::*;
+        match self {
+            ResourceNotFound(m)
+            | InvalidArgument(m)
+            | ClientLimitExceeded(m)
+            | NotAuthorized(m)
+            | AccessDenied(m)
+            | ConnectionLimitExceeded(m)
+            | InvalidEndpoint(m)
+            | UnsupportedStreamMediaType(m)
+            | NoDataRetention(m)
+            | MissingCodecPrivateData(m)
+            | InvalidCodecPrivateData(m)
+            | InvalidMediaFrame(m)
+            | ResourceInUse(m)
+            | VersionMismatch(m)
+            | AccountStreamLimitExceeded(m)
+            | AccountChannelLimitExceeded(m)
+            | DeviceStreamLimitExceeded(m)
+            | InvalidDevice(m)
+            | InvalidResourceFormat(m)
+            | TagsPerResourceExceededLimit(m)
+            | StreamEdgeConfigurationNotFound(m)
+            | Serialization(m)
+            | IncompleteSignature(m)
+            | InvalidSignature(m) => m.clone(),
+            UnknownOperation => "The requested operation is not recognized by openkvs.".into(),
+            RequestTooLarge { limit } => {
+                format!("The request body exceeds the limit of {limit} bytes.")
+            }
+            MissingAuthenticationToken => "Missing Authentication Token".into(),
+            UnrecognizedClient => "The security token included in the request is invalid.".into(),
+            Internal(_) => {
+                "The server encountered an internal error. Please retry the request.".into()
+            }
+            ServiceUnavailable => "The service is shutting down. Please retry the request.".into(),
+        }
+    }
+
+    /// Auth-layer errors use the lowercase `message` key, as AWS's front end does (CONTRACT.md C2).
+    fn is_auth_layer(&self) -> bool {
+        use ApiError::*;
+        matches!(
+            self,
+            MissingAuthenticationToken
+                | IncompleteSignature(_)
+                | InvalidSignature(_)
+                | UnrecognizedClient
+        )
+    }
+
+    /// The only function that builds an error response (CONTRACT.md C2): status, `x-amzn-ErrorType`,
+    /// request id headers and mirrors, `Content-Type: application/json`, body
+    /// `{"__type": "<Type>", "Message": "…"}` (auth-layer errors: `"message"`).
+    pub fn render(&self, request_id: &str) -> Response {
+        let status = self.http_status();
+        let error_type = self.aws_error_type();
+        match self {
+            ApiError::Internal(detail) => {
+                tracing::error!(request_id, error_type, detail = %detail, "internal error")
+            }
+            e if status.is_server_error() => {
+                tracing::error!(request_id, error_type, "{}", e.message())
+            }
+            e => tracing::debug!(
+                request_id,
+                error_type,
+                status = status.as_u16(),
+                "{}",
+                e.message()
+            ),
+        }
+        let message_key = if self.is_auth_layer() {
+            "message"
+        } else {
+            "Message"
+        };
+        let mut body = serde_json::Map::new();
+        body.insert("__type".into(), error_type.into());
+        body.insert(message_key.into(), self.message().into());
+        let body = serde_json::Value::Object(body).to_string();
+
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        let error_type_value = HeaderValue::from_static(error_type);
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(wire::X_AMZN_ERROR_TYPE, error_type_value.clone());
+        headers.insert(wire::X_AMZ_ERROR_TYPE, error_type_value);
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            headers.insert(wire::X_AMZN_REQUEST_ID, id.clone());
+            headers.insert(wire::X_AMZ_REQUEST_ID, id);
+        }
+        response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.render(&wire::current_request_id())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.aws_error_type(), self.message())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// The message AWS gives for a stream that does not exist (CONTRACT.md A1, seen on the wire).
+pub const STREAM_NOT_FOUND: &str = "The requested stream is not found or not active.";
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        use store::StoreError as S;
+        match e {
+            S::AlreadyExists(name) => {
+                ApiError::ResourceInUse(format!("The stream {name} already exists."))
+            }
+            S::StreamNotFound(_) => ApiError::ResourceNotFound(STREAM_NOT_FOUND.into()),
+            S::VersionMismatch { .. } => ApiError::VersionMismatch(
+                "The specified version of the stream does not match the current version.".into(),
+            ),
+            S::FragmentNotFound { .. } => {
+                ApiError::ResourceNotFound("The requested fragment is not found.".into())
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn renders_service_error() {
+        let r = ApiError::ResourceNotFound(STREAM_NOT_FOUND.into()).render("rid-1");
+        assert_eq!(r.status(), 404);
+        let h = r.headers();
+        assert_eq!(h["x-amzn-ErrorType"], "ResourceNotFoundException");
+        assert_eq!(h["x-amz-ErrorType"], "ResourceNotFoundException");
+        assert_eq!(h["x-amzn-RequestId"], "rid-1");
+        assert_eq!(h["x-amz-RequestId"], "rid-1");
+        assert_eq!(h["content-type"], "application/json");
+        let body = body_json(r).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"__type": "ResourceNotFoundException", "Message": STREAM_NOT_FOUND})
+        );
+    }
+
+    #[tokio::test]
+    async fn auth_errors_use_lowercase_message() {
+        let r = ApiError::MissingAuthenticationToken.render("x");
+        assert_eq!(r.status(), 403);
+        let body = body_json(r).await;
+        assert_eq!(body["message"], "Missing Authentication Token");
+        assert!(body.get("Message").is_none());
+    }
+
+    #[tokio::test]
+    async fn internal_detail_is_not_sent() {
+        let r = ApiError::Internal("sqlite: disk I/O error at /secret/path".into()).render("x");
+        assert_eq!(r.status(), 500);
+        let body = body_json(r).await;
+        assert_eq!(body["__type"], "InternalFailure");
+        assert!(!body.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn store_errors_map() {
+        let e: ApiError = store::StoreError::AlreadyExists("cam1".into()).into();
+        assert_eq!(
+            e,
+            ApiError::ResourceInUse("The stream cam1 already exists.".into())
+        );
+        let e: ApiError = store::StoreError::StreamNotFound(store::StreamId(3)).into();
+        assert_eq!(e.http_status(), 404);
+        let e: ApiError = store::StoreError::Corrupt("bad row".into()).into();
+        assert_eq!(e.aws_error_type(), "InternalFailure");
+        assert!(!e.message().contains("bad row"));
+    }
+}

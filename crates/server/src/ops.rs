@@ -1,0 +1,134 @@
+//! The route table: every KVS operation path (CONTRACT.md 0: `POST /<operation>`, one listener
+//! for all three services) and the unsigned resources.
+//!
+//! To add an operation: write `async fn op(State<AppState>, AwsJson<OpInput>) -> Result<AwsJson<OpOutput>, ApiError>`
+//! in its module, add a `.route("/op", post(module::op))` line to [`signed_routes`], and remove the
+//! path from [`NOT_SUPPORTED_YET`].
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::error::ApiError;
+use crate::wire::{self, not_supported};
+use crate::{archived, auth, control, ingest, AppState};
+
+/// Known KVS operations (botocore models 2017-09-30, and PutMedia) that openkvs does not implement
+/// yet. They answer `InvalidArgumentException` 400 "The operation X is not supported by openkvs yet."
+/// (after authentication), so a client gets a clear message instead of `UnknownOperationException`.
+pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
+    // kinesisvideo
+    (
+        "/describeImageGenerationConfiguration",
+        "DescribeImageGenerationConfiguration",
+    ),
+    (
+        "/updateImageGenerationConfiguration",
+        "UpdateImageGenerationConfiguration",
+    ),
+    (
+        "/describeNotificationConfiguration",
+        "DescribeNotificationConfiguration",
+    ),
+    (
+        "/updateNotificationConfiguration",
+        "UpdateNotificationConfiguration",
+    ),
+    (
+        "/describeStreamStorageConfiguration",
+        "DescribeStreamStorageConfiguration",
+    ),
+    (
+        "/updateStreamStorageConfiguration",
+        "UpdateStreamStorageConfiguration",
+    ),
+    (
+        "/startEdgeConfigurationUpdate",
+        "StartEdgeConfigurationUpdate",
+    ),
+    ("/describeEdgeConfiguration", "DescribeEdgeConfiguration"),
+    ("/deleteEdgeConfiguration", "DeleteEdgeConfiguration"),
+    (
+        "/listEdgeAgentConfigurations",
+        "ListEdgeAgentConfigurations",
+    ),
+    (
+        "/describeMappedResourceConfiguration",
+        "DescribeMappedResourceConfiguration",
+    ),
+    (
+        "/describeMediaStorageConfiguration",
+        "DescribeMediaStorageConfiguration",
+    ),
+    (
+        "/updateMediaStorageConfiguration",
+        "UpdateMediaStorageConfiguration",
+    ),
+    ("/createSignalingChannel", "CreateSignalingChannel"),
+    ("/describeSignalingChannel", "DescribeSignalingChannel"),
+    ("/updateSignalingChannel", "UpdateSignalingChannel"),
+    ("/deleteSignalingChannel", "DeleteSignalingChannel"),
+    ("/listSignalingChannels", "ListSignalingChannels"),
+    (
+        "/getSignalingChannelEndpoint",
+        "GetSignalingChannelEndpoint",
+    ),
+    // kinesis-video-media
+    ("/getMedia", "GetMedia"),
+    // kinesis-video-archived-media
+    ("/getHLSStreamingSessionURL", "GetHLSStreamingSessionURL"),
+    ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
+    ("/getMediaForFragmentList", "GetMediaForFragmentList"),
+    ("/getClip", "GetClip"),
+    ("/getImages", "GetImages"),
+];
+
+/// SigV4-signed `POST` operations.
+fn signed_routes(state: &AppState) -> Router<AppState> {
+    let mut router = Router::new()
+        // kinesisvideo (control plane)
+        .route("/createStream", post(control::create_stream))
+        .route("/describeStream", post(control::describe_stream))
+        .route("/listStreams", post(control::list_streams))
+        .route("/deleteStream", post(control::delete_stream))
+        .route("/updateStream", post(control::update_stream))
+        .route("/updateDataRetention", post(control::update_data_retention))
+        .route("/getDataEndpoint", post(control::get_data_endpoint))
+        .route("/tagStream", post(control::tag_stream))
+        .route("/untagStream", post(control::untag_stream))
+        .route("/listTagsForStream", post(control::list_tags_for_stream))
+        .route("/TagResource", post(control::tag_resource))
+        .route("/UntagResource", post(control::untag_resource))
+        .route(
+            "/ListTagsForResource",
+            post(control::list_tags_for_resource),
+        )
+        // kinesis-video-archived-media
+        .route("/listFragments", post(archived::list_fragments))
+        // kinesis-video-media
+        .route("/putMedia", post(ingest::put_media));
+    for &(path, op) in NOT_SUPPORTED_YET {
+        router = router.route(path, post(move || async move { not_supported(op) }));
+    }
+    router
+        .method_not_allowed_fallback(wire::unknown_operation)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::verify_layer,
+        ))
+}
+
+/// Unsigned resources: health check (and, later, HLS GETs authorised by their session token).
+fn public_routes() -> Router<AppState> {
+    Router::new().route("/healthz", get(|| async { "ok" }))
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(signed_routes(&state))
+        .merge(public_routes())
+        .fallback(|| async { ApiError::UnknownOperation })
+        .layer(axum::middleware::from_fn(wire::cors_layer))
+        .layer(axum::middleware::from_fn(wire::request_id_layer))
+        .with_state(state)
+}

@@ -1,0 +1,247 @@
+//! The rest-json wire basics shared by every operation (CONTRACT.md 0): request ids, JSON bodies in
+//! and out, epoch-second timestamps, body limits, CORS.
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::validate::Validator;
+
+pub const X_AMZN_REQUEST_ID: &str = "x-amzn-requestid";
+pub const X_AMZ_REQUEST_ID: &str = "x-amz-requestid";
+pub const X_AMZN_ERROR_TYPE: &str = "x-amzn-errortype";
+pub const X_AMZ_ERROR_TYPE: &str = "x-amz-errortype";
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The request id of the request being served (set by [`request_id_layer`]); a fresh one outside a request.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| new_request_id())
+}
+
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The request id of one request, also available to handlers as an extension.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Outermost layer: gives every request a uuid v4 request id, runs the rest of the stack inside its
+/// scope (so [`ApiError`] renders it), and puts `x-amzn-RequestId` on every response, success too.
+pub async fn request_id_layer(mut request: Request, next: Next) -> Response {
+    let id = new_request_id();
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, %method, %path);
+    let mut response = REQUEST_ID
+        .scope(id.clone(), next.run(request))
+        .instrument(span)
+        .await;
+    if !response.headers().contains_key(X_AMZN_REQUEST_ID) {
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert(X_AMZN_REQUEST_ID, value);
+        }
+    }
+    tracing::debug!(request_id = %id, %method, %path, status = response.status().as_u16(), "served");
+    response
+}
+
+/// Headers a browser may send to the POST APIs (CONTRACT.md F, last bullet).
+const CORS_ALLOW_HEADERS: &str =
+    "authorization, content-type, x-amz-date, x-amz-security-token, x-amz-user-agent, \
+     x-amz-content-sha256, amz-sdk-invocation-id, amz-sdk-request";
+const CORS_EXPOSE_HEADERS: &str =
+    "x-amzn-RequestId, x-amzn-ErrorType, x-amz-RequestId, x-amz-ErrorType";
+
+/// Answers CORS preflights (`OPTIONS`, unsigned) and lets browsers read responses of cross-origin calls.
+pub async fn cors_layer(request: Request, next: Next) -> Response {
+    let has_origin = request.headers().contains_key(http::header::ORIGIN);
+    if request.method() == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let h = response.headers_mut();
+        h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        h.insert(
+            "access-control-allow-methods",
+            HeaderValue::from_static("POST, GET, OPTIONS"),
+        );
+        h.insert(
+            "access-control-allow-headers",
+            HeaderValue::from_static(CORS_ALLOW_HEADERS),
+        );
+        h.insert("access-control-max-age", HeaderValue::from_static("86400"));
+        return response;
+    }
+    let mut response = next.run(request).await;
+    if has_origin {
+        let h = response.headers_mut();
+        h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        h.insert(
+            "access-control-expose-headers",
+            HeaderValue::from_static(CORS_EXPOSE_HEADERS),
+        );
+    }
+    response
+}
+
+/// An operation's input: deserialised from the JSON body (unknown members ignored), then checked
+/// against every model constraint.
+pub trait Input: DeserializeOwned {
+    fn validate(&self, v: &mut Validator);
+}
+
+/// Extractor for a JSON operation input and the response for its output.
+pub struct AwsJson<T>(pub T);
+
+/// Parses and validates an input body. An empty body counts as `{}` (lenient; SDKs always send `{}`).
+pub fn parse_input<T: Input>(body: &[u8]) -> Result<T, ApiError> {
+    let body = if body.iter().all(|b| b.is_ascii_whitespace()) {
+        &b"{}"[..]
+    } else {
+        body
+    };
+    let value: T = serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Data => "a member has the wrong type",
+            _ => "the body is not valid JSON",
+        };
+        ApiError::Serialization(format!("Could not parse the request body: {what} ({e})."))
+    })?;
+    let mut v = Validator::default();
+    value.validate(&mut v);
+    v.finish()?;
+    Ok(value)
+}
+
+impl<T: Input, S: Send + Sync> FromRequest<S> for AwsJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        let limit = request
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(JSON_BODY_LIMIT);
+        let bytes = read_body(request.into_body(), limit).await?;
+        parse_input(&bytes).map(AwsJson)
+    }
+}
+
+impl<T: Serialize> IntoResponse for AwsJson<T> {
+    fn into_response(self) -> Response {
+        match serde_json::to_vec(&self.0) {
+            Ok(body) => {
+                let mut response = (StatusCode::OK, body).into_response();
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                response
+            }
+            Err(e) => ApiError::Internal(format!("serialising a response: {e}")).into_response(),
+        }
+    }
+}
+
+/// Default limit of a JSON operation's body (SDK requests are a few KiB at most).
+pub const JSON_BODY_LIMIT: usize = 1 << 20;
+
+/// The configured JSON body limit, carried as a request extension.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Reads a whole body, failing with [`ApiError::RequestTooLarge`] past `limit` bytes.
+pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::RequestTooLarge { limit })
+        }
+        Err(e) => Err(ApiError::Serialization(format!(
+            "Could not read the request body: {e}."
+        ))),
+    }
+}
+
+/// Epoch-second timestamps as JSON numbers (CONTRACT.md 0): requests send ints (botocore) or
+/// fractions (JS v3); responses carry a millisecond fraction.
+pub mod epoch_seconds {
+    use serde::{Serialize, Serializer};
+    use store::Timestamp;
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        to_json(*t).serialize(s)
+    }
+
+    /// A timestamp as an epoch-second number; whole seconds print as integers.
+    pub fn to_json(t: Timestamp) -> serde_json::Number {
+        let ms = t.millis();
+        if ms % 1000 == 0 {
+            serde_json::Number::from(ms / 1000)
+        } else {
+            serde_json::Number::from_f64(ms as f64 / 1000.0)
+                .unwrap_or_else(|| serde_json::Number::from(ms / 1000))
+        }
+    }
+
+    /// Converts request seconds (int or fraction) to milliseconds, rounding to the nearest ms.
+    pub fn from_seconds(seconds: f64) -> Option<Timestamp> {
+        let ms = (seconds * 1000.0).round();
+        if ms.is_finite() && ms.abs() < 9.0e15 {
+            Some(Timestamp::from_millis(ms as i64))
+        } else {
+            None
+        }
+    }
+}
+
+/// Fallback for unroutable requests (CONTRACT.md 0: 404 `UnknownOperationException`).
+pub async fn unknown_operation() -> ApiError {
+    ApiError::UnknownOperation
+}
+
+/// Handler for known KVS operations that openkvs does not implement yet.
+pub fn not_supported(op: &'static str) -> ApiError {
+    ApiError::InvalidArgument(format!(
+        "The operation {op} is not supported by openkvs yet."
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use store::Timestamp;
+
+    #[test]
+    fn timestamps_round_trip() {
+        assert_eq!(
+            epoch_seconds::from_seconds(1704067200.0),
+            Some(Timestamp(1704067200000))
+        );
+        assert_eq!(
+            epoch_seconds::from_seconds(1704067200.123),
+            Some(Timestamp(1704067200123))
+        );
+        assert_eq!(
+            epoch_seconds::to_json(Timestamp(1704067200123)).to_string(),
+            "1704067200.123"
+        );
+        assert_eq!(
+            epoch_seconds::to_json(Timestamp(1704067200000)).to_string(),
+            "1704067200"
+        );
+        assert_eq!(epoch_seconds::from_seconds(f64::INFINITY), None);
+    }
+}
