@@ -1,0 +1,257 @@
+//! Turns one Matroska Cluster into one archived fragment (CONTRACT.md A2: one Cluster is one
+//! fragment). Pure: frames in, a [`PendingFragment`] or an ack error out.
+
+use super::ack::AckError;
+use bytes::Bytes;
+use media::mkv::Frame;
+use media::TrackNumber;
+use store::{CodecConfigId, FragmentNumber, FragmentTrack, MediaLocation, NewFragment, PendingFragment, SampleEntry, StreamId, Timestamp};
+
+/// Ingest limits (CONTRACT.md D3).
+#[derive(Clone, Copy, Debug)]
+pub struct IngestLimits {
+    pub max_fragment_bytes: u64,
+    pub max_fragment_duration_ms: u64,
+    pub max_tracks: usize,
+    pub max_fragment_tags: usize,
+    /// Unacknowledged fragments a connection may have in flight before it stops reading its body.
+    pub max_pending_fragments: usize,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        IngestLimits {
+            max_fragment_bytes: 50 * 1024 * 1024,
+            max_fragment_duration_ms: 20_000,
+            max_tracks: 3,
+            max_fragment_tags: 10,
+            max_pending_fragments: 4,
+        }
+    }
+}
+
+/// A track of the current Matroska segment, resolved to its codec-config row.
+#[derive(Clone, Debug)]
+pub struct TrackInfo {
+    pub number: TrackNumber,
+    pub is_video: bool,
+    pub config: CodecConfigId,
+    pub default_duration_ns: Option<u64>,
+}
+
+struct TrackBuf {
+    info: TrackInfo,
+    parts: Vec<Bytes>,
+    samples: Vec<SampleEntry>,
+    bytes: u64,
+}
+
+/// Identity and timing of a fragment, fixed when its Cluster starts.
+#[derive(Clone, Copy, Debug)]
+pub struct FragmentHeader {
+    pub stream: StreamId,
+    pub number: FragmentNumber,
+    /// Cluster timecode as sent, in ms (echoed in acks).
+    pub timecode_ms: i64,
+    pub producer_timestamp: Timestamp,
+    pub server_timestamp: Timestamp,
+    pub timecode_scale_ns: u64,
+}
+
+/// The frames of one open Cluster.
+pub struct FragmentBuilder {
+    header: FragmentHeader,
+    tracks: Vec<TrackBuf>,
+    total_bytes: u64,
+    tags: Vec<(String, String)>,
+    limits: IngestLimits,
+}
+
+impl FragmentBuilder {
+    pub fn new(header: FragmentHeader, tracks: &[TrackInfo], tags: Vec<(String, String)>, limits: IngestLimits) -> Self {
+        FragmentBuilder {
+            header,
+            tracks: tracks
+                .iter()
+                .map(|info| TrackBuf { info: info.clone(), parts: Vec::new(), samples: Vec::new(), bytes: 0 })
+                .collect(),
+            total_bytes: 0,
+            tags,
+            limits,
+        }
+    }
+
+    pub fn header(&self) -> &FragmentHeader {
+        &self.header
+    }
+
+    /// Adds a frame; the data is kept as the slice the reader gave (no copy).
+    pub fn add_frame(&mut self, frame: Frame) -> Result<(), AckError> {
+        let scale = self.header.timecode_scale_ns as i64;
+        let limits = self.limits;
+        let track = self
+            .tracks
+            .iter_mut()
+            .find(|t| t.info.number == frame.track)
+            .ok_or(AckError::TrackNumberMismatch)?;
+        // A fragment must be decodable on its own: its video starts with a key frame. Audio
+        // frames need not carry the key-frame bit (CONTRACT.md D5).
+        if track.info.is_video && track.samples.is_empty() && !frame.keyframe {
+            return Err(AckError::InvalidMkvData);
+        }
+        let size = frame.data.len() as u64;
+        if self.total_bytes + size > limits.max_fragment_bytes {
+            return Err(AckError::MaxFragmentSize);
+        }
+        let pts_offset_ns = i64::from(frame.relative_timecode) * scale;
+        if pts_offset_ns > 0 && pts_offset_ns as u64 > limits.max_fragment_duration_ms * 1_000_000 {
+            return Err(AckError::MaxFragmentDuration);
+        }
+        let duration_ns = frame
+            .duration
+            .map(|ticks| ticks.saturating_mul(scale as u64))
+            .or(track.info.default_duration_ns);
+        track.samples.push(SampleEntry {
+            pts_offset_ns,
+            duration_ns,
+            size: u32::try_from(size).map_err(|_| AckError::MaxFragmentSize)?,
+            keyframe: frame.keyframe,
+        });
+        track.bytes += size;
+        track.parts.push(frame.data);
+        self.total_bytes += size;
+        Ok(())
+    }
+
+    /// Closes the fragment: each track's samples contiguous, in track order.
+    pub fn finish(self) -> Result<PendingFragment, AckError> {
+        if self.tracks.iter().any(|t| t.samples.is_empty()) {
+            return Err(AckError::FramesMissingForTrack);
+        }
+        let duration_ns = fragment_duration_ns(&self.tracks);
+        if duration_ns > self.limits.max_fragment_duration_ms * 1_000_000 {
+            return Err(AckError::MaxFragmentDuration);
+        }
+        let mut parts = Vec::with_capacity(self.tracks.iter().map(|t| t.parts.len()).sum());
+        let mut tracks = Vec::with_capacity(self.tracks.len());
+        let mut offset = 0;
+        for t in self.tracks {
+            tracks.push(FragmentTrack {
+                track: t.info.number,
+                codec_config: t.info.config,
+                data_offset: offset,
+                data_len: t.bytes,
+                samples: t.samples,
+            });
+            offset += t.bytes;
+            parts.extend(t.parts);
+        }
+        let h = self.header;
+        Ok(PendingFragment {
+            parts,
+            row: NewFragment {
+                stream: h.stream,
+                number: h.number,
+                producer_timestamp: h.producer_timestamp,
+                server_timestamp: h.server_timestamp,
+                duration_ms: (duration_ns + 500_000) / 1_000_000,
+                tracks,
+                tags: self.tags,
+                media: MediaLocation { segment: 0, offset: 0, len: offset },
+            },
+        })
+    }
+}
+
+/// From the earliest presentation time to the end of the latest frame over all tracks. The last
+/// frame of a track lasts its BlockDuration / DefaultDuration, else the track's last PTS step.
+fn fragment_duration_ns(tracks: &[TrackBuf]) -> u64 {
+    let mut start = i64::MAX;
+    let mut end = i64::MIN;
+    for t in tracks {
+        let mut pts: Vec<i64> = t.samples.iter().map(|s| s.pts_offset_ns).collect();
+        pts.sort_unstable();
+        let (Some(&first), Some(&last)) = (pts.first(), pts.last()) else { continue };
+        let last_sample = t.samples.iter().find(|s| s.pts_offset_ns == last);
+        let step = last_sample
+            .and_then(|s| s.duration_ns)
+            .map(|d| d as i64)
+            .or_else(|| pts.windows(2).rev().map(|w| w[1] - w[0]).find(|d| *d > 0))
+            .unwrap_or(0);
+        start = start.min(first);
+        end = end.max(last.saturating_add(step));
+    }
+    if end > start {
+        (end - start) as u64
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> FragmentHeader {
+        FragmentHeader {
+            stream: StreamId(1),
+            number: FragmentNumber(7),
+            timecode_ms: 1000,
+            producer_timestamp: Timestamp(1000),
+            server_timestamp: Timestamp(2000),
+            timecode_scale_ns: 1_000_000,
+        }
+    }
+
+    fn tracks() -> Vec<TrackInfo> {
+        vec![
+            TrackInfo { number: TrackNumber(1), is_video: true, config: CodecConfigId(1), default_duration_ns: None },
+            TrackInfo { number: TrackNumber(2), is_video: false, config: CodecConfigId(2), default_duration_ns: None },
+        ]
+    }
+
+    fn frame(track: u64, tc: i16, key: bool, data: &'static [u8]) -> Frame {
+        Frame {
+            track: TrackNumber(track),
+            relative_timecode: tc,
+            keyframe: key,
+            duration: None,
+            data: Bytes::from_static(data),
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn tracks_become_contiguous_in_track_order_and_bytes_are_unchanged() {
+        let mut b = FragmentBuilder::new(header(), &tracks(), vec![], IngestLimits::default());
+        b.add_frame(frame(1, 0, true, b"V0")).unwrap();
+        b.add_frame(frame(2, 0, false, b"a0")).unwrap();
+        b.add_frame(frame(1, 33, false, b"V1x")).unwrap();
+        b.add_frame(frame(2, 21, false, b"a1")).unwrap();
+        let f = b.finish().unwrap();
+        let bytes: Vec<u8> = f.parts.iter().flat_map(|p| p.iter().copied()).collect();
+        assert_eq!(bytes, b"V0V1xa0a1");
+        assert_eq!(f.row.tracks[0].data_offset, 0);
+        assert_eq!(f.row.tracks[0].data_len, 5);
+        assert_eq!(f.row.tracks[1].data_offset, 5);
+        assert_eq!(f.row.tracks[0].samples[1].pts_offset_ns, 33_000_000);
+        assert_eq!(f.row.media.len, 9);
+        // Video 0..33 + one 33 ms step = 66 ms; audio 0..21 + 21 = 42 ms.
+        assert_eq!(f.row.duration_ms, 66);
+    }
+
+    #[test]
+    fn rule_violations_give_the_documented_errors() {
+        let mut b = FragmentBuilder::new(header(), &tracks(), vec![], IngestLimits::default());
+        assert_eq!(b.add_frame(frame(3, 0, true, b"x")), Err(AckError::TrackNumberMismatch));
+        assert_eq!(b.add_frame(frame(1, 0, false, b"x")), Err(AckError::InvalidMkvData), "video must start on a key frame");
+        b.add_frame(frame(1, 0, true, b"x")).unwrap();
+        assert_eq!(b.add_frame(frame(1, 20_001, false, b"x")), Err(AckError::MaxFragmentDuration));
+        assert_eq!(b.finish().err(), Some(AckError::FramesMissingForTrack));
+
+        let limits = IngestLimits { max_fragment_bytes: 4, ..Default::default() };
+        let mut b = FragmentBuilder::new(header(), &tracks(), vec![], limits);
+        b.add_frame(frame(1, 0, true, b"1234")).unwrap();
+        assert_eq!(b.add_frame(frame(2, 0, false, b"5")), Err(AckError::MaxFragmentSize));
+    }
+}
