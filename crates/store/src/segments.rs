@@ -15,13 +15,16 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// A segment is closed and a new one started once it reaches this size.
+/// A segment is closed and a new one started once it reaches this size...
 pub const DEFAULT_SEGMENT_BYTES: u64 = 256 * 1024 * 1024;
+/// ...or this age, so retention can free space of slow streams in steps of at most this much time.
+pub const SEGMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(600);
 
 struct Writer {
     segment: u64,
     file: Arc<File>,
     len: u64,
+    opened: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -121,7 +124,7 @@ impl MediaStore for SegmentMediaStore {
             let mut guard = lock(&inner)?;
             let inner = &mut *guard;
             let needs_new = match inner.writers.get(&stream) {
-                Some(w) => w.len >= segment_bytes,
+                Some(w) => w.len >= segment_bytes || w.opened.elapsed() >= SEGMENT_MAX_AGE,
                 None => true,
             };
             if needs_new {
@@ -137,7 +140,7 @@ impl MediaStore for SegmentMediaStore {
                 // create_new: a segment is never reopened for appending (see module doc).
                 let file = OpenOptions::new().create_new(true).append(true).open(segment_path(&root, stream, segment))?;
                 inner.pending.dirs.push(dir);
-                inner.writers.insert(stream, Writer { segment, file: Arc::new(file), len: 0 });
+                inner.writers.insert(stream, Writer { segment, file: Arc::new(file), len: 0, opened: std::time::Instant::now() });
             }
             let w = inner.writers.get_mut(&stream).ok_or_else(|| StoreError::Task("writer vanished".into()))?;
             let offset = w.len;
