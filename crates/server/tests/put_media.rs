@@ -1,0 +1,334 @@
+//! PutMedia against the real server on a socket, with a raw HTTP/1.1 client so the test controls
+//! chunking, `Expect: 100-continue` and timing exactly as libcurl-based producers do.
+
+use std::time::{Duration, SystemTime};
+
+use media::mkv::writer::{MasterSize, MkvWriter};
+use media::mkv::Track;
+use media::TrackNumber;
+use serde_json::Value;
+use store::{FragmentQuery, Timestamp, TimestampKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct TestServer {
+    addr: std::net::SocketAddr,
+    state: server::AppState,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = server::build(server::Config::new(addr, dir.path().to_owned())).await.unwrap();
+    let serving = state.clone();
+    tokio::spawn(async move { server::serve(serving, listener, std::future::pending()).await });
+    TestServer { addr, state, _dir: dir }
+}
+
+async fn create_stream(s: &TestServer, name: &str) {
+    let body = format!(r#"{{"StreamName":"{name}","DataRetentionInHours":24}}"#);
+    let (status, _) = post(s, "/createStream", &[], vec![body.into_bytes()], false).await;
+    assert_eq!(status, 200);
+}
+
+/// Sends a signed POST; with `chunked` the parts go as HTTP chunks (a PutMedia body), else as one
+/// Content-Length body. Returns the status and the response body.
+async fn post(s: &TestServer, path: &str, extra: &[(&str, &str)], parts: Vec<Vec<u8>>, chunked: bool) -> (u16, Vec<u8>) {
+    let host = s.addr.to_string();
+    let len = parts.iter().map(Vec::len).sum::<usize>().to_string();
+    let mut headers: Vec<(&str, &str)> = vec![("host", &host), ("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    let body_hash = if chunked {
+        sigv4::EMPTY_SHA256.to_string()
+    } else {
+        sigv4::sha256_hex(&parts.concat())
+    };
+    let creds = sigv4::Credentials { access_key_id: "AKIDTEST".into(), secret_access_key: "secret".into(), session_token: None };
+    let signed = sigv4::sign(
+        &sigv4::Request { method: "POST", path, query: "", headers: &headers },
+        &body_hash,
+        &sigv4::SigningParams { credentials: &creds, region: "us-east-1", service: "kinesisvideo", time: SystemTime::now() },
+    );
+    let mut head = format!("POST {path} HTTP/1.1\r\n");
+    for (k, v) in headers.iter().copied().chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if chunked {
+        head.push_str("transfer-encoding: chunked\r\nexpect: 100-continue\r\n");
+    } else {
+        head.push_str(&format!("content-length: {len}\r\n"));
+    }
+    head.push_str("connection: close\r\n\r\n");
+
+    let stream = TcpStream::connect(s.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        for p in parts {
+            if chunked {
+                if p.is_empty() {
+                    continue;
+                }
+                let _ = wr.write_all(format!("{:x}\r\n", p.len()).as_bytes()).await;
+                let _ = wr.write_all(&p).await;
+                let _ = wr.write_all(b"\r\n").await;
+            } else {
+                let _ = wr.write_all(&p).await;
+            }
+        }
+        if chunked {
+            let _ = wr.write_all(b"0\r\n\r\n").await;
+        }
+        wr
+    });
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut raw)).await.expect("response within 60 s").unwrap();
+    drop(writer.await);
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> (u16, Vec<u8>) {
+    let mut rest = raw;
+    loop {
+        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").expect("header end") + 4;
+        let head = std::str::from_utf8(&rest[..end]).unwrap().to_ascii_lowercase();
+        let status: u16 = head[9..12].parse().unwrap();
+        rest = &rest[end..];
+        if status == 100 {
+            continue; // interim `100 Continue`
+        }
+        let body = if head.contains("transfer-encoding: chunked") {
+            let mut out = Vec::new();
+            loop {
+                let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+                let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+                rest = &rest[line_end + 2..];
+                if size == 0 {
+                    break;
+                }
+                out.extend_from_slice(&rest[..size]);
+                rest = &rest[size + 2..];
+            }
+            out
+        } else {
+            rest.to_vec()
+        };
+        return (status, body);
+    }
+}
+
+fn parse_acks(body: &[u8]) -> Vec<Value> {
+    body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+fn count(acks: &[Value], kind: &str) -> usize {
+    acks.iter().filter(|a| a["EventType"] == kind).count()
+}
+
+fn tracks() -> Vec<Track> {
+    vec![
+        Track {
+            number: TrackNumber(1),
+            uid: Some(1),
+            track_type: 1,
+            codec_id: "V_MPEG4/ISO/AVC".into(),
+            codec_private: Some(bytes::Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0])),
+            name: Some("kvs_video_track".into()),
+            default_duration_ns: None,
+            pixel_width: Some(320),
+            pixel_height: Some(240),
+            sampling_frequency: None,
+            channels: None,
+        },
+        Track {
+            number: TrackNumber(2),
+            uid: Some(2),
+            track_type: 2,
+            codec_id: "A_AAC".into(),
+            codec_private: Some(bytes::Bytes::from_static(&[0x11, 0x90])),
+            name: Some("kvs_audio_track".into()),
+            default_duration_ns: None,
+            pixel_width: None,
+            pixel_height: None,
+            sampling_frequency: Some(48000.0),
+            channels: Some(2),
+        },
+    ]
+}
+
+/// KVS producer SDK style MKV (CONTRACT.md D1/D5): 8-byte sizes, unknown-size Segment and Clusters,
+/// absolute ms timecodes, audio without the key-frame bit.
+fn producer_mkv(first_timecode: u64, clusters: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut w = MkvWriter::kvs();
+    w.ebml_header("matroska").start_segment(MasterSize::Unknown).info(1_000_000).tracks(&tracks());
+    let mut frames = Vec::new();
+    for c in 0..clusters {
+        w.start_cluster(first_timecode + c as u64 * 1000, MasterSize::Unknown);
+        for i in 0..10u8 {
+            let v = vec![c as u8, i, 0xAA].repeat(50 + i as usize);
+            let a = vec![c as u8, i, 0x55].repeat(7);
+            w.simple_block(1, i16::from(i) * 100, i == 0, &v);
+            w.simple_block(2, i16::from(i) * 100 + 1, false, &a);
+            frames.push(v);
+            frames.push(a);
+        }
+    }
+    (w.finish(), frames)
+}
+
+fn split(bytes: &[u8], size: usize) -> Vec<Vec<u8>> {
+    bytes.chunks(size).map(<[u8]>::to_vec).collect()
+}
+
+#[tokio::test]
+async fn producer_sdk_style_ingest_is_acknowledged_and_stored_byte_exact() {
+    let s = start().await;
+    create_stream(&s, "cam1").await;
+    let t0 = 1_700_000_000_000u64;
+    let (mkv, frames) = producer_mkv(t0, 3);
+    let headers = [
+        ("x-amzn-stream-name", "cam1"),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+        ("x-amzn-producer-start-timestamp", "1795570809.39"),
+        ("x-amzn-fragment-acknowledgment-required", "1"),
+    ];
+    let (status, body) = post(&s, "/putMedia", &headers, split(&mkv, 65_524), true).await;
+    assert_eq!(status, 200);
+    let acks = parse_acks(&body);
+    assert_eq!(count(&acks, "BUFFERING"), 3);
+    assert_eq!(count(&acks, "RECEIVED"), 3);
+    assert_eq!(count(&acks, "PERSISTED"), 3, "acks: {acks:?}");
+    assert_eq!(count(&acks, "ERROR"), 0);
+    let persisted: Vec<&Value> = acks.iter().filter(|a| a["EventType"] == "PERSISTED").collect();
+    for (i, a) in persisted.iter().enumerate() {
+        assert_eq!(a["FragmentTimecode"], t0 + i as u64 * 1000, "FragmentTimecode echoes the cluster timecode");
+        assert_eq!(a["FragmentNumber"].as_str().unwrap().len(), 47);
+    }
+
+    let stream = s.state.catalog.stream_by_name("cam1").await.unwrap().unwrap();
+    let stored = s
+        .state
+        .catalog
+        .query_fragments(FragmentQuery {
+            stream: stream.id,
+            kind: TimestampKind::Producer,
+            start: Timestamp(0),
+            end: Timestamp(i64::MAX),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3);
+    let mut expected_video = Vec::new();
+    let mut expected_audio = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        if i % 2 == 0 { expected_video.push(f.clone()) } else { expected_audio.push(f.clone()) }
+    }
+    for (c, f) in stored.iter().enumerate() {
+        assert_eq!(f.producer_timestamp, Timestamp((t0 + c as u64 * 1000) as i64));
+        assert_eq!(f.number.to_string(), persisted[c]["FragmentNumber"].as_str().unwrap());
+        assert_eq!(f.duration_ms, 1000, "0..900 ms plus one 100 ms step");
+        let bytes = s.state.media.read(stream.id, f.media, 0..f.media.len).await.unwrap();
+        let video = &f.tracks[0];
+        let audio = &f.tracks[1];
+        let v: Vec<u8> = expected_video[c * 10..c * 10 + 10].concat();
+        let a: Vec<u8> = expected_audio[c * 10..c * 10 + 10].concat();
+        assert_eq!(&bytes[video.data_offset as usize..][..video.data_len as usize], &v[..], "video samples byte-identical and contiguous");
+        assert_eq!(&bytes[audio.data_offset as usize..][..audio.data_len as usize], &a[..]);
+        assert!(video.samples[0].keyframe && !video.samples[1].keyframe);
+    }
+}
+
+#[tokio::test]
+async fn relative_timecodes_add_the_producer_start_timestamp() {
+    let s = start().await;
+    create_stream(&s, "rel").await;
+    let (mkv, _) = producer_mkv(0, 2);
+    let headers = [
+        ("x-amzn-stream-name", "rel"),
+        ("x-amzn-fragment-timecode-type", "RELATIVE"),
+        ("x-amzn-producer-start-timestamp", "1700000000.5"),
+    ];
+    let (status, body) = post(&s, "/putMedia", &headers, split(&mkv, 1000), true).await;
+    assert_eq!(status, 200);
+    assert_eq!(count(&parse_acks(&body), "PERSISTED"), 2);
+    let stream = s.state.catalog.stream_by_name("rel").await.unwrap().unwrap();
+    let latest = s.state.catalog.latest_fragments(stream.id, 10).await.unwrap();
+    let ts: Vec<i64> = latest.iter().map(|f| f.producer_timestamp.0).collect();
+    assert_eq!(ts, [1_700_000_000_500, 1_700_000_001_500]);
+}
+
+#[tokio::test]
+async fn bad_input_gets_error_acks_and_keeps_earlier_fragments() {
+    let s = start().await;
+    create_stream(&s, "bad").await;
+    let headers = [("x-amzn-stream-name", "bad"), ("x-amzn-fragment-timecode-type", "ABSOLUTE")];
+
+    // One good cluster, then a frame for track 3 (not in the header), then a cluster going backwards.
+    let mut w = MkvWriter::kvs();
+    w.ebml_header("matroska").start_segment(MasterSize::Unknown).info(1_000_000).tracks(&tracks());
+    w.start_cluster(10_000, MasterSize::Unknown).simple_block(1, 0, true, b"ok").simple_block(2, 0, false, b"a");
+    w.start_cluster(11_000, MasterSize::Unknown).simple_block(3, 0, true, b"x");
+    w.start_cluster(9_000, MasterSize::Unknown).simple_block(1, 0, true, b"back").simple_block(2, 0, false, b"a");
+    w.start_cluster(12_000, MasterSize::Unknown).simple_block(1, 0, false, b"nokey").simple_block(2, 0, false, b"a");
+    w.start_cluster(13_000, MasterSize::Unknown).simple_block(1, 0, true, b"ok2").simple_block(2, 0, false, b"a");
+    let (status, body) = post(&s, "/putMedia", &headers, split(&w.finish(), 7), true).await;
+    assert_eq!(status, 200);
+    let acks = parse_acks(&body);
+    let errors: Vec<u64> = acks.iter().filter(|a| a["EventType"] == "ERROR").map(|a| a["ErrorId"].as_u64().unwrap()).collect();
+    assert_eq!(errors, [4010, 4004, 4006], "acks: {acks:?}");
+    assert_eq!(count(&acks, "PERSISTED"), 2, "the good clusters before and after the bad ones are stored");
+
+    // Random bytes: 4006, and the earlier fragments are still there.
+    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let (status, body) = post(&s, "/putMedia", &headers, split(&noise, 100), true).await;
+    assert_eq!(status, 200);
+    let acks = parse_acks(&body);
+    assert_eq!(acks.last().unwrap()["ErrorId"], 4006, "acks: {acks:?}");
+    let stream = s.state.catalog.stream_by_name("bad").await.unwrap().unwrap();
+    assert_eq!(s.state.catalog.latest_fragments(stream.id, 10).await.unwrap().len(), 2);
+
+    // Unknown stream: an AWS error before any ack.
+    let (status, body) = post(&s, "/putMedia", &[("x-amzn-stream-name", "nope"), ("x-amzn-fragment-timecode-type", "ABSOLUTE")], vec![b"x".to_vec()], true).await;
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("not found"));
+}
+
+#[tokio::test]
+async fn a_second_concurrent_put_media_is_refused() {
+    let s = start().await;
+    create_stream(&s, "one").await;
+    let headers = [("x-amzn-stream-name", "one"), ("x-amzn-fragment-timecode-type", "ABSOLUTE")];
+    // The first connection sends its header and then stalls inside a cluster.
+    let (mkv, _) = producer_mkv(1000, 1);
+    let stream = TcpStream::connect(s.addr).await.unwrap();
+    let host = s.addr.to_string();
+    let mut hdrs: Vec<(&str, &str)> = vec![("host", &host)];
+    hdrs.extend_from_slice(&headers);
+    let creds = sigv4::Credentials { access_key_id: "A".into(), secret_access_key: "s".into(), session_token: None };
+    let signed = sigv4::sign(
+        &sigv4::Request { method: "POST", path: "/putMedia", query: "", headers: &hdrs },
+        sigv4::EMPTY_SHA256,
+        &sigv4::SigningParams { credentials: &creds, region: "us-east-1", service: "kinesisvideo", time: SystemTime::now() },
+    );
+    let mut head = String::from("POST /putMedia HTTP/1.1\r\ntransfer-encoding: chunked\r\n");
+    for (k, v) in hdrs.iter().copied().chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let (_rd, mut wr) = stream.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let half = &mkv[..mkv.len() / 2];
+    wr.write_all(format!("{:x}\r\n", half.len()).as_bytes()).await.unwrap();
+    wr.write_all(half).await.unwrap();
+    wr.write_all(b"\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let (status, body) = post(&s, "/putMedia", &headers, vec![mkv.clone()], true).await;
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("ConnectionLimitExceededException"), "{}", String::from_utf8_lossy(&body));
+    drop(wr);
+}
