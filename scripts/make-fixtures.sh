@@ -88,8 +88,8 @@ mkvinfo_counts() { # file video_track(0 = none)
 
 ffprobe_frames() { # file -> "v:N a:M"
   local v a
-  v=$(ffprobe -v error -select_streams v -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$1" 2>/dev/null | paste -sd+ | bc 2>/dev/null || true)
-  a=$(ffprobe -v error -select_streams a -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$1" 2>/dev/null | paste -sd+ | bc 2>/dev/null || true)
+  v=$(ffprobe -v error -select_streams v -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$1" 2>/dev/null | awk '{s+=$1} END {print s+0}')
+  a=$(ffprobe -v error -select_streams a -count_packets -show_entries stream=nb_read_packets -of csv=p=0 "$1" 2>/dev/null | awk '{s+=$1} END {print s+0}')
   echo "${v:-0} ${a:-0}"
 }
 

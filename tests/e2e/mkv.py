@@ -233,6 +233,29 @@ class Mkv:
                 out.append(end - c.timecode_ms)
         return out
 
+    def duration_candidates_ms(self, i: int) -> list[float]:
+        """Plausible FragmentLengthInMilliseconds values for cluster i: the distance to the next
+        cluster's timecode, or the span of the cluster's own frames (from the cluster timecode or from
+        its earliest frame to the end of its latest frame)."""
+        c = self.clusters[i]
+        seg = self.segments[c.segment]
+        out = []
+        if i + 1 < len(self.clusters):
+            out.append(self.clusters[i + 1].timecode_ms - c.timecode_ms)
+        if c.blocks:
+            starts, ends = [], []
+            for b in c.blocks:
+                t = seg.tracks.get(b.track)
+                dur = 0.0
+                if t is not None and t.default_duration_ns:
+                    dur = t.default_duration_ns / 1e6
+                elif t is not None and t.type == 2 and t.sampling_frequency:
+                    dur = 1024 * 1000.0 / t.sampling_frequency
+                starts.append(c.block_ms(b))
+                ends.append(c.block_ms(b) + dur)
+            out += [max(ends) - c.timecode_ms, max(ends) - min(starts), max(starts) - min(starts)]
+        return out
+
     def summary(self) -> dict:
         video = {}
         for c in self.clusters:

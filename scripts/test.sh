@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The one test command: unit tests, a debug build of openkvs, then the end-to-end tests against it.
+#
+#   scripts/test.sh                # everything
+#   scripts/test.sh -k put_media   # extra arguments go to pytest (after the cargo steps)
+#
+# On a fresh Debian machine (Rust toolchain, Python 3.11 + pip present) it first installs what is
+# missing: ffmpeg + mkvtoolnix (apt) and the pinned Python test tools (requirements-test.txt).
+# Environment: CARGO_TARGET_DIR (default target/), OPENKVS_BIN (default $CARGO_TARGET_DIR/debug/openkvs),
+# OPENKVS_SKIP_CARGO_TEST=1 to skip `cargo test`, OPENKVS_KEEP_TMP=1 to keep the e2e temp dirs.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+step() { printf '\n== %s ==\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else "$@"; fi; }
+
+PY=${PYTHON:-python3}
+
+step "tools"
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v mkvinfo >/dev/null 2>&1; then
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg mkvtoolnix >/dev/null
+fi
+if ! "$PY" - <<'PY' 2>/dev/null
+import importlib.metadata as md, re, sys
+want = {}
+for line in open("requirements-test.txt"):
+    line = line.split("#")[0].strip()
+    if line:
+        name, ver = re.split(r"==", line)
+        want[name.strip()] = ver.strip()
+bad = [n for n, v in want.items() if md.version(n) != v]
+sys.exit(1 if bad else 0)
+PY
+then
+  "$PY" -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+fi
+command -v aws >/dev/null 2>&1 || { echo "test.sh: the aws CLI is not on PATH after pip install" >&2; exit 1; }
+echo "ffmpeg: $(ffmpeg -version | head -1 | cut -d' ' -f3); $(aws --version 2>&1); pytest $("$PY" -m pytest --version 2>&1 | awk '{print $2}')"
+
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
+export OPENKVS_BIN="${OPENKVS_BIN:-$TARGET/debug/openkvs}"
+
+if [ "${OPENKVS_SKIP_CARGO_TEST:-0}" != 1 ]; then
+  step "cargo test --workspace"
+  cargo test --workspace
+fi
+
+step "cargo build -p openkvs"
+cargo build -p openkvs
+
+step "fixtures"
+scripts/make-fixtures.sh --check
+
+step "end-to-end tests ($OPENKVS_BIN)"
+"$PY" -m pytest -q tests/e2e "$@"
