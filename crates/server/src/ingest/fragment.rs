@@ -14,8 +14,10 @@ pub struct IngestLimits {
     pub max_fragment_duration_ms: u64,
     pub max_tracks: usize,
     pub max_fragment_tags: usize,
-    /// Unacknowledged fragments a connection may have in flight before it stops reading its body.
+    /// Fragments / bytes a connection may have awaiting commit before it stops reading its body.
+    /// Generous enough that group commit can batch many fragments into one fsync.
     pub max_pending_fragments: usize,
+    pub max_pending_bytes: u64,
 }
 
 impl Default for IngestLimits {
@@ -25,7 +27,8 @@ impl Default for IngestLimits {
             max_fragment_duration_ms: 20_000,
             max_tracks: 3,
             max_fragment_tags: 10,
-            max_pending_fragments: 4,
+            max_pending_fragments: 64,
+            max_pending_bytes: 64 * 1024 * 1024,
         }
     }
 }

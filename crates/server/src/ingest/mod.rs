@@ -218,6 +218,7 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
         last_cluster_ms: None,
         last_number,
         pending: VecDeque::new(),
+        pending_bytes: 0,
         acks,
     };
     tokio::spawn(async move {
@@ -234,6 +235,7 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
 struct InFlight {
     timecode_ms: i64,
     number: FragmentNumber,
+    bytes: u64,
     done: oneshot::Receiver<Result<FragmentNumber, StoreError>>,
 }
 
@@ -273,6 +275,7 @@ struct Connection {
     last_cluster_ms: Option<i64>,
     last_number: Option<FragmentNumber>,
     pending: VecDeque<InFlight>,
+    pending_bytes: u64,
     acks: mpsc::Sender<Bytes>,
 }
 
@@ -289,7 +292,9 @@ impl Connection {
         let mut idle_for = Duration::ZERO;
         while stop.is_none() {
             // Back-pressure: with too many fragments in flight, wait for the oldest first.
-            if self.pending.len() >= self.limits.max_pending_fragments {
+            if self.pending.len() >= self.limits.max_pending_fragments
+                || self.pending_bytes >= self.limits.max_pending_bytes
+            {
                 if !self.ack_oldest().await {
                     stop = Some(Stop::Fatal);
                 }
@@ -341,6 +346,7 @@ impl Connection {
     /// Waits for the oldest in-flight fragment and acknowledges it. False if ingest must stop.
     async fn ack_oldest(&mut self) -> bool {
         let Some(f) = self.pending.pop_front() else { return true };
+        self.pending_bytes -= f.bytes;
         match f.done.await {
             Ok(Ok(number)) => {
                 // With retention 0 KVS keeps fragments only in a short buffer and sends no PERSISTED.
@@ -544,8 +550,12 @@ impl Connection {
         match builder.finish() {
             Ok(fragment) => {
                 self.send(Ack::event(EventType::Received, h.timecode_ms, h.number)).await;
+                let bytes = fragment.row.media.len;
                 match self.state.archive.submit(fragment).await {
-                    Ok(done) => self.pending.push_back(InFlight { timecode_ms: h.timecode_ms, number: h.number, done }),
+                    Ok(done) => {
+                        self.pending_bytes += bytes;
+                        self.pending.push_back(InFlight { timecode_ms: h.timecode_ms, number: h.number, bytes, done });
+                    }
                     Err(e) => {
                         tracing::error!(stream = %self.stream.name, error = %e, "archive unavailable");
                         self.send(Ack::error(AckError::Internal, Some(h.timecode_ms), Some(h.number))).await;
