@@ -61,6 +61,20 @@ fn parse_segment_name(name: &str) -> Option<u64> {
     name.strip_suffix(".seg")?.parse().ok()
 }
 
+/// Writes all parts with as few `writev` calls as the kernel allows (a fragment is dozens of frames).
+fn write_all_vectored(mut file: &File, parts: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
+    let mut remaining = &mut slices[..];
+    while !remaining.is_empty() {
+        let n = file.write_vectored(remaining)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        std::io::IoSlice::advance_slices(&mut remaining, n);
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -144,16 +158,12 @@ impl MediaStore for SegmentMediaStore {
             }
             let w = inner.writers.get_mut(&stream).ok_or_else(|| StoreError::Task("writer vanished".into()))?;
             let offset = w.len;
-            let mut file: &File = &w.file;
-            let mut len = 0u64;
-            for p in &parts {
-                if let Err(source) = file.write_all(p) {
-                    // The tail of this file is now unknown: start a new segment for the next append.
-                    let segment = w.segment;
-                    inner.writers.remove(&stream);
-                    return Err(StoreError::MediaIo { stream, segment, offset, len: p.len() as u64, source });
-                }
-                len += p.len() as u64;
+            let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+            if let Err(source) = write_all_vectored(&w.file, &parts) {
+                // The tail of this file is now unknown: start a new segment for the next append.
+                let segment = w.segment;
+                inner.writers.remove(&stream);
+                return Err(StoreError::MediaIo { stream, segment, offset, len, source });
             }
             w.len += len;
             let file = w.file.clone();

@@ -176,3 +176,16 @@ async fn group_commit_serves_concurrent_streams_and_survives_a_deleted_stream() 
     assert!(ok.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(catalog.latest_fragments(a.id, 100).await.unwrap().len(), 20);
 }
+
+#[tokio::test]
+async fn appends_of_many_parts_are_written_whole_and_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = SegmentMediaStore::open(dir.path()).unwrap();
+    // More parts than one writev takes (IOV_MAX is 1024 on Linux).
+    let parts: Vec<Bytes> = (0..3000u32).map(|i| Bytes::from(i.to_be_bytes().to_vec())).collect();
+    let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+    let loc = media.append(StreamId(1), parts).await.unwrap();
+    media.sync().await.unwrap();
+    assert_eq!(loc.len, 12_000);
+    assert_eq!(&media.read(StreamId(1), loc, 0..loc.len).await.unwrap()[..], &expected[..]);
+}
