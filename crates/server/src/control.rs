@@ -2,8 +2,8 @@
 //!
 //! Choices (documented here, where they are made):
 //! - Streams are ACTIVE as soon as CreateStream returns (CONTRACT.md D5: producers PutMedia at once).
-//! - Every change to a stream, tags included, gets a new random `Version` (32 hex chars), so a
-//!   concurrent update can never be silently undone by a stale read.
+//! - Every metadata change (UpdateStream, UpdateDataRetention) gets a new random `Version` (32 hex
+//!   chars). Tag changes keep the version (see [`change_tags`]).
 //! - Name|ARN operations: neither given → InvalidArgumentException; both given and naming
 //!   different streams → InvalidArgumentException.
 //! - A request map of more than 50 tags fails validation (InvalidArgumentException, the model's
@@ -609,31 +609,66 @@ pub async fn get_data_endpoint(
 // ------------------------------------------------------------------------------------------------
 // Tags
 
+/// How often a tag change is retried when a concurrent update moved the version under it.
+const TAG_UPDATE_ATTEMPTS: usize = 5;
+
+/// Applies a tag change without changing the stream's `Version` (tags are not stream metadata:
+/// UpdateStream after TagStream keeps working with the version read before). Tags are applied as
+/// deltas inside the catalog's transaction, so concurrent changes are never lost; the version is
+/// compared so the stored version is never rolled back (retried when a metadata update won the race).
+/// Two concurrent TagStreams may together pass the 50-tag limit (the catalog has no tag count check).
+async fn change_tags(
+    state: &AppState,
+    mut record: store::StreamRecord,
+    set: &BTreeMap<String, String>,
+    remove: &[String],
+) -> Result<()> {
+    for _ in 0..TAG_UPDATE_ATTEMPTS {
+        let mut merged = record.tags.clone();
+        merged.extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+        for key in remove {
+            merged.remove(key);
+        }
+        if merged.len() > MAX_TAGS {
+            return Err(ApiError::TagsPerResourceExceededLimit(format!(
+                "The stream {} would have {} tags; the limit is {MAX_TAGS}.",
+                record.name,
+                merged.len()
+            )));
+        }
+        let update = store::StreamUpdate {
+            set_tags: set.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            remove_tags: remove.to_vec(),
+            new_version: record.version.clone(),
+            ..Default::default()
+        };
+        match state
+            .catalog
+            .update_stream(record.id, Some(&record.version), update)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(store::StoreError::VersionMismatch { .. }) => {
+                record = state
+                    .catalog
+                    .stream_by_id(record.id)
+                    .await?
+                    .ok_or_else(|| ApiError::ResourceNotFound(STREAM_NOT_FOUND.into()))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ApiError::ClientLimitExceeded(
+        "The stream is being changed by other requests; retry the tag change.".into(),
+    ))
+}
+
 async fn add_tags(
     state: &AppState,
     record: store::StreamRecord,
     tags: BTreeMap<String, String>,
 ) -> Result<()> {
-    let mut merged = record.tags.clone();
-    merged.extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if merged.len() > MAX_TAGS {
-        return Err(ApiError::TagsPerResourceExceededLimit(format!(
-            "The stream {} would have {} tags; the limit is {MAX_TAGS}.",
-            record.name,
-            merged.len()
-        )));
-    }
-    let update = store::StreamUpdate {
-        set_tags: tags.into_iter().collect(),
-        new_version: new_version(),
-        ..Default::default()
-    };
-    // Expect the version just read, so two concurrent taggers cannot exceed the limit together.
-    state
-        .catalog
-        .update_stream(record.id, Some(&record.version), update)
-        .await?;
-    Ok(())
+    change_tags(state, record, &tags, &[]).await
 }
 
 async fn remove_tags(
@@ -641,13 +676,7 @@ async fn remove_tags(
     record: store::StreamRecord,
     keys: Vec<String>,
 ) -> Result<()> {
-    let update = store::StreamUpdate {
-        remove_tags: keys,
-        new_version: new_version(),
-        ..Default::default()
-    };
-    state.catalog.update_stream(record.id, None, update).await?;
-    Ok(())
+    change_tags(state, record, &BTreeMap::new(), &keys).await
 }
 
 #[derive(Deserialize)]
