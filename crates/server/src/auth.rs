@@ -28,8 +28,20 @@ pub struct Principal {
 impl From<sigv4::AuthError> for ApiError {
     fn from(e: sigv4::AuthError) -> Self {
         use sigv4::AuthError as A;
-        // The server-side detail (canonical request, etc.) is for the log only.
-        tracing::debug!(error = %e, "authentication failed");
+        // The server-side detail is for the log only, with session tokens redacted.
+        match &e {
+            A::SignatureMismatch {
+                canonical_request,
+                string_to_sign,
+            } => tracing::info!(
+                canonical_request = %redact_tokens(canonical_request),
+                string_to_sign = %string_to_sign,
+                "signature mismatch"
+            ),
+            other => {
+                tracing::info!(error = %redact_tokens(&other.to_string()), "authentication failed")
+            }
+        }
         match e {
             A::MissingAuthentication => ApiError::MissingAuthenticationToken,
             A::IncompleteSignature(m) | A::Malformed(m) => ApiError::IncompleteSignature(m),
@@ -51,6 +63,20 @@ impl From<sigv4::AuthError> for ApiError {
             }
         }
     }
+}
+
+/// Removes session-token values (header line or presigned query parameter) from text bound for a log.
+pub fn redact_tokens(text: &str) -> String {
+    static QUERY_TOKEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)(x-amz-security-token=)[^&\s]*").expect("regex compiles")
+    });
+    static HEADER_TOKEN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?im)^(x-amz-security-token:).*$").expect("regex compiles")
+    });
+    let text = QUERY_TOKEN.replace_all(text, "${1}<redacted>");
+    HEADER_TOKEN
+        .replace_all(&text, "${1}<redacted>")
+        .into_owned()
 }
 
 /// Which payload hash the signature covers, and whether the body must be checked against it.
@@ -149,6 +175,15 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_redacted() {
+        let text = "POST\n/x\nX-Amz-Date=1&X-Amz-Security-Token=SECRET%2F&b=2\nhost:h\nx-amz-security-token:SECRET\n";
+        let out = redact_tokens(text);
+        assert!(!out.contains("SECRET"), "{out}");
+        assert!(out.contains("X-Amz-Security-Token=<redacted>&b=2"), "{out}");
+        assert!(out.contains("x-amz-security-token:<redacted>\n"), "{out}");
+    }
 
     #[test]
     fn payload_hash_rule_follows_the_contract() {

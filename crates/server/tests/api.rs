@@ -562,3 +562,84 @@ async fn list_fragments_pages_through_a_range() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn body_limit_hash_check_and_presigned_form() {
+    let s = start(true).await;
+    // Over the 1 MiB JSON limit.
+    let big = format!(
+        "{{\"StreamName\": \"x\", \"Pad\": \"{}\"}}",
+        "a".repeat(1 << 20)
+    );
+    let reply = s
+        .call_with(
+            "/createStream",
+            &big,
+            (ACCESS_KEY, SECRET_KEY),
+            SystemTime::now(),
+        )
+        .await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(
+        reply.headers["x-amzn-errortype"],
+        "RequestEntityTooLargeException"
+    );
+
+    // A declared x-amz-content-sha256 that is not the body's hash.
+    let host = "127.0.0.1:4567";
+    let wrong = sigv4::sha256_hex(b"something else");
+    let headers = [("host", host), ("x-amz-content-sha256", wrong.as_str())];
+    let creds = sigv4::Credentials {
+        access_key_id: ACCESS_KEY.into(),
+        secret_access_key: SECRET_KEY.into(),
+        session_token: None,
+    };
+    let params = sigv4::SigningParams {
+        credentials: &creds,
+        region: "us-east-1",
+        service: "kinesisvideo",
+        time: SystemTime::now(),
+    };
+    let signed = sigv4::sign(
+        &sigv4::Request {
+            method: "POST",
+            path: "/listStreams",
+            query: "",
+            headers: &headers,
+        },
+        &wrong,
+        &params,
+    );
+    let mut request = Request::post("/listStreams")
+        .header("host", host)
+        .header("x-amz-content-sha256", &wrong);
+    for (name, value) in signed {
+        request = request.header(name, value);
+    }
+    let reply = s.send(request.body(Body::from("{}")).unwrap()).await;
+    assert_eq!(reply.status, 403);
+    assert_eq!(
+        reply.headers["x-amzn-errortype"],
+        "InvalidSignatureException"
+    );
+
+    // Query-string (presigned) form.
+    let headers = [("host", host)];
+    let query = sigv4::presign(
+        &sigv4::Request {
+            method: "POST",
+            path: "/listStreams",
+            query: "",
+            headers: &headers,
+        },
+        &sigv4::sha256_hex(b"{}"),
+        &params,
+        std::time::Duration::from_secs(300),
+    );
+    let request = Request::post(format!("/listStreams?{query}"))
+        .header("host", host)
+        .body(Body::from("{}"))
+        .unwrap();
+    let reply = s.send(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.json);
+}
