@@ -607,7 +607,7 @@ impl MkvReader {
         }
         // size <= limit, a usize.
         let size = size as usize;
-        let total = header.header_len + size;
+        let total = header.header_len.saturating_add(size);
         if self.input.len() < total {
             self.need_more(|| self.path_of(header.id))?;
             return Ok(None);
@@ -1049,7 +1049,16 @@ fn parse_track_entry(entry: &Child, path: &str) -> Result<Track, MkvError> {
                 for field in children(&child.data, child.data_offset, &audio_path)? {
                     match field.id {
                         id::SAMPLING_FREQUENCY => {
-                            track.sampling_frequency = Some(field.float(&audio_path)?)
+                            // RFC 9559: range "> 0x0p+0"; NaN and infinities are rejected too.
+                            let hz = field.float(&audio_path)?;
+                            if !(hz.is_finite() && hz > 0.0) {
+                                return Err(invalid(
+                                    field.offset,
+                                    join_path(&audio_path, field.id),
+                                    "SamplingFrequency must be finite and above 0",
+                                ));
+                            }
+                            track.sampling_frequency = Some(hz);
                         }
                         id::CHANNELS => track.channels = Some(field.uint32(&audio_path)?),
                         _ => {}

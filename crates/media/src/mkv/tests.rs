@@ -658,3 +658,22 @@ proptest! {
         prop_assert_eq!(&read_chunked(&bytes, &cuts, limits), &whole);
     }
 }
+
+#[test]
+fn nan_sampling_frequency_is_invalid() {
+    // Found by cargo-fuzz: NaN would make events unequal to themselves.
+    let mut writer = MkvWriter::new();
+    writer
+        .ebml_header("matroska")
+        .start_segment(MasterSize::Unknown)
+        .tracks(&[Track {
+            sampling_frequency: Some(f64::NAN),
+            ..audio_track()
+        }]);
+    match read_err(&writer.finish()) {
+        MkvError::Invalid { path, .. } => {
+            assert_eq!(path, "Segment/Tracks/TrackEntry/Audio/SamplingFrequency")
+        }
+        other => panic!("{other:?}"),
+    }
+}
