@@ -8,7 +8,8 @@
 //!   real time (cluster timecode deltas); `--fast` sends as fast as the connection takes it.
 //! - Acks are read while the body is still being sent (the server answers 200 right after header validation).
 //! - Exit status: 0 = HTTP 200 and no ERROR ack; 1 = an ERROR ack; 254 = a service error response (as AWS CLI v2
-//!   does); 255 = anything else (endpoint unreachable, input unreadable).
+//!   does); 255 = anything else (endpoint unreachable, input unreadable, response closed before the body was
+//!   sent). Fragments left without PERSISTED/ERROR ack after the 30 s wait are reported on stderr only.
 
 mod acks;
 mod config;
@@ -374,6 +375,7 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
     let mut line_buffer: Vec<u8> = Vec::new();
     let mut body_sent_at: Option<Instant> = None;
     let mut input_error: Option<PutMediaError> = None;
+    let mut response_ended_early = false;
     loop {
         if body_sent_at.is_some() && lock(&tracker).all_settled() {
             break;
@@ -388,9 +390,13 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
                         handle_ack_line(&line, &tracker, ack_file.as_mut(), &args.acks, &progress)?;
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    response_ended_early = body_sent_at.is_none();
+                    break;
+                }
                 Err(error) => {
                     progress.suspend(|| eprintln!("openkvs put-media: the response ended abnormally: {error}"));
+                    response_ended_early = body_sent_at.is_none();
                     break;
                 }
             },
@@ -439,8 +445,18 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
         started.elapsed().as_secs_f64(),
     );
     println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    let unacknowledged = tracker.unsettled();
+    if unacknowledged > 0 {
+        eprintln!("openkvs put-media: {unacknowledged} fragment(s) got neither a PERSISTED nor an ERROR ack");
+    }
     if tracker.has_errors() {
         Ok(ExitCode::from(EXIT_ERROR_ACK))
+    } else if response_ended_early {
+        // The upload did not complete: not a success even without an ERROR ack.
+        eprintln!(
+            "openkvs put-media: the server ended the response before the whole input was sent"
+        );
+        Ok(ExitCode::from(EXIT_CLIENT_ERROR))
     } else {
         Ok(ExitCode::SUCCESS)
     }

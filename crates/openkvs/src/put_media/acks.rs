@@ -90,6 +90,14 @@ impl AckTracker {
         !self.errors.is_empty()
     }
 
+    /// Sent clusters still without a PERSISTED or ERROR ack.
+    pub(crate) fn unsettled(&self) -> usize {
+        self.clusters
+            .iter()
+            .filter(|cluster| !cluster.settled)
+            .count()
+    }
+
     /// Every sent cluster has had its PERSISTED or ERROR ack.
     pub(crate) fn all_settled(&self) -> bool {
         self.clusters.iter().all(|cluster| cluster.settled)

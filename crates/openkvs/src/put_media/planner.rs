@@ -183,7 +183,7 @@ pub(crate) mod tests {
             out.extend(unknown_size(&[0x1F, 0x43, 0xB6, 0x75]));
             out.extend(uint(&[0xE7], timecode));
             let mut block = vec![0x81, 0x00, 0x00, 0x80];
-            block.extend(std::iter::repeat(0xAB).take(frame_bytes));
+            block.resize(4 + frame_bytes, 0xAB);
             out.extend(element(&[0xA3], &block));
         }
         (out, offsets)
