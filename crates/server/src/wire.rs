@@ -1,5 +1,15 @@
 //! The rest-json wire basics shared by every operation (CONTRACT.md 0): request ids, JSON bodies in
 //! and out, epoch-second timestamps, body limits, CORS.
+//!
+//! Choices where AWS's exact answer is unknown (CONTRACT.md "Open questions"):
+//! - Body that is not JSON, or a member of the wrong JSON type → `SerializationException` 400 (what
+//!   Coral services answer; botocore maps it by the code). An empty body counts as `{}`.
+//! - Unknown members are ignored.
+//! - Body over the JSON limit (1 MiB by default) → 413 `RequestEntityTooLargeException`.
+//! - Unknown path, or a non-POST method on an operation path → 404 `UnknownOperationException`.
+//! - Known KVS operations not built yet → 400 `InvalidArgumentException` "The operation X is not
+//!   supported by openkvs yet." (see `ops::NOT_SUPPORTED_YET`).
+//! - Every response carries `x-amzn-RequestId` (uuid v4); errors also the `x-amz-RequestId` mirror.
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
