@@ -6,7 +6,8 @@
 //!   Coral services answer; botocore maps it by the code). An empty body counts as `{}`.
 //! - Unknown members are ignored.
 //! - Body over the JSON limit (1 MiB by default) → 413 `RequestEntityTooLargeException`.
-//! - Unknown path, or a non-POST method on an operation path → 404 `UnknownOperationException`.
+//! - Unknown path → 404 `UnknownOperationException`; a non-POST method on an operation path: the
+//!   same, after authentication (signed routes authenticate first).
 //! - Known KVS operations not built yet → 400 `InvalidArgumentException` "The operation X is not
 //!   supported by openkvs yet." (see `ops::NOT_SUPPORTED_YET`).
 //! - Every response carries `x-amzn-RequestId` (uuid v4); errors also the `x-amz-RequestId` mirror.
