@@ -230,7 +230,7 @@ async fn producer_sdk_style_ingest_is_acknowledged_and_stored_byte_exact() {
     for (c, f) in stored.iter().enumerate() {
         assert_eq!(f.producer_timestamp, Timestamp((t0 + c as u64 * 1000) as i64));
         assert_eq!(f.number.to_string(), persisted[c]["FragmentNumber"].as_str().unwrap());
-        assert_eq!(f.duration_ms, 1000, "0..900 ms plus one 100 ms step");
+        assert_eq!(f.duration_ms, 1001, "to the end of the last (audio, +1 ms) frame: 901 ms plus one 100 ms step");
         let bytes = s.state.media.read(stream.id, f.media, 0..f.media.len).await.unwrap();
         let video = &f.tracks[0];
         let audio = &f.tracks[1];

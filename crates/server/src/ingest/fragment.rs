@@ -166,24 +166,29 @@ impl FragmentBuilder {
     }
 }
 
-/// The span of the fragment's primary track (its first video track, else its first track): from
-/// the earliest presentation time to the end of the latest frame, which lasts its BlockDuration /
-/// DefaultDuration, else the track's last PTS step. Using one track keeps producers' small audio
-/// offsets (the C SDK shifts audio by 1 ms, CONTRACT.md D5) out of FragmentLengthInMilliseconds.
+/// From the fragment's start (its Cluster timecode, which is its producer timestamp, or an earlier
+/// frame) to the end of its latest frame over all tracks, so consecutive fragments tile the
+/// timeline. A track's last frame lasts its BlockDuration / DefaultDuration, else the track's last
+/// PTS step.
 fn fragment_duration_ns(tracks: &[TrackBuf]) -> u64 {
-    let Some(t) = tracks.iter().find(|t| t.info.is_video).or(tracks.first()) else { return 0 };
-    let mut pts: Vec<i64> = t.samples.iter().map(|s| s.pts_offset_ns).collect();
-    pts.sort_unstable();
-    let (Some(&first), Some(&last)) = (pts.first(), pts.last()) else { return 0 };
-    let step = t
-        .samples
-        .iter()
-        .find(|s| s.pts_offset_ns == last)
-        .and_then(|s| s.duration_ns)
-        .map(|d| d as i64)
-        .or_else(|| pts.windows(2).rev().map(|w| w[1] - w[0]).find(|d| *d > 0))
-        .unwrap_or(0);
-    u64::try_from(last.saturating_add(step).saturating_sub(first)).unwrap_or(0)
+    let mut start = 0i64;
+    let mut end = 0i64;
+    for t in tracks {
+        let mut pts: Vec<i64> = t.samples.iter().map(|s| s.pts_offset_ns).collect();
+        pts.sort_unstable();
+        let (Some(&first), Some(&last)) = (pts.first(), pts.last()) else { continue };
+        let step = t
+            .samples
+            .iter()
+            .find(|s| s.pts_offset_ns == last)
+            .and_then(|s| s.duration_ns)
+            .map(|d| d as i64)
+            .or_else(|| pts.windows(2).rev().map(|w| w[1] - w[0]).find(|d| *d > 0))
+            .unwrap_or(0);
+        start = start.min(first);
+        end = end.max(last.saturating_add(step));
+    }
+    u64::try_from(end.saturating_sub(start)).unwrap_or(0)
 }
 
 #[cfg(test)]

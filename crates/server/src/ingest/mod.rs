@@ -239,13 +239,14 @@ struct InFlight {
     done: oneshot::Receiver<Result<FragmentNumber, StoreError>>,
 }
 
-/// Resolves when the oldest in-flight fragment's commit has finished (never, if none).
-async fn oldest_done(pending: &mut VecDeque<InFlight>) {
+type CommitResult = Result<Result<FragmentNumber, StoreError>, oneshot::error::RecvError>;
+
+/// Resolves with the oldest in-flight fragment's commit result (never, if none). The caller must
+/// then pop that fragment: a oneshot receiver must not be polled again once it has completed.
+async fn oldest_done(pending: &mut VecDeque<InFlight>) -> CommitResult {
     match pending.front_mut() {
-        Some(f) => {
-            let _ = (&mut f.done).await;
-        }
-        None => std::future::pending::<()>().await,
+        Some(f) => (&mut f.done).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -303,8 +304,8 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => stop = Some(Stop::Closed),
-                () = oldest_done(&mut self.pending) => {
-                    if !self.ack_oldest().await {
+                result = oldest_done(&mut self.pending) => {
+                    if !self.acknowledge_oldest(result).await {
                         stop = Some(Stop::Fatal);
                     }
                 }
@@ -345,9 +346,18 @@ impl Connection {
 
     /// Waits for the oldest in-flight fragment and acknowledges it. False if ingest must stop.
     async fn ack_oldest(&mut self) -> bool {
+        let result = match self.pending.front_mut() {
+            Some(f) => (&mut f.done).await,
+            None => return true,
+        };
+        self.acknowledge_oldest(result).await
+    }
+
+    /// Pops the oldest in-flight fragment, whose commit finished with `result`, and acknowledges it.
+    async fn acknowledge_oldest(&mut self, result: CommitResult) -> bool {
         let Some(f) = self.pending.pop_front() else { return true };
         self.pending_bytes -= f.bytes;
-        match f.done.await {
+        match result {
             Ok(Ok(number)) => {
                 // With retention 0 KVS keeps fragments only in a short buffer and sends no PERSISTED.
                 if self.stream.data_retention_hours > 0 {
