@@ -236,7 +236,7 @@ class Mkv:
     def duration_candidates_ms(self, i: int) -> list[float]:
         """Plausible FragmentLengthInMilliseconds values for cluster i: the distance to the next
         cluster's timecode, or the span of the cluster's own frames (from the cluster timecode or from
-        its earliest frame to the end of its latest frame)."""
+        its earliest frame to the end of its latest frame; all tracks or the primary track only)."""
         c = self.clusters[i]
         seg = self.segments[c.segment]
         out = []
@@ -254,6 +254,11 @@ class Mkv:
                 starts.append(c.block_ms(b))
                 ends.append(c.block_ms(b) + dur)
             out += [max(ends) - c.timecode_ms, max(ends) - min(starts), max(starts) - min(starts)]
+            # the primary track alone (video if there is one): first frame to the end of the latest
+            primary = self.video_track(c.segment) or c.blocks[0].track
+            pb = [(s_, e_) for (s_, e_, b) in zip(starts, ends, c.blocks) if b.track == primary]
+            if pb:
+                out.append(max(e_ for _, e_ in pb) - min(s_ for s_, _ in pb))
         return out
 
     def summary(self) -> dict:
