@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 pub mod ingest;
 pub mod ops;
+pub mod retention;
 pub mod validate;
 pub mod wire;
 
@@ -130,6 +131,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let grace = state.config.shutdown_grace;
     let token = state.shutdown.clone();
+    // Stops by itself when `state.shutdown` is cancelled.
+    retention::spawn(state.clone(), retention::RETENTION_INTERVAL);
     let app = ops::router(state);
     let stop = token.clone();
     let server = axum::serve(
