@@ -35,10 +35,12 @@ bad = [n for n, v in want.items() if md.version(n) != v]
 sys.exit(1 if bad else 0)
 PY
 then
-  "$PY" -m pip install --quiet --disable-pip-version-check -r requirements-test.txt
+  pip_install() { "$PY" -m pip install --quiet --disable-pip-version-check "$@" -r requirements-test.txt; }
+  # Debian's own python3 refuses system-wide installs (PEP 668): fall back to --break-system-packages.
+  pip_install || pip_install --break-system-packages
 fi
-command -v aws >/dev/null 2>&1 || { echo "test.sh: the aws CLI is not on PATH after pip install" >&2; exit 1; }
-echo "ffmpeg: $(ffmpeg -version | head -1 | cut -d' ' -f3); $(aws --version 2>&1); pytest $("$PY" -m pytest --version 2>&1 | awk '{print $2}')"
+export PATH="$PATH:$("$PY" -m site --user-base)/bin"
+echo "ffmpeg: $(ffmpeg -version | head -1 | cut -d' ' -f3); $("$PY" -m awscli --version 2>&1); pytest $("$PY" -m pytest --version 2>&1 | awk '{print $2}')"
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export OPENKVS_BIN="${OPENKVS_BIN:-$TARGET/debug/openkvs}"

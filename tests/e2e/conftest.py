@@ -43,6 +43,12 @@ def openkvs_bin() -> str:
     return str(p)
 
 
+def aws_cli() -> list[str]:
+    """The AWS CLI: `aws` on PATH, else the awscli module of this Python."""
+    exe = shutil.which("aws")
+    return [exe] if exe else [sys.executable, "-m", "awscli"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -167,7 +173,7 @@ class Server:
 
     def aws(self, *args, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, timeout: float = 60):
         """Run the real AWS CLI; returns (exit code, parsed JSON stdout or None, stderr)."""
-        cmd = ["aws", "--endpoint-url", self.endpoint, "--region", REGION, "--output", "json", *map(str, args)]
+        cmd = [*aws_cli(), "--endpoint-url", self.endpoint, "--region", REGION, "--output", "json", *map(str, args)]
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                            env=client_env(access_key, secret_key))
         out = None

@@ -271,3 +271,16 @@ def test_put_media_by_arn(server, src):
     assert pm.status == 200, pm.describe()
     assert len(pm.persisted) == 2, pm.describe()
     assert_server_fine(server, name, 2)
+
+
+def test_put_media_cli_exit_code_on_error_ack(server, src, tmp_path):
+    """`openkvs put-media` exits 1 on an ERROR ack and lists it in the summary's Errors."""
+    name, _ = server.create_stream()
+    bad = tmp_path / "backwards.mkv"
+    bad.write_bytes(good_prefix(src) + src.emit_cluster(GOOD, src.clusters[GOOD - 1].timecode - 500))
+    rc, summary, err = server.put_media(name, bad, "--fast")
+    assert rc == 1, (rc, summary, err)
+    assert summary is not None, err
+    assert any(e.get("ErrorId") == 4004 for e in summary["Errors"]), summary
+    assert summary["Persisted"] == GOOD, summary
+    assert_server_fine(server, name, GOOD)

@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 import mkv
-from conftest import FIXTURES, read_acks, unique_name
+from conftest import FIXTURES, parse_summary, read_acks, unique_name
 from kvs import PutMedia, all_fragments, json_body, list_fragments, raw_post, wait_fragments
 
 FIXTURE_NAMES = ["h264_aac.mkv", "h264_aac_bframes.mkv", "h265.mkv", "aac_only.mkv", "h264_res_change.mkv"]
@@ -302,3 +302,28 @@ def test_list_fragments_errors(server):
     with pytest.raises(ClientError) as ei:
         am.list_fragments(StreamName=name, NextToken="bm90IGEgdG9rZW4=")
     assert ei.value.response["Error"]["Code"] == "InvalidArgumentException"
+
+
+def test_concurrent_streams(server, oracle):
+    """PutMedia on different streams at the same time: one connection per stream, not per server."""
+    names = [server.create_stream()[0] for _ in range(3)]
+    procs = [server.put_media_popen(n, FIXTURES / "h264_aac.mkv", "--fast", stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE) for n in names]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode(errors="replace")
+        assert parse_summary(out.decode())["Persisted"] == 4
+    numbers = set()
+    for n in names:
+        frags = wait_fragments(server.am(), n, 4)
+        assert len(frags) == 4
+        numbers |= {f["FragmentNumber"] for f in frags}
+    assert len(numbers) == 12
+
+
+def test_public_url(server_factory):
+    """--public-url is what GetDataEndpoint returns (no trailing slash), whatever the listen address."""
+    s = server_factory(extra_args=["--public-url", "http://cams.example.net:8443/"])
+    name, _ = s.create_stream()
+    for api in ("PUT_MEDIA", "GET_HLS_STREAMING_SESSION_URL"):
+        assert s.kv().get_data_endpoint(StreamName=name, APIName=api)["DataEndpoint"] == "http://cams.example.net:8443"
