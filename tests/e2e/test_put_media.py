@@ -6,6 +6,7 @@ The oracle for "how many fragments" is tests/e2e/mkv.py's cluster count of the f
 from __future__ import annotations
 
 import os
+import threading
 import subprocess
 import time
 
@@ -225,35 +226,56 @@ def test_fragments_survive_restart(fresh_server, oracle):
     assert sum(1 for f in after if int(f["FragmentNumber"]) > old_max) == 4
 
 
-@pytest.mark.parametrize("pace", [0.25, 0.0], ids=["paced", "flat-out"])
-def test_crash_safety_kill9(fresh_server, oracle, tmp_path, pace):
-    """Every fragment acknowledged PERSISTED before a kill -9 is listed after the restart, same number."""
+@pytest.mark.parametrize("mode", ["paced", "flat-out"])
+def test_crash_safety_kill9(fresh_server, oracle, tmp_path, mode):
+    """Every fragment acknowledged PERSISTED before a kill -9 is listed after the restart, same number.
+
+    paced: one cluster every 0.25 s, kill after >= 5 fragments are persisted.
+    flat-out: a writer thread feeds put-media as fast as it takes the data while the test kills the
+    server as soon as 3 fragments are visible, so the kill lands with fragments in flight."""
     s = fresh_server
     src = mkv.Source(FIXTURES / "h264_aac.mkv")
-    clusters = src.looped(25)  # 100 one-second fragments, paced below
+    clusters = src.looped(25 if mode == "paced" else 150)  # 100 / 600 one-second fragments
     name, _ = s.create_stream()
     acks_file = tmp_path / "acks.jsonl"
     proc = s.put_media_popen(name, "-", "--fast", "--timecode-type", "RELATIVE", "--acks", acks_file,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    killed_at = None
+    written = [0]  # clusters fully written to put-media
+
+    def persisted_count() -> int:
+        # the acks file, or the listing (put-media may write the file in blocks)
+        acked = sum(1 for a in read_acks(acks_file) if a.get("EventType") == "PERSISTED")
+        return max(acked, len(all_fragments(s.am(), name)))
+
+    def writer(pace: float):
+        try:
+            proc.stdin.write(src.header)
+            for c in clusters:
+                proc.stdin.write(c)
+                proc.stdin.flush()
+                written[0] += 1
+                if pace:
+                    time.sleep(pace)
+                if not s.alive():
+                    break
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    killed = False
+    deadline = time.monotonic() + 60
     try:
-        proc.stdin.write(src.header)
-        deadline = time.monotonic() + 60
-        for i, c in enumerate(clusters):
-            proc.stdin.write(c)
-            proc.stdin.flush()
-            time.sleep(pace)
-            # trigger on the acks file, or on the listing (the file may be written in blocks)
-            persisted = [a for a in read_acks(acks_file) if a.get("EventType") == "PERSISTED"]
-            if i >= 8 and (len(persisted) >= 5 or len(all_fragments(s.am(), name)) >= 5):
-                s.kill9()  # mid-ingest: more clusters are in flight
-                killed_at = i
+        t = threading.Thread(target=writer, args=(0.25 if mode == "paced" else 0.0,), daemon=True)
+        t.start()
+        need = 5 if mode == "paced" else 3
+        while time.monotonic() < deadline and proc.poll() is None:
+            if persisted_count() >= need:
+                s.kill9()
+                killed = True
                 break
-            assert time.monotonic() < deadline, f"no PERSISTED acks in {acks_file}: {read_acks(acks_file)}"
-            assert proc.poll() is None, proc.communicate()
-    except BrokenPipeError:
-        pass
+            time.sleep(0.02)
+        in_flight = written[0]
     finally:
+        t.join(30)
         try:
             proc.stdin.close()
         except OSError:
@@ -263,19 +285,24 @@ def test_crash_safety_kill9(fresh_server, oracle, tmp_path, pace):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    assert killed_at is not None, f"put-media ended early: {read_acks(acks_file)}"
+    assert killed, f"put-media ended (rc {proc.returncode}) before the kill: {read_acks(acks_file)[-5:]}"
+    assert in_flight < len(clusters), "the whole input was already written when the server was killed"
     assert proc.returncode != 0  # the connection broke
 
     acked = [a["FragmentNumber"] for a in read_acks(acks_file) if a.get("EventType") == "PERSISTED"]
-    assert len(acked) >= 5
+    assert len(acked) >= 1, f"no PERSISTED ack in {acks_file}"
     s.start()
     listed = {f["FragmentNumber"]: f for f in all_fragments(s.am(), name)}
     missing = [n for n in acked if n not in listed]
     assert not missing, f"acknowledged PERSISTED but lost after kill -9: {missing}"
     # nothing listed that was never sent, and fragment numbers still ordered by producer time
-    assert len(listed) <= killed_at + 1
+    assert len(listed) <= written[0]
     by_time = sorted(listed.values(), key=lambda f: ts(f["ProducerTimestamp"]))
     assert [int(f["FragmentNumber"]) for f in by_time] == sorted(int(f["FragmentNumber"]) for f in by_time)
+    tcs = [c.timecode for c in mkv.parse(src.header + b"".join(clusters)).clusters]
+    p0 = ts(by_time[0]["ProducerTimestamp"])
+    for f in by_time:  # every listed fragment is one of the sent clusters, at its producer time
+        assert any(abs((ts(f["ProducerTimestamp"]) - p0) * 1000 - tc) <= 1 for tc in tcs), f
     # and the stream takes new media
     rc, summary, err = s.put_media(name, FIXTURES / "h264_aac.mkv", "--fast")
     assert rc == 0, err
