@@ -506,7 +506,9 @@ impl MkvReader {
         if let Some(end) = self.parent_end() {
             let data_start = self.position + header.header_len as u64;
             let overruns = match header.size {
-                ElementSize::Known(size) => data_start.checked_add(size).map_or(true, |e| e > end),
+                ElementSize::Known(size) => {
+                    !matches!(data_start.checked_add(size), Some(e) if e <= end)
+                }
                 ElementSize::Unknown => data_start > end,
             };
             if overruns {
