@@ -21,10 +21,16 @@ async fn start() -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = server::build(server::Config::new(addr, dir.path().to_owned())).await.unwrap();
+    let state = server::build(server::Config::new(addr, dir.path().to_owned()))
+        .await
+        .unwrap();
     let serving = state.clone();
     tokio::spawn(async move { server::serve(serving, listener, std::future::pending()).await });
-    TestServer { addr, state, _dir: dir }
+    TestServer {
+        addr,
+        state,
+        _dir: dir,
+    }
 }
 
 async fn create_stream(s: &TestServer, name: &str) {
@@ -35,24 +41,49 @@ async fn create_stream(s: &TestServer, name: &str) {
 
 /// Sends a signed POST; with `chunked` the parts go as HTTP chunks (a PutMedia body), else as one
 /// Content-Length body. Returns the status and the response body.
-async fn post(s: &TestServer, path: &str, extra: &[(&str, &str)], parts: Vec<Vec<u8>>, chunked: bool) -> (u16, Vec<u8>) {
+async fn post(
+    s: &TestServer,
+    path: &str,
+    extra: &[(&str, &str)],
+    parts: Vec<Vec<u8>>,
+    chunked: bool,
+) -> (u16, Vec<u8>) {
     let host = s.addr.to_string();
     let len = parts.iter().map(Vec::len).sum::<usize>().to_string();
-    let mut headers: Vec<(&str, &str)> = vec![("host", &host), ("content-type", "application/json")];
+    let mut headers: Vec<(&str, &str)> =
+        vec![("host", &host), ("content-type", "application/json")];
     headers.extend_from_slice(extra);
     let body_hash = if chunked {
         sigv4::EMPTY_SHA256.to_string()
     } else {
         sigv4::sha256_hex(&parts.concat())
     };
-    let creds = sigv4::Credentials { access_key_id: "AKIDTEST".into(), secret_access_key: "secret".into(), session_token: None };
+    let creds = sigv4::Credentials {
+        access_key_id: "AKIDTEST".into(),
+        secret_access_key: "secret".into(),
+        session_token: None,
+    };
     let signed = sigv4::sign(
-        &sigv4::Request { method: "POST", path, query: "", headers: &headers },
+        &sigv4::Request {
+            method: "POST",
+            path,
+            query: "",
+            headers: &headers,
+        },
         &body_hash,
-        &sigv4::SigningParams { credentials: &creds, region: "us-east-1", service: "kinesisvideo", time: SystemTime::now() },
+        &sigv4::SigningParams {
+            credentials: &creds,
+            region: "us-east-1",
+            service: "kinesisvideo",
+            time: SystemTime::now(),
+        },
     );
     let mut head = format!("POST {path} HTTP/1.1\r\n");
-    for (k, v) in headers.iter().copied().chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    for (k, v) in headers
+        .iter()
+        .copied()
+        .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     if chunked {
@@ -84,7 +115,10 @@ async fn post(s: &TestServer, path: &str, extra: &[(&str, &str)], parts: Vec<Vec
         wr
     });
     let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut raw)).await.expect("response within 60 s").unwrap();
+    tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut raw))
+        .await
+        .expect("response within 60 s")
+        .unwrap();
     drop(writer.await);
     parse_response(&raw)
 }
@@ -92,8 +126,14 @@ async fn post(s: &TestServer, path: &str, extra: &[(&str, &str)], parts: Vec<Vec
 fn parse_response(raw: &[u8]) -> (u16, Vec<u8>) {
     let mut rest = raw;
     loop {
-        let end = rest.windows(4).position(|w| w == b"\r\n\r\n").expect("header end") + 4;
-        let head = std::str::from_utf8(&rest[..end]).unwrap().to_ascii_lowercase();
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end")
+            + 4;
+        let head = std::str::from_utf8(&rest[..end])
+            .unwrap()
+            .to_ascii_lowercase();
         let status: u16 = head[9..12].parse().unwrap();
         rest = &rest[end..];
         if status == 100 {
@@ -103,7 +143,11 @@ fn parse_response(raw: &[u8]) -> (u16, Vec<u8>) {
             let mut out = Vec::new();
             loop {
                 let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-                let size = usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16).unwrap();
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&rest[..line_end]).unwrap().trim(),
+                    16,
+                )
+                .unwrap();
                 rest = &rest[line_end + 2..];
                 if size == 0 {
                     break;
@@ -120,7 +164,10 @@ fn parse_response(raw: &[u8]) -> (u16, Vec<u8>) {
 }
 
 fn parse_acks(body: &[u8]) -> Vec<Value> {
-    body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+    body.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
 }
 
 fn count(acks: &[Value], kind: &str) -> usize {
@@ -134,7 +181,9 @@ fn tracks() -> Vec<Track> {
             uid: Some(1),
             track_type: 1,
             codec_id: "V_MPEG4/ISO/AVC".into(),
-            codec_private: Some(bytes::Bytes::from_static(&[1, 0x42, 0, 0x1e, 0xff, 0xe0, 0])),
+            codec_private: Some(bytes::Bytes::from_static(&[
+                1, 0x42, 0, 0x1e, 0xff, 0xe0, 0,
+            ])),
             name: Some("kvs_video_track".into()),
             default_duration_ns: None,
             pixel_width: Some(320),
@@ -162,7 +211,10 @@ fn tracks() -> Vec<Track> {
 /// absolute ms timecodes, audio without the key-frame bit.
 fn producer_mkv(first_timecode: u64, clusters: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut w = MkvWriter::kvs();
-    w.ebml_header("matroska").start_segment(MasterSize::Unknown).info(1_000_000).tracks(&tracks());
+    w.ebml_header("matroska")
+        .start_segment(MasterSize::Unknown)
+        .info(1_000_000)
+        .tracks(&tracks());
     let mut frames = Vec::new();
     for c in 0..clusters {
         w.start_cluster(first_timecode + c as u64 * 1000, MasterSize::Unknown);
@@ -201,13 +253,26 @@ async fn producer_sdk_style_ingest_is_acknowledged_and_stored_byte_exact() {
     assert_eq!(count(&acks, "RECEIVED"), 3);
     assert_eq!(count(&acks, "PERSISTED"), 3, "acks: {acks:?}");
     assert_eq!(count(&acks, "ERROR"), 0);
-    let persisted: Vec<&Value> = acks.iter().filter(|a| a["EventType"] == "PERSISTED").collect();
+    let persisted: Vec<&Value> = acks
+        .iter()
+        .filter(|a| a["EventType"] == "PERSISTED")
+        .collect();
     for (i, a) in persisted.iter().enumerate() {
-        assert_eq!(a["FragmentTimecode"], t0 + i as u64 * 1000, "FragmentTimecode echoes the cluster timecode");
+        assert_eq!(
+            a["FragmentTimecode"],
+            t0 + i as u64 * 1000,
+            "FragmentTimecode echoes the cluster timecode"
+        );
         assert_eq!(a["FragmentNumber"].as_str().unwrap().len(), 47);
     }
 
-    let stream = s.state.catalog.stream_by_name("cam1").await.unwrap().unwrap();
+    let stream = s
+        .state
+        .catalog
+        .stream_by_name("cam1")
+        .await
+        .unwrap()
+        .unwrap();
     let stored = s
         .state
         .catalog
@@ -225,19 +290,44 @@ async fn producer_sdk_style_ingest_is_acknowledged_and_stored_byte_exact() {
     let mut expected_video = Vec::new();
     let mut expected_audio = Vec::new();
     for (i, f) in frames.iter().enumerate() {
-        if i % 2 == 0 { expected_video.push(f.clone()) } else { expected_audio.push(f.clone()) }
+        if i % 2 == 0 {
+            expected_video.push(f.clone())
+        } else {
+            expected_audio.push(f.clone())
+        }
     }
     for (c, f) in stored.iter().enumerate() {
-        assert_eq!(f.producer_timestamp, Timestamp((t0 + c as u64 * 1000) as i64));
-        assert_eq!(f.number.to_string(), persisted[c]["FragmentNumber"].as_str().unwrap());
-        assert_eq!(f.duration_ms, 1001, "to the end of the last (audio, +1 ms) frame: 901 ms plus one 100 ms step");
-        let bytes = s.state.media.read(stream.id, f.media, 0..f.media.len).await.unwrap();
+        assert_eq!(
+            f.producer_timestamp,
+            Timestamp((t0 + c as u64 * 1000) as i64)
+        );
+        assert_eq!(
+            f.number.to_string(),
+            persisted[c]["FragmentNumber"].as_str().unwrap()
+        );
+        assert_eq!(
+            f.duration_ms, 1001,
+            "to the end of the last (audio, +1 ms) frame: 901 ms plus one 100 ms step"
+        );
+        let bytes = s
+            .state
+            .media
+            .read(stream.id, f.media, 0..f.media.len)
+            .await
+            .unwrap();
         let video = &f.tracks[0];
         let audio = &f.tracks[1];
         let v: Vec<u8> = expected_video[c * 10..c * 10 + 10].concat();
         let a: Vec<u8> = expected_audio[c * 10..c * 10 + 10].concat();
-        assert_eq!(&bytes[video.data_offset as usize..][..video.data_len as usize], &v[..], "video samples byte-identical and contiguous");
-        assert_eq!(&bytes[audio.data_offset as usize..][..audio.data_len as usize], &a[..]);
+        assert_eq!(
+            &bytes[video.data_offset as usize..][..video.data_len as usize],
+            &v[..],
+            "video samples byte-identical and contiguous"
+        );
+        assert_eq!(
+            &bytes[audio.data_offset as usize..][..audio.data_len as usize],
+            &a[..]
+        );
         assert!(video.samples[0].keyframe && !video.samples[1].keyframe);
     }
 }
@@ -255,8 +345,19 @@ async fn relative_timecodes_add_the_producer_start_timestamp() {
     let (status, body) = post(&s, "/putMedia", &headers, split(&mkv, 1000), true).await;
     assert_eq!(status, 200);
     assert_eq!(count(&parse_acks(&body), "PERSISTED"), 2);
-    let stream = s.state.catalog.stream_by_name("rel").await.unwrap().unwrap();
-    let latest = s.state.catalog.latest_fragments(stream.id, 10).await.unwrap();
+    let stream = s
+        .state
+        .catalog
+        .stream_by_name("rel")
+        .await
+        .unwrap()
+        .unwrap();
+    let latest = s
+        .state
+        .catalog
+        .latest_fragments(stream.id, 10)
+        .await
+        .unwrap();
     let ts: Vec<i64> = latest.iter().map(|f| f.producer_timestamp.0).collect();
     assert_eq!(ts, [1_700_000_000_500, 1_700_000_001_500]);
 }
@@ -265,34 +366,83 @@ async fn relative_timecodes_add_the_producer_start_timestamp() {
 async fn bad_input_gets_error_acks_and_keeps_earlier_fragments() {
     let s = start().await;
     create_stream(&s, "bad").await;
-    let headers = [("x-amzn-stream-name", "bad"), ("x-amzn-fragment-timecode-type", "ABSOLUTE")];
+    let headers = [
+        ("x-amzn-stream-name", "bad"),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+    ];
 
     // One good cluster, then a frame for track 3 (not in the header), then a cluster going backwards.
     let mut w = MkvWriter::kvs();
-    w.ebml_header("matroska").start_segment(MasterSize::Unknown).info(1_000_000).tracks(&tracks());
-    w.start_cluster(10_000, MasterSize::Unknown).simple_block(1, 0, true, b"ok").simple_block(2, 0, false, b"a");
-    w.start_cluster(11_000, MasterSize::Unknown).simple_block(3, 0, true, b"x");
-    w.start_cluster(9_000, MasterSize::Unknown).simple_block(1, 0, true, b"back").simple_block(2, 0, false, b"a");
-    w.start_cluster(12_000, MasterSize::Unknown).simple_block(1, 0, false, b"nokey").simple_block(2, 0, false, b"a");
-    w.start_cluster(13_000, MasterSize::Unknown).simple_block(1, 0, true, b"ok2").simple_block(2, 0, false, b"a");
+    w.ebml_header("matroska")
+        .start_segment(MasterSize::Unknown)
+        .info(1_000_000)
+        .tracks(&tracks());
+    w.start_cluster(10_000, MasterSize::Unknown)
+        .simple_block(1, 0, true, b"ok")
+        .simple_block(2, 0, false, b"a");
+    w.start_cluster(11_000, MasterSize::Unknown)
+        .simple_block(3, 0, true, b"x");
+    w.start_cluster(9_000, MasterSize::Unknown)
+        .simple_block(1, 0, true, b"back")
+        .simple_block(2, 0, false, b"a");
+    w.start_cluster(12_000, MasterSize::Unknown)
+        .simple_block(1, 0, false, b"nokey")
+        .simple_block(2, 0, false, b"a");
+    w.start_cluster(13_000, MasterSize::Unknown)
+        .simple_block(1, 0, true, b"ok2")
+        .simple_block(2, 0, false, b"a");
     let (status, body) = post(&s, "/putMedia", &headers, split(&w.finish(), 7), true).await;
     assert_eq!(status, 200);
     let acks = parse_acks(&body);
-    let errors: Vec<u64> = acks.iter().filter(|a| a["EventType"] == "ERROR").map(|a| a["ErrorId"].as_u64().unwrap()).collect();
+    let errors: Vec<u64> = acks
+        .iter()
+        .filter(|a| a["EventType"] == "ERROR")
+        .map(|a| a["ErrorId"].as_u64().unwrap())
+        .collect();
     assert_eq!(errors, [4010, 4004, 4006], "acks: {acks:?}");
-    assert_eq!(count(&acks, "PERSISTED"), 2, "the good clusters before and after the bad ones are stored");
+    assert_eq!(
+        count(&acks, "PERSISTED"),
+        2,
+        "the good clusters before and after the bad ones are stored"
+    );
 
     // Random bytes: 4006, and the earlier fragments are still there.
-    let noise: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let noise: Vec<u8> = (0..5000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     let (status, body) = post(&s, "/putMedia", &headers, split(&noise, 100), true).await;
     assert_eq!(status, 200);
     let acks = parse_acks(&body);
     assert_eq!(acks.last().unwrap()["ErrorId"], 4006, "acks: {acks:?}");
-    let stream = s.state.catalog.stream_by_name("bad").await.unwrap().unwrap();
-    assert_eq!(s.state.catalog.latest_fragments(stream.id, 10).await.unwrap().len(), 2);
+    let stream = s
+        .state
+        .catalog
+        .stream_by_name("bad")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.state
+            .catalog
+            .latest_fragments(stream.id, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Unknown stream: an AWS error before any ack.
-    let (status, body) = post(&s, "/putMedia", &[("x-amzn-stream-name", "nope"), ("x-amzn-fragment-timecode-type", "ABSOLUTE")], vec![b"x".to_vec()], true).await;
+    let (status, body) = post(
+        &s,
+        "/putMedia",
+        &[
+            ("x-amzn-stream-name", "nope"),
+            ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+        ],
+        vec![b"x".to_vec()],
+        true,
+    )
+    .await;
     assert_eq!(status, 404);
     assert!(String::from_utf8_lossy(&body).contains("not found"));
 }
@@ -301,34 +451,61 @@ async fn bad_input_gets_error_acks_and_keeps_earlier_fragments() {
 async fn a_second_concurrent_put_media_is_refused() {
     let s = start().await;
     create_stream(&s, "one").await;
-    let headers = [("x-amzn-stream-name", "one"), ("x-amzn-fragment-timecode-type", "ABSOLUTE")];
+    let headers = [
+        ("x-amzn-stream-name", "one"),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+    ];
     // The first connection sends its header and then stalls inside a cluster.
     let (mkv, _) = producer_mkv(1000, 1);
     let stream = TcpStream::connect(s.addr).await.unwrap();
     let host = s.addr.to_string();
     let mut hdrs: Vec<(&str, &str)> = vec![("host", &host)];
     hdrs.extend_from_slice(&headers);
-    let creds = sigv4::Credentials { access_key_id: "A".into(), secret_access_key: "s".into(), session_token: None };
+    let creds = sigv4::Credentials {
+        access_key_id: "A".into(),
+        secret_access_key: "s".into(),
+        session_token: None,
+    };
     let signed = sigv4::sign(
-        &sigv4::Request { method: "POST", path: "/putMedia", query: "", headers: &hdrs },
+        &sigv4::Request {
+            method: "POST",
+            path: "/putMedia",
+            query: "",
+            headers: &hdrs,
+        },
         sigv4::EMPTY_SHA256,
-        &sigv4::SigningParams { credentials: &creds, region: "us-east-1", service: "kinesisvideo", time: SystemTime::now() },
+        &sigv4::SigningParams {
+            credentials: &creds,
+            region: "us-east-1",
+            service: "kinesisvideo",
+            time: SystemTime::now(),
+        },
     );
     let mut head = String::from("POST /putMedia HTTP/1.1\r\ntransfer-encoding: chunked\r\n");
-    for (k, v) in hdrs.iter().copied().chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    for (k, v) in hdrs
+        .iter()
+        .copied()
+        .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     head.push_str("\r\n");
     let (_rd, mut wr) = stream.into_split();
     wr.write_all(head.as_bytes()).await.unwrap();
     let half = &mkv[..mkv.len() / 2];
-    wr.write_all(format!("{:x}\r\n", half.len()).as_bytes()).await.unwrap();
+    wr.write_all(format!("{:x}\r\n", half.len()).as_bytes())
+        .await
+        .unwrap();
     wr.write_all(half).await.unwrap();
     wr.write_all(b"\r\n").await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let (status, body) = post(&s, "/putMedia", &headers, vec![mkv.clone()], true).await;
     assert_eq!(status, 400);
-    assert!(String::from_utf8_lossy(&body).contains("ConnectionLimitExceededException"), "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("ConnectionLimitExceededException"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
     drop(wr);
 }

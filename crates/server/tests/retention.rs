@@ -73,10 +73,19 @@ async fn ingest(state: &server::AppState, s: &StreamRecord, server_ms: i64) -> F
                     codec_config: config,
                     data_offset: 0,
                     data_len: 5,
-                    samples: vec![SampleEntry { pts_offset_ns: 0, duration_ns: None, size: 5, keyframe: true }],
+                    samples: vec![SampleEntry {
+                        pts_offset_ns: 0,
+                        duration_ns: None,
+                        size: 5,
+                        keyframe: true,
+                    }],
                 }],
                 tags: vec![],
-                media: MediaLocation { segment: 0, offset: 0, len: 0 },
+                media: MediaLocation {
+                    segment: 0,
+                    offset: 0,
+                    len: 0,
+                },
             },
         })
         .await
@@ -84,7 +93,9 @@ async fn ingest(state: &server::AppState, s: &StreamRecord, server_ms: i64) -> F
 }
 
 fn segment_files(dir: &std::path::Path, s: &StreamRecord) -> usize {
-    std::fs::read_dir(dir.join("media").join(s.id.0.to_string())).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(dir.join("media").join(s.id.0.to_string()))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -93,7 +104,10 @@ async fn old_fragments_and_their_segments_go_recent_ones_stay() {
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let clock = Arc::new(ManualClock(Mutex::new(now)));
     let config = server::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
-    let state = server::build(config).await.unwrap().with_clock(clock.clone());
+    let state = server::build(config)
+        .await
+        .unwrap()
+        .with_clock(clock.clone());
     let hour = 3_600_000;
     let t = ms(now);
 
@@ -113,13 +127,38 @@ async fn old_fragments_and_their_segments_go_recent_ones_stay() {
 
     let left = |s: StreamRecord| {
         let state = state.clone();
-        async move { state.catalog.latest_fragments(s.id, 10).await.unwrap().into_iter().map(|f| f.number).collect::<Vec<_>>() }
+        async move {
+            state
+                .catalog
+                .latest_fragments(s.id, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|f| f.number)
+                .collect::<Vec<_>>()
+        }
     };
-    assert_eq!(left(one_hour.clone()).await, [fresh], "fragment {old} is past the 1 h retention");
-    assert_eq!(left(zero.clone()).await, [buffered], "retention 0 keeps only the 5-minute buffer");
+    assert_eq!(
+        left(one_hour.clone()).await,
+        [fresh],
+        "fragment {old} is past the 1 h retention"
+    );
+    assert_eq!(
+        left(zero.clone()).await,
+        [buffered],
+        "retention 0 keeps only the 5-minute buffer"
+    );
     assert!(left(expired.clone()).await.is_empty());
-    assert_eq!(segment_files(dir.path(), &expired), 0, "a segment no fragment references is deleted");
-    assert_eq!(segment_files(dir.path(), &one_hour), 1, "a segment still referenced stays");
+    assert_eq!(
+        segment_files(dir.path(), &expired),
+        0,
+        "a segment no fragment references is deleted"
+    );
+    assert_eq!(
+        segment_files(dir.path(), &one_hour),
+        1,
+        "a segment still referenced stays"
+    );
 
     // Time passes: the buffered fragment of the retention-0 stream goes too.
     *clock.0.lock().unwrap() = now + Duration::from_secs(600);

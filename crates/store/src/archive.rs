@@ -37,7 +37,11 @@ impl Archive {
     pub fn new(catalog: Arc<dyn Catalog>, media: Arc<dyn MediaStore>) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
         tokio::spawn(run_committer(catalog.clone(), media.clone(), rx));
-        Arc::new(Archive { catalog, media, queue })
+        Arc::new(Archive {
+            catalog,
+            media,
+            queue,
+        })
     }
 
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
@@ -72,7 +76,11 @@ impl Archive {
     }
 }
 
-async fn run_committer(catalog: Arc<dyn Catalog>, media: Arc<dyn MediaStore>, mut rx: mpsc::Receiver<Job>) {
+async fn run_committer(
+    catalog: Arc<dyn Catalog>,
+    media: Arc<dyn MediaStore>,
+    mut rx: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         commit_batch(&*catalog, &*media, std::mem::take(&mut batch)).await;
@@ -80,11 +88,15 @@ async fn run_committer(catalog: Arc<dyn Catalog>, media: Arc<dyn MediaStore>, mu
 }
 
 async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Vec<Job>) {
-    let mut written = Vec::with_capacity(batch.len());
-    for job in batch {
-        let Job { fragment, reply } = job;
-        let mut row = fragment.row;
-        match media.append(row.stream, fragment.parts).await {
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut appends = Vec::with_capacity(batch.len());
+    for Job { fragment, reply } in batch {
+        appends.push((fragment.row.stream, fragment.parts));
+        rows.push((fragment.row, reply));
+    }
+    let mut written = Vec::with_capacity(rows.len());
+    for ((mut row, reply), result) in rows.into_iter().zip(media.append_many(appends).await) {
+        match result {
             Ok(location) => {
                 row.media = location;
                 written.push((row, reply));
@@ -118,10 +130,11 @@ async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Vec<
             // One bad row (say, its stream was deleted meanwhile) must not fail the others.
             tracing::warn!(error = %batch_error, "batch commit failed; committing fragments one by one");
             for (row, reply) in written {
-                let result = catalog
-                    .insert_fragments(vec![row])
-                    .await
-                    .and_then(|n| n.into_iter().next().ok_or_else(|| StoreError::Task("no fragment number".into())));
+                let result = catalog.insert_fragments(vec![row]).await.and_then(|n| {
+                    n.into_iter()
+                        .next()
+                        .ok_or_else(|| StoreError::Task("no fragment number".into()))
+                });
                 let _ = reply.send(result);
             }
         }

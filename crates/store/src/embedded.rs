@@ -7,7 +7,9 @@ use std::sync::Arc;
 /// Opens the embedded archive in `data_dir`, creating it if needed, and finishes half-done work:
 /// media directories of streams the catalog no longer has (a delete interrupted between the
 /// catalog commit and the file removal) are removed.
-pub async fn open(data_dir: &Path) -> Result<(Arc<SqliteCatalog>, Arc<SegmentMediaStore>), StoreError> {
+pub async fn open(
+    data_dir: &Path,
+) -> Result<(Arc<SqliteCatalog>, Arc<SegmentMediaStore>), StoreError> {
     std::fs::create_dir_all(data_dir)?;
     let catalog = Arc::new(SqliteCatalog::open(&data_dir.join("catalog.sqlite3"))?);
     let media = Arc::new(SegmentMediaStore::open(&data_dir.join("media"))?);

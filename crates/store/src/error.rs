@@ -9,13 +9,29 @@ pub enum StoreError {
     #[error("stream {0:?} not found")]
     StreamNotFound(StreamId),
     #[error("version mismatch on stream {stream:?}: expected {expected}, found {found}")]
-    VersionMismatch { stream: StreamId, expected: String, found: String },
+    VersionMismatch {
+        stream: StreamId,
+        expected: String,
+        found: String,
+    },
     #[error("fragment number {number} of stream {stream:?} is not above the stream's last one")]
-    FragmentNumberNotIncreasing { stream: StreamId, number: FragmentNumber },
+    FragmentNumberNotIncreasing {
+        stream: StreamId,
+        number: FragmentNumber,
+    },
     #[error("fragment {number} of stream {stream:?} not found")]
-    FragmentNotFound { stream: StreamId, number: FragmentNumber },
+    FragmentNotFound {
+        stream: StreamId,
+        number: FragmentNumber,
+    },
     #[error("media read of stream {stream:?} segment {segment} at {offset}+{len}: {source}")]
-    MediaIo { stream: StreamId, segment: u64, offset: u64, len: u64, source: std::io::Error },
+    MediaIo {
+        stream: StreamId,
+        segment: u64,
+        offset: u64,
+        len: u64,
+        source: std::io::Error,
+    },
     #[error("media store I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("catalog: {0}")]

@@ -3,17 +3,17 @@
 //!
 //! See `DESIGN.md` in this crate's folder for the row/file invariants and the order of durable steps.
 
+pub mod embedded;
 mod error;
 mod sample_table;
 mod segments;
 mod sqlite;
 mod types;
-pub mod embedded;
 
 pub use error::StoreError;
-pub use types::*;
 pub use segments::SegmentMediaStore;
 pub use sqlite::SqliteCatalog;
+pub use types::*;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -56,25 +56,54 @@ pub trait Catalog: Send + Sync + 'static {
         update: StreamUpdate,
     ) -> Result<StreamRecord, StoreError>;
     /// Removes the stream, its codec configs and fragment rows. Media is deleted by the caller.
-    async fn delete_stream(&self, id: StreamId, expected_version: Option<&str>) -> Result<(), StoreError>;
+    async fn delete_stream(
+        &self,
+        id: StreamId,
+        expected_version: Option<&str>,
+    ) -> Result<(), StoreError>;
 
     /// Returns the id of the track's latest config if it equals `config`, else stores a new row.
-    async fn codec_config_for(&self, stream: StreamId, config: &CodecConfig) -> Result<CodecConfigId, StoreError>;
+    async fn codec_config_for(
+        &self,
+        stream: StreamId,
+        config: &CodecConfig,
+    ) -> Result<CodecConfigId, StoreError>;
     async fn codec_config(&self, id: CodecConfigId) -> Result<Option<CodecConfig>, StoreError>;
 
     /// Commits fragments in one transaction; each number must be above every earlier one of its
     /// stream ([`StoreError::FragmentNumberNotIncreasing`]). Durable when it returns.
-    async fn insert_fragments(&self, fragments: Vec<NewFragment>) -> Result<Vec<FragmentNumber>, StoreError>;
+    async fn insert_fragments(
+        &self,
+        fragments: Vec<NewFragment>,
+    ) -> Result<Vec<FragmentNumber>, StoreError>;
     /// The highest fragment number ever committed to the stream (kept even after retention deletes).
-    async fn last_fragment_number(&self, stream: StreamId) -> Result<Option<FragmentNumber>, StoreError>;
-    async fn fragment(&self, stream: StreamId, number: FragmentNumber) -> Result<Option<FragmentRecord>, StoreError>;
+    async fn last_fragment_number(
+        &self,
+        stream: StreamId,
+    ) -> Result<Option<FragmentNumber>, StoreError>;
+    async fn fragment(
+        &self,
+        stream: StreamId,
+        number: FragmentNumber,
+    ) -> Result<Option<FragmentRecord>, StoreError>;
     /// Fragments whose start timestamp lies in the query's inclusive range, ascending.
-    async fn query_fragments(&self, query: FragmentQuery) -> Result<Vec<FragmentRecord>, StoreError>;
+    async fn query_fragments(
+        &self,
+        query: FragmentQuery,
+    ) -> Result<Vec<FragmentRecord>, StoreError>;
     /// The newest `limit` fragments by ingest order (fragment number), returned ascending.
-    async fn latest_fragments(&self, stream: StreamId, limit: usize) -> Result<Vec<FragmentRecord>, StoreError>;
+    async fn latest_fragments(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError>;
     /// Deletes fragment rows whose server timestamp is before `cutoff`; returns the media segments
     /// of `stream` that no remaining fragment references (safe to delete from the media store).
-    async fn delete_fragments_before(&self, stream: StreamId, cutoff: Timestamp) -> Result<Vec<u64>, StoreError>;
+    async fn delete_fragments_before(
+        &self,
+        stream: StreamId,
+        cutoff: Timestamp,
+    ) -> Result<Vec<u64>, StoreError>;
     /// All streams (for the retention task).
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError>;
 }
@@ -83,11 +112,31 @@ pub trait Catalog: Send + Sync + 'static {
 #[async_trait]
 pub trait MediaStore: Send + Sync + 'static {
     /// Appends the concatenation of `parts` for `stream`; not yet durable.
-    async fn append(&self, stream: StreamId, parts: Vec<Bytes>) -> Result<MediaLocation, StoreError>;
+    async fn append(
+        &self,
+        stream: StreamId,
+        parts: Vec<Bytes>,
+    ) -> Result<MediaLocation, StoreError>;
+    /// Appends several fragments (group commit); one result per item, in order.
+    async fn append_many(
+        &self,
+        items: Vec<(StreamId, Vec<Bytes>)>,
+    ) -> Vec<Result<MediaLocation, StoreError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (stream, parts) in items {
+            out.push(self.append(stream, parts).await);
+        }
+        out
+    }
     /// Makes every byte appended before this call durable (file data and directory entries).
     async fn sync(&self) -> Result<(), StoreError>;
     /// Reads `range` (relative to the location's start) of a stored fragment.
-    async fn read(&self, stream: StreamId, location: MediaLocation, range: Range<u64>) -> Result<Bytes, StoreError>;
+    async fn read(
+        &self,
+        stream: StreamId,
+        location: MediaLocation,
+        range: Range<u64>,
+    ) -> Result<Bytes, StoreError>;
     /// Deletes the listed segments of a stream.
     async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError>;
     /// Deletes all media of a stream.

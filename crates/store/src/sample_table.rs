@@ -61,23 +61,27 @@ impl Cursor<'_> {
     fn varint(&mut self) -> Result<u64, StoreError> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
-            let b = *self
-                .buf
-                .get(self.pos)
-                .ok_or_else(|| StoreError::Corrupt(format!("sample table truncated at byte {}", self.pos)))?;
+            let b = *self.buf.get(self.pos).ok_or_else(|| {
+                StoreError::Corrupt(format!("sample table truncated at byte {}", self.pos))
+            })?;
             self.pos += 1;
             v |= u64::from(b & 0x7f) << shift;
             if b & 0x80 == 0 {
                 return Ok(v);
             }
         }
-        Err(StoreError::Corrupt(format!("sample table varint too long at byte {}", self.pos)))
+        Err(StoreError::Corrupt(format!(
+            "sample table varint too long at byte {}",
+            self.pos
+        )))
     }
 
     fn count(&mut self) -> Result<usize, StoreError> {
         let n = self.varint()?;
         if n > MAX_ENTRIES {
-            return Err(StoreError::Corrupt(format!("sample table count {n} too large")));
+            return Err(StoreError::Corrupt(format!(
+                "sample table count {n} too large"
+            )));
         }
         Ok(n as usize)
     }
@@ -87,7 +91,9 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Vec<FragmentTrack>, StoreError> {
     let mut c = Cursor { buf, pos: 0 };
     let version = c.varint()?;
     if version != FORMAT_VERSION {
-        return Err(StoreError::Corrupt(format!("sample table version {version}")));
+        return Err(StoreError::Corrupt(format!(
+            "sample table version {version}"
+        )));
     }
     let n_tracks = c.count()?;
     let mut tracks = Vec::with_capacity(n_tracks.min(16));
@@ -112,10 +118,19 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Vec<FragmentTrack>, StoreError> {
                 keyframe: sk & 1 == 1,
             });
         }
-        tracks.push(FragmentTrack { track, codec_config, data_offset, data_len, samples });
+        tracks.push(FragmentTrack {
+            track,
+            codec_config,
+            data_offset,
+            data_len,
+            samples,
+        });
     }
     if c.pos != buf.len() {
-        return Err(StoreError::Corrupt(format!("{} trailing bytes in sample table", buf.len() - c.pos)));
+        return Err(StoreError::Corrupt(format!(
+            "{} trailing bytes in sample table",
+            buf.len() - c.pos
+        )));
     }
     Ok(tracks)
 }
@@ -133,9 +148,24 @@ mod tests {
                 data_offset: 0,
                 data_len: 30,
                 samples: vec![
-                    SampleEntry { pts_offset_ns: 0, duration_ns: None, size: 10, keyframe: true },
-                    SampleEntry { pts_offset_ns: 66_000_000, duration_ns: Some(33_000_000), size: 10, keyframe: false },
-                    SampleEntry { pts_offset_ns: 33_000_000, duration_ns: Some(0), size: 10, keyframe: false },
+                    SampleEntry {
+                        pts_offset_ns: 0,
+                        duration_ns: None,
+                        size: 10,
+                        keyframe: true,
+                    },
+                    SampleEntry {
+                        pts_offset_ns: 66_000_000,
+                        duration_ns: Some(33_000_000),
+                        size: 10,
+                        keyframe: false,
+                    },
+                    SampleEntry {
+                        pts_offset_ns: 33_000_000,
+                        duration_ns: Some(0),
+                        size: 10,
+                        keyframe: false,
+                    },
                 ],
             },
             FragmentTrack {
@@ -143,7 +173,12 @@ mod tests {
                 codec_config: CodecConfigId(8),
                 data_offset: 30,
                 data_len: 4,
-                samples: vec![SampleEntry { pts_offset_ns: -5, duration_ns: None, size: 4, keyframe: false }],
+                samples: vec![SampleEntry {
+                    pts_offset_ns: -5,
+                    duration_ns: None,
+                    size: 4,
+                    keyframe: false,
+                }],
             },
         ];
         let enc = encode(&tracks);
@@ -157,11 +192,18 @@ mod tests {
             codec_config: CodecConfigId(1),
             data_offset: 0,
             data_len: 1,
-            samples: vec![SampleEntry { pts_offset_ns: 1, duration_ns: None, size: 1, keyframe: true }],
+            samples: vec![SampleEntry {
+                pts_offset_ns: 1,
+                duration_ns: None,
+                size: 1,
+                keyframe: true,
+            }],
         }]);
         for cut in 0..enc.len() {
             assert!(decode(&enc[..cut]).is_err());
         }
-        assert!(decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err());
+        assert!(
+            decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]).is_err()
+        );
     }
 }

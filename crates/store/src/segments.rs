@@ -63,7 +63,11 @@ fn parse_segment_name(name: &str) -> Option<u64> {
 
 /// Writes all parts with as few `writev` calls as the kernel allows (a fragment is dozens of frames).
 fn write_all_vectored(mut file: &File, parts: &[Bytes]) -> std::io::Result<()> {
-    let mut slices: Vec<std::io::IoSlice<'_>> = parts.iter().filter(|p| !p.is_empty()).map(|p| std::io::IoSlice::new(p)).collect();
+    let mut slices: Vec<std::io::IoSlice<'_>> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| std::io::IoSlice::new(p))
+        .collect();
     let mut remaining = &mut slices[..];
     while !remaining.is_empty() {
         let n = file.write_vectored(remaining)?;
@@ -89,7 +93,10 @@ impl SegmentMediaStore {
         Ok(SegmentMediaStore {
             root: root.to_owned(),
             segment_bytes,
-            inner: Arc::new(Mutex::new(Inner { writers: HashMap::new(), pending: Pending::default() })),
+            inner: Arc::new(Mutex::new(Inner {
+                writers: HashMap::new(),
+                pending: Pending::default(),
+            })),
             sync_lock: tokio::sync::Mutex::new(()),
         })
     }
@@ -99,7 +106,11 @@ impl SegmentMediaStore {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.root)? {
             let entry = entry?;
-            if let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<i64>().ok()) {
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i64>().ok())
+            {
                 ids.push(StreamId(id));
             }
         }
@@ -124,57 +135,123 @@ impl SegmentMediaStore {
     }
 }
 
+/// One append, on the calling (blocking) thread.
+fn append_blocking(
+    root: &Path,
+    inner: &Mutex<Inner>,
+    segment_bytes: u64,
+    stream: StreamId,
+    parts: Vec<Bytes>,
+) -> Result<MediaLocation, StoreError> {
+    let root = root.to_owned();
+    let mut guard = lock(&inner)?;
+    let inner = &mut *guard;
+    let needs_new = match inner.writers.get(&stream) {
+        Some(w) => w.len >= segment_bytes || w.opened.elapsed() >= SEGMENT_MAX_AGE,
+        None => true,
+    };
+    if needs_new {
+        let segment = match inner.writers.get(&stream) {
+            Some(w) => w.segment + 1,
+            None => SegmentMediaStore::next_segment_number(&root, stream)?,
+        };
+        let dir = stream_dir(&root, stream);
+        if !dir.exists() {
+            fs::create_dir_all(&dir)?;
+            inner.pending.dirs.push(root.clone());
+        }
+        // create_new: a segment is never reopened for appending (see module doc).
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(segment_path(&root, stream, segment))?;
+        inner.pending.dirs.push(dir);
+        inner.writers.insert(
+            stream,
+            Writer {
+                segment,
+                file: Arc::new(file),
+                len: 0,
+                opened: std::time::Instant::now(),
+            },
+        );
+    }
+    let w = inner
+        .writers
+        .get_mut(&stream)
+        .ok_or_else(|| StoreError::Task("writer vanished".into()))?;
+    let offset = w.len;
+    let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    if let Err(source) = write_all_vectored(&w.file, &parts) {
+        // The tail of this file is now unknown: start a new segment for the next append.
+        let segment = w.segment;
+        inner.writers.remove(&stream);
+        return Err(StoreError::MediaIo {
+            stream,
+            segment,
+            offset,
+            len,
+            source,
+        });
+    }
+    w.len += len;
+    let file = w.file.clone();
+    let segment = w.segment;
+    if !inner.pending.files.iter().any(|f| Arc::ptr_eq(f, &file)) {
+        inner.pending.files.push(file);
+    }
+    Ok(MediaLocation {
+        segment,
+        offset,
+        len,
+    })
+}
+
 fn lock(inner: &Mutex<Inner>) -> Result<std::sync::MutexGuard<'_, Inner>, StoreError> {
-    inner.lock().map_err(|_| StoreError::Task("media store lock poisoned".into()))
+    inner
+        .lock()
+        .map_err(|_| StoreError::Task("media store lock poisoned".into()))
 }
 
 #[async_trait]
 impl MediaStore for SegmentMediaStore {
-    async fn append(&self, stream: StreamId, parts: Vec<Bytes>) -> Result<MediaLocation, StoreError> {
+    async fn append(
+        &self,
+        stream: StreamId,
+        parts: Vec<Bytes>,
+    ) -> Result<MediaLocation, StoreError> {
         let root = self.root.clone();
         let inner = self.inner.clone();
         let segment_bytes = self.segment_bytes;
         tokio::task::spawn_blocking(move || {
-            let mut guard = lock(&inner)?;
-            let inner = &mut *guard;
-            let needs_new = match inner.writers.get(&stream) {
-                Some(w) => w.len >= segment_bytes || w.opened.elapsed() >= SEGMENT_MAX_AGE,
-                None => true,
-            };
-            if needs_new {
-                let segment = match inner.writers.get(&stream) {
-                    Some(w) => w.segment + 1,
-                    None => Self::next_segment_number(&root, stream)?,
-                };
-                let dir = stream_dir(&root, stream);
-                if !dir.exists() {
-                    fs::create_dir_all(&dir)?;
-                    inner.pending.dirs.push(root.clone());
-                }
-                // create_new: a segment is never reopened for appending (see module doc).
-                let file = OpenOptions::new().create_new(true).append(true).open(segment_path(&root, stream, segment))?;
-                inner.pending.dirs.push(dir);
-                inner.writers.insert(stream, Writer { segment, file: Arc::new(file), len: 0, opened: std::time::Instant::now() });
-            }
-            let w = inner.writers.get_mut(&stream).ok_or_else(|| StoreError::Task("writer vanished".into()))?;
-            let offset = w.len;
-            let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-            if let Err(source) = write_all_vectored(&w.file, &parts) {
-                // The tail of this file is now unknown: start a new segment for the next append.
-                let segment = w.segment;
-                inner.writers.remove(&stream);
-                return Err(StoreError::MediaIo { stream, segment, offset, len, source });
-            }
-            w.len += len;
-            let file = w.file.clone();
-            let segment = w.segment;
-            if !inner.pending.files.iter().any(|f| Arc::ptr_eq(f, &file)) {
-                inner.pending.files.push(file);
-            }
-            Ok(MediaLocation { segment, offset, len })
+            append_blocking(&root, &inner, segment_bytes, stream, parts)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn append_many(
+        &self,
+        items: Vec<(StreamId, Vec<Bytes>)>,
+    ) -> Vec<Result<MediaLocation, StoreError>> {
+        let root = self.root.clone();
+        let inner = self.inner.clone();
+        let segment_bytes = self.segment_bytes;
+        let n = items.len();
+        // One trip to the blocking pool for the whole batch.
+        match tokio::task::spawn_blocking(move || {
+            items
+                .into_iter()
+                .map(|(stream, parts)| append_blocking(&root, &inner, segment_bytes, stream, parts))
+                .collect::<Vec<_>>()
+        })
+        .await
+        {
+            Ok(results) => results,
+            Err(e) => (0..n)
+                .map(|_| Err(StoreError::Task(e.to_string())))
+                .collect(),
+        }
     }
 
     async fn sync(&self) -> Result<(), StoreError> {
@@ -199,7 +276,12 @@ impl MediaStore for SegmentMediaStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    async fn read(&self, stream: StreamId, location: MediaLocation, range: Range<u64>) -> Result<Bytes, StoreError> {
+    async fn read(
+        &self,
+        stream: StreamId,
+        location: MediaLocation,
+        range: Range<u64>,
+    ) -> Result<Bytes, StoreError> {
         let path = segment_path(&self.root, stream, location.segment);
         tokio::task::spawn_blocking(move || {
             let io_err = |source| StoreError::MediaIo {
@@ -210,11 +292,15 @@ impl MediaStore for SegmentMediaStore {
                 source,
             };
             if range.start > range.end || range.end > location.len {
-                return Err(io_err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "range outside fragment")));
+                return Err(io_err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "range outside fragment",
+                )));
             }
             let file = File::open(&path).map_err(io_err)?;
             let mut buf = vec![0u8; (range.end - range.start) as usize];
-            file.read_exact_at(&mut buf, location.offset + range.start).map_err(io_err)?;
+            file.read_exact_at(&mut buf, location.offset + range.start)
+                .map_err(io_err)?;
             Ok(Bytes::from(buf))
         })
         .await
@@ -226,7 +312,11 @@ impl MediaStore for SegmentMediaStore {
         let segments = segments.to_vec();
         {
             let mut inner = lock(&self.inner)?;
-            if inner.writers.get(&stream).is_some_and(|w| segments.contains(&w.segment)) {
+            if inner
+                .writers
+                .get(&stream)
+                .is_some_and(|w| segments.contains(&w.segment))
+            {
                 // Keep the number: the next append continues with segment + 1.
                 if let Some(w) = inner.writers.get_mut(&stream) {
                     w.len = u64::MAX;

@@ -6,8 +6,9 @@
 
 use crate::sample_table;
 use crate::{
-    Catalog, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery, FragmentRecord, MediaLocation, NewFragment,
-    NewStream, StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate, Timestamp, TimestampKind,
+    Catalog, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery, FragmentRecord,
+    MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamStatus,
+    StreamUpdate, Timestamp, TimestampKind,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -107,7 +108,9 @@ impl SqliteCatalog {
     {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = writer.lock().map_err(|_| StoreError::Task("catalog writer poisoned".into()))?;
+            let mut conn = writer
+                .lock()
+                .map_err(|_| StoreError::Task("catalog writer poisoned".into()))?;
             f(&mut conn)
         })
         .await
@@ -122,7 +125,10 @@ impl SqliteCatalog {
         let readers = self.readers.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let pooled = readers.lock().map_err(|_| StoreError::Task("catalog readers poisoned".into()))?.pop();
+            let pooled = readers
+                .lock()
+                .map_err(|_| StoreError::Task("catalog readers poisoned".into()))?
+                .pop();
             let conn = match pooled {
                 Some(c) => c,
                 None => open_connection(&path)?,
@@ -140,7 +146,8 @@ impl SqliteCatalog {
     }
 }
 
-const STREAM_COLUMNS: &str = "id, name, arn, device_name, media_type, kms_key_id, version, status, creation_time_ms, \
+const STREAM_COLUMNS: &str =
+    "id, name, arn, device_name, media_type, kms_key_id, version, status, creation_time_ms, \
      retention_hours, storage_tier, tags";
 
 fn stream_from_row(row: &Row<'_>) -> rusqlite::Result<StreamRecord> {
@@ -162,7 +169,11 @@ fn stream_from_row(row: &Row<'_>) -> rusqlite::Result<StreamRecord> {
     })
 }
 
-fn stream_where(conn: &Connection, clause: &str, value: &dyn rusqlite::ToSql) -> Result<Option<StreamRecord>, StoreError> {
+fn stream_where(
+    conn: &Connection,
+    clause: &str,
+    value: &dyn rusqlite::ToSql,
+) -> Result<Option<StreamRecord>, StoreError> {
     let sql = format!("SELECT {STREAM_COLUMNS} FROM stream WHERE {clause}");
     Ok(conn.query_row(&sql, [value], stream_from_row).optional()?)
 }
@@ -189,13 +200,17 @@ fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, StoreError> {
         },
         tracks: sample_table::decode(&tracks)?,
         tags: match tags {
-            Some(t) => serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("fragment tags: {e}")))?,
+            Some(t) => serde_json::from_str(&t)
+                .map_err(|e| StoreError::Corrupt(format!("fragment tags: {e}")))?,
             None => Vec::new(),
         },
     })
 }
 
-fn collect_fragments(stmt: &mut rusqlite::Statement<'_>, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<FragmentRecord>, StoreError> {
+fn collect_fragments(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<FragmentRecord>, StoreError> {
     let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -243,7 +258,8 @@ impl Catalog for SqliteCatalog {
 
     async fn stream_by_name(&self, name: &str) -> Result<Option<StreamRecord>, StoreError> {
         let name = name.to_owned();
-        self.read(move |c| stream_where(c, "name = ?1", &name)).await
+        self.read(move |c| stream_where(c, "name = ?1", &name))
+            .await
     }
 
     async fn stream_by_arn(&self, arn: &str) -> Result<Option<StreamRecord>, StoreError> {
@@ -255,7 +271,12 @@ impl Catalog for SqliteCatalog {
         self.read(move |c| stream_where(c, "id = ?1", &id.0)).await
     }
 
-    async fn list_streams(&self, prefix: Option<&str>, after_name: Option<&str>, limit: usize) -> Result<Vec<StreamRecord>, StoreError> {
+    async fn list_streams(
+        &self,
+        prefix: Option<&str>,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
         let prefix = prefix.unwrap_or("").to_owned();
         let after = after_name.unwrap_or("").to_owned();
         self.read(move |c| {
@@ -271,7 +292,12 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn update_stream(&self, id: StreamId, expected_version: Option<&str>, u: StreamUpdate) -> Result<StreamRecord, StoreError> {
+    async fn update_stream(
+        &self,
+        id: StreamId,
+        expected_version: Option<&str>,
+        u: StreamUpdate,
+    ) -> Result<StreamRecord, StoreError> {
         let expected = expected_version.map(str::to_owned);
         self.write(move |conn| {
             let tx = conn.transaction()?;
@@ -311,14 +337,22 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn delete_stream(&self, id: StreamId, expected_version: Option<&str>) -> Result<(), StoreError> {
+    async fn delete_stream(
+        &self,
+        id: StreamId,
+        expected_version: Option<&str>,
+    ) -> Result<(), StoreError> {
         let expected = expected_version.map(str::to_owned);
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let s = stream_where(&tx, "id = ?1", &id.0)?.ok_or(StoreError::StreamNotFound(id))?;
             if let Some(expected) = expected {
                 if expected != s.version {
-                    return Err(StoreError::VersionMismatch { stream: id, expected, found: s.version });
+                    return Err(StoreError::VersionMismatch {
+                        stream: id,
+                        expected,
+                        found: s.version,
+                    });
                 }
             }
             tx.execute("DELETE FROM fragment WHERE stream_id = ?1", [id.0])?;
@@ -330,7 +364,11 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn codec_config_for(&self, stream: StreamId, config: &CodecConfig) -> Result<CodecConfigId, StoreError> {
+    async fn codec_config_for(
+        &self,
+        stream: StreamId,
+        config: &CodecConfig,
+    ) -> Result<CodecConfigId, StoreError> {
         let config = config.clone();
         self.write(move |conn| {
             let tx = conn.transaction()?;
@@ -387,7 +425,10 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn insert_fragments(&self, fragments: Vec<NewFragment>) -> Result<Vec<FragmentNumber>, StoreError> {
+    async fn insert_fragments(
+        &self,
+        fragments: Vec<NewFragment>,
+    ) -> Result<Vec<FragmentNumber>, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let mut numbers = Vec::with_capacity(fragments.len());
@@ -435,11 +476,21 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn fragment(&self, stream: StreamId, number: FragmentNumber) -> Result<Option<FragmentRecord>, StoreError> {
+    async fn fragment(
+        &self,
+        stream: StreamId,
+        number: FragmentNumber,
+    ) -> Result<Option<FragmentRecord>, StoreError> {
         self.read(move |c| {
-            let sql = format!("SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 AND number = ?2");
+            let sql = format!(
+                "SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 AND number = ?2"
+            );
             let mut stmt = c.prepare_cached(&sql)?;
-            Ok(collect_fragments(&mut stmt, &[&stream.0, &number.to_string()])?.into_iter().next())
+            Ok(
+                collect_fragments(&mut stmt, &[&stream.0, &number.to_string()])?
+                    .into_iter()
+                    .next(),
+            )
         })
         .await
     }
@@ -464,7 +515,11 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn latest_fragments(&self, stream: StreamId, limit: usize) -> Result<Vec<FragmentRecord>, StoreError> {
+    async fn latest_fragments(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError> {
         self.read(move |c| {
             let sql = format!("SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 ORDER BY number DESC LIMIT ?2");
             let mut stmt = c.prepare_cached(&sql)?;
@@ -475,16 +530,24 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn delete_fragments_before(&self, stream: StreamId, cutoff: Timestamp) -> Result<Vec<u64>, StoreError> {
+    async fn delete_fragments_before(
+        &self,
+        stream: StreamId,
+        cutoff: Timestamp,
+    ) -> Result<Vec<u64>, StoreError> {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let candidates: Vec<i64> = {
-                let mut stmt =
-                    tx.prepare("SELECT DISTINCT segment FROM fragment WHERE stream_id = ?1 AND server_ms < ?2")?;
+                let mut stmt = tx.prepare(
+                    "SELECT DISTINCT segment FROM fragment WHERE stream_id = ?1 AND server_ms < ?2",
+                )?;
                 let rows = stmt.query_map(params![stream.0, cutoff.0], |r| r.get(0))?;
                 rows.collect::<Result<_, _>>()?
             };
-            tx.execute("DELETE FROM fragment WHERE stream_id = ?1 AND server_ms < ?2", params![stream.0, cutoff.0])?;
+            tx.execute(
+                "DELETE FROM fragment WHERE stream_id = ?1 AND server_ms < ?2",
+                params![stream.0, cutoff.0],
+            )?;
             let mut unreferenced = Vec::new();
             for seg in candidates {
                 let used: bool = tx.query_row(
@@ -502,10 +565,17 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn last_fragment_number(&self, stream: StreamId) -> Result<Option<FragmentNumber>, StoreError> {
+    async fn last_fragment_number(
+        &self,
+        stream: StreamId,
+    ) -> Result<Option<FragmentNumber>, StoreError> {
         self.read(move |c| {
             let last: Option<Option<String>> = c
-                .query_row("SELECT last_fragment_number FROM stream WHERE id = ?1", [stream.0], |r| r.get(0))
+                .query_row(
+                    "SELECT last_fragment_number FROM stream WHERE id = ?1",
+                    [stream.0],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let last = last.ok_or(StoreError::StreamNotFound(stream))?;
             Ok(last.as_deref().and_then(FragmentNumber::parse))

@@ -35,7 +35,13 @@ fn config(track: u64, cpd: &'static [u8]) -> CodecConfig {
     }
 }
 
-fn fragment(stream: StreamId, cfg: CodecConfigId, producer_ms: i64, server_ms: i64, data: &'static [u8]) -> PendingFragment {
+fn fragment(
+    stream: StreamId,
+    cfg: CodecConfigId,
+    producer_ms: i64,
+    server_ms: i64,
+    data: &'static [u8],
+) -> PendingFragment {
     PendingFragment {
         parts: vec![Bytes::from_static(data)],
         row: NewFragment {
@@ -49,10 +55,19 @@ fn fragment(stream: StreamId, cfg: CodecConfigId, producer_ms: i64, server_ms: i
                 codec_config: cfg,
                 data_offset: 0,
                 data_len: data.len() as u64,
-                samples: vec![SampleEntry { pts_offset_ns: 0, duration_ns: None, size: data.len() as u32, keyframe: true }],
+                samples: vec![SampleEntry {
+                    pts_offset_ns: 0,
+                    duration_ns: None,
+                    size: data.len() as u32,
+                    keyframe: true,
+                }],
             }],
             tags: vec![("k".into(), "v".into())],
-            media: MediaLocation { segment: 0, offset: 0, len: 0 },
+            media: MediaLocation {
+                segment: 0,
+                offset: 0,
+                len: 0,
+            },
         },
     }
 }
@@ -62,20 +77,50 @@ async fn streams_versions_and_tags() {
     let dir = tempfile::tempdir().unwrap();
     let (catalog, _media) = embedded::open(dir.path()).await.unwrap();
     let s = catalog.create_stream(new_stream("a.b_c")).await.unwrap();
-    assert!(matches!(catalog.create_stream(new_stream("a.b_c")).await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        catalog.create_stream(new_stream("a.b_c")).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
     catalog.create_stream(new_stream("a_x")).await.unwrap();
     catalog.create_stream(new_stream("b")).await.unwrap();
-    let names: Vec<_> = catalog.list_streams(Some("a."), None, 10).await.unwrap().into_iter().map(|s| s.name).collect();
+    let names: Vec<_> = catalog
+        .list_streams(Some("a."), None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(names, ["a.b_c"], "prefix match must be literal, not LIKE");
-    let page: Vec<_> = catalog.list_streams(None, Some("a.b_c"), 1).await.unwrap().into_iter().map(|s| s.name).collect();
+    let page: Vec<_> = catalog
+        .list_streams(None, Some("a.b_c"), 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(page, ["a_x"]);
 
-    let upd = StreamUpdate { set_tags: vec![("t".into(), "1".into())], new_version: "v2".into(), ..Default::default() };
-    assert!(matches!(catalog.update_stream(s.id, Some("nope"), upd.clone()).await, Err(StoreError::VersionMismatch { .. })));
+    let upd = StreamUpdate {
+        set_tags: vec![("t".into(), "1".into())],
+        new_version: "v2".into(),
+        ..Default::default()
+    };
+    assert!(matches!(
+        catalog.update_stream(s.id, Some("nope"), upd.clone()).await,
+        Err(StoreError::VersionMismatch { .. })
+    ));
     let s2 = catalog.update_stream(s.id, Some("v1"), upd).await.unwrap();
     assert_eq!(s2.version, "v2");
     assert_eq!(s2.tags.get("t").map(String::as_str), Some("1"));
-    assert_eq!(catalog.stream_by_arn(&s.arn).await.unwrap().unwrap().version, "v2");
+    assert_eq!(
+        catalog
+            .stream_by_arn(&s.arn)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        "v2"
+    );
 
     catalog.delete_stream(s.id, None).await.unwrap();
     assert!(catalog.stream_by_name("a.b_c").await.unwrap().is_none());
@@ -88,11 +133,32 @@ async fn fragments_are_numbered_durable_and_queryable() {
     let dir = tempfile::tempdir().unwrap();
     let (catalog, media) = embedded::open(dir.path()).await.unwrap();
     let s = catalog.create_stream(new_stream("s")).await.unwrap();
-    let c1 = catalog.codec_config_for(s.id, &config(1, b"\x01a")).await.unwrap();
-    assert_eq!(catalog.codec_config_for(s.id, &config(1, b"\x01a")).await.unwrap(), c1, "unchanged CPD reuses its row");
-    let c2 = catalog.codec_config_for(s.id, &config(1, b"\x01b")).await.unwrap();
+    let c1 = catalog
+        .codec_config_for(s.id, &config(1, b"\x01a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog
+            .codec_config_for(s.id, &config(1, b"\x01a"))
+            .await
+            .unwrap(),
+        c1,
+        "unchanged CPD reuses its row"
+    );
+    let c2 = catalog
+        .codec_config_for(s.id, &config(1, b"\x01b"))
+        .await
+        .unwrap();
     assert_ne!(c1, c2, "a CPD change makes a new row");
-    assert_eq!(catalog.codec_config(c2).await.unwrap().unwrap().codec_private, Bytes::from_static(b"\x01b"));
+    assert_eq!(
+        catalog
+            .codec_config(c2)
+            .await
+            .unwrap()
+            .unwrap()
+            .codec_private,
+        Bytes::from_static(b"\x01b")
+    );
 
     let archive = Archive::new(catalog.clone(), media.clone());
     // Server timestamps equal or going backwards must still give strictly increasing numbers.
@@ -100,32 +166,81 @@ async fn fragments_are_numbered_durable_and_queryable() {
         f.row.number = FragmentNumber::next(last, f.row.server_timestamp);
         f
     };
-    let n1 = archive.persist(numbered(fragment(s.id, c1, 1000, 5000, b"one"), None)).await.unwrap();
-    let n2 = archive.persist(numbered(fragment(s.id, c1, 2000, 5000, b"two!"), Some(n1))).await.unwrap();
-    let n3 = archive.persist(numbered(fragment(s.id, c2, 3000, 4000, b"three"), Some(n2))).await.unwrap();
+    let n1 = archive
+        .persist(numbered(fragment(s.id, c1, 1000, 5000, b"one"), None))
+        .await
+        .unwrap();
+    let n2 = archive
+        .persist(numbered(fragment(s.id, c1, 2000, 5000, b"two!"), Some(n1)))
+        .await
+        .unwrap();
+    let n3 = archive
+        .persist(numbered(fragment(s.id, c2, 3000, 4000, b"three"), Some(n2)))
+        .await
+        .unwrap();
     assert!(n1 < n2 && n2 < n3);
     assert_eq!(catalog.last_fragment_number(s.id).await.unwrap(), Some(n3));
     assert!(
-        matches!(archive.persist(fragment(s.id, c1, 9, 4000, b"x")).await, Err(StoreError::FragmentNumberNotIncreasing { .. })),
+        matches!(
+            archive.persist(fragment(s.id, c1, 9, 4000, b"x")).await,
+            Err(StoreError::FragmentNumberNotIncreasing { .. })
+        ),
         "the catalog refuses a number that does not increase"
     );
     let texts = [n1.to_string(), n2.to_string(), n3.to_string()];
     assert!(texts.iter().all(|t| t.len() == FRAGMENT_NUMBER_DIGITS));
-    assert!(texts[0] < texts[1] && texts[1] < texts[2], "text order is numeric order");
+    assert!(
+        texts[0] < texts[1] && texts[1] < texts[2],
+        "text order is numeric order"
+    );
 
-    let q = |start, end, after| FragmentQuery { stream: s.id, kind: TimestampKind::Producer, start: Timestamp(start), end: Timestamp(end), after, limit: 10 };
-    let got: Vec<_> = catalog.query_fragments(q(1000, 2000, None)).await.unwrap().into_iter().map(|f| f.number).collect();
+    let q = |start, end, after| FragmentQuery {
+        stream: s.id,
+        kind: TimestampKind::Producer,
+        start: Timestamp(start),
+        end: Timestamp(end),
+        after,
+        limit: 10,
+    };
+    let got: Vec<_> = catalog
+        .query_fragments(q(1000, 2000, None))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.number)
+        .collect();
     assert_eq!(got, [n1, n2], "range is inclusive on both ends");
-    let got: Vec<_> = catalog.query_fragments(q(0, 9999, Some((Timestamp(2000), n2)))).await.unwrap().into_iter().map(|f| f.number).collect();
+    let got: Vec<_> = catalog
+        .query_fragments(q(0, 9999, Some((Timestamp(2000), n2))))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.number)
+        .collect();
     assert_eq!(got, [n3]);
-    let latest: Vec<_> = catalog.latest_fragments(s.id, 2).await.unwrap().into_iter().map(|f| f.number).collect();
+    let latest: Vec<_> = catalog
+        .latest_fragments(s.id, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.number)
+        .collect();
     assert_eq!(latest, [n2, n3]);
 
     let f2 = catalog.fragment(s.id, n2).await.unwrap().unwrap();
     assert_eq!(f2.tags, vec![("k".to_string(), "v".to_string())]);
-    assert_eq!(media.read(s.id, f2.media, 0..f2.media.len).await.unwrap(), Bytes::from_static(b"two!"));
-    assert_eq!(media.read(s.id, f2.media, 1..3).await.unwrap(), Bytes::from_static(b"wo"));
-    assert!(media.read(s.id, f2.media, 0..99).await.is_err(), "reads stay inside the fragment");
+    assert_eq!(
+        media.read(s.id, f2.media, 0..f2.media.len).await.unwrap(),
+        Bytes::from_static(b"two!")
+    );
+    assert_eq!(
+        media.read(s.id, f2.media, 1..3).await.unwrap(),
+        Bytes::from_static(b"wo")
+    );
+    assert!(
+        media.read(s.id, f2.media, 0..99).await.is_err(),
+        "reads stay inside the fragment"
+    );
 
     // Everything survives a reopen, and new appends go to a new segment.
     drop(archive);
@@ -133,19 +248,31 @@ async fn fragments_are_numbered_durable_and_queryable() {
     drop(media);
     let (catalog, media) = embedded::open(dir.path()).await.unwrap();
     let f3 = catalog.fragment(s.id, n3).await.unwrap().unwrap();
-    assert_eq!(media.read(s.id, f3.media, 0..f3.media.len).await.unwrap(), Bytes::from_static(b"three"));
+    assert_eq!(
+        media.read(s.id, f3.media, 0..f3.media.len).await.unwrap(),
+        Bytes::from_static(b"three")
+    );
     let archive = Archive::new(catalog.clone(), media.clone());
-    let n4 = archive.persist(numbered(fragment(s.id, c2, 4000, 6000, b"four"), Some(n3))).await.unwrap();
+    let n4 = archive
+        .persist(numbered(fragment(s.id, c2, 4000, 6000, b"four"), Some(n3)))
+        .await
+        .unwrap();
     assert!(n4 > n3);
     let f4 = catalog.fragment(s.id, n4).await.unwrap().unwrap();
     assert!(f4.media.segment > f3.media.segment);
 
     // Retention: rows before the cutoff go, and their fully unreferenced segment is reported.
-    let segs = catalog.delete_fragments_before(s.id, Timestamp(5500)).await.unwrap();
+    let segs = catalog
+        .delete_fragments_before(s.id, Timestamp(5500))
+        .await
+        .unwrap();
     assert_eq!(segs, vec![f3.media.segment]);
     media.delete_segments(s.id, &segs).await.unwrap();
     assert!(catalog.fragment(s.id, n3).await.unwrap().is_none());
-    assert_eq!(media.read(s.id, f4.media, 0..4).await.unwrap(), Bytes::from_static(b"four"));
+    assert_eq!(
+        media.read(s.id, f4.media, 0..4).await.unwrap(),
+        Bytes::from_static(b"four")
+    );
 }
 
 #[tokio::test]
@@ -154,7 +281,10 @@ async fn group_commit_serves_concurrent_streams_and_survives_a_deleted_stream() 
     let (catalog, media) = embedded::open(dir.path()).await.unwrap();
     let a = catalog.create_stream(new_stream("a")).await.unwrap();
     let b = catalog.create_stream(new_stream("b")).await.unwrap();
-    let ca = catalog.codec_config_for(a.id, &config(1, b"x")).await.unwrap();
+    let ca = catalog
+        .codec_config_for(a.id, &config(1, b"x"))
+        .await
+        .unwrap();
     let archive = Archive::new(catalog.clone(), media.clone() as Arc<dyn MediaStore>);
     catalog.delete_stream(b.id, None).await.unwrap();
     let mut waits = Vec::new();
@@ -162,7 +292,12 @@ async fn group_commit_serves_concurrent_streams_and_survives_a_deleted_stream() 
         let mut fa = fragment(a.id, ca, i, 10_000 + i, b"aaaa");
         fa.row.number = FragmentNumber(i as u128 + 1);
         waits.push(archive.submit(fa).await.unwrap());
-        waits.push(archive.submit(fragment(b.id, ca, i, 10_000 + i, b"bbbb")).await.unwrap());
+        waits.push(
+            archive
+                .submit(fragment(b.id, ca, i, 10_000 + i, b"bbbb"))
+                .await
+                .unwrap(),
+        );
     }
     let mut ok = Vec::new();
     for (i, w) in waits.into_iter().enumerate() {
@@ -182,10 +317,15 @@ async fn appends_of_many_parts_are_written_whole_and_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let media = SegmentMediaStore::open(dir.path()).unwrap();
     // More parts than one writev takes (IOV_MAX is 1024 on Linux).
-    let parts: Vec<Bytes> = (0..3000u32).map(|i| Bytes::from(i.to_be_bytes().to_vec())).collect();
+    let parts: Vec<Bytes> = (0..3000u32)
+        .map(|i| Bytes::from(i.to_be_bytes().to_vec()))
+        .collect();
     let expected: Vec<u8> = parts.iter().flat_map(|p| p.iter().copied()).collect();
     let loc = media.append(StreamId(1), parts).await.unwrap();
     media.sync().await.unwrap();
     assert_eq!(loc.len, 12_000);
-    assert_eq!(&media.read(StreamId(1), loc, 0..loc.len).await.unwrap()[..], &expected[..]);
+    assert_eq!(
+        &media.read(StreamId(1), loc, 0..loc.len).await.unwrap()[..],
+        &expected[..]
+    );
 }

@@ -98,14 +98,30 @@ fn as_string<S: serde::Serializer>(n: &Option<FragmentNumber>, s: S) -> Result<S
 
 impl Ack {
     pub fn event(event_type: EventType, timecode_ms: i64, number: FragmentNumber) -> Self {
-        Ack { event_type, fragment_timecode: Some(timecode_ms), fragment_number: Some(number), error_id: None, error_code: None }
+        Ack {
+            event_type,
+            fragment_timecode: Some(timecode_ms),
+            fragment_number: Some(number),
+            error_id: None,
+            error_code: None,
+        }
     }
 
     pub fn idle() -> Self {
-        Ack { event_type: EventType::Idle, fragment_timecode: None, fragment_number: None, error_id: None, error_code: None }
+        Ack {
+            event_type: EventType::Idle,
+            fragment_timecode: None,
+            fragment_number: None,
+            error_id: None,
+            error_code: None,
+        }
     }
 
-    pub fn error(error: AckError, timecode_ms: Option<i64>, number: Option<FragmentNumber>) -> Self {
+    pub fn error(
+        error: AckError,
+        timecode_ms: Option<i64>,
+        number: Option<FragmentNumber>,
+    ) -> Self {
         Ack {
             event_type: EventType::Error,
             fragment_timecode: timecode_ms,

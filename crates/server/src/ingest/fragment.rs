@@ -5,7 +5,10 @@ use super::ack::AckError;
 use bytes::Bytes;
 use media::mkv::Frame;
 use media::TrackNumber;
-use store::{CodecConfigId, FragmentNumber, FragmentTrack, MediaLocation, NewFragment, PendingFragment, SampleEntry, StreamId, Timestamp};
+use store::{
+    CodecConfigId, FragmentNumber, FragmentTrack, MediaLocation, NewFragment, PendingFragment,
+    SampleEntry, StreamId, Timestamp,
+};
 
 /// Ingest limits (CONTRACT.md D3).
 #[derive(Clone, Copy, Debug)]
@@ -71,12 +74,22 @@ pub struct FragmentBuilder {
 }
 
 impl FragmentBuilder {
-    pub fn new(header: FragmentHeader, tracks: &[TrackInfo], tags: Vec<(String, String)>, limits: IngestLimits) -> Self {
+    pub fn new(
+        header: FragmentHeader,
+        tracks: &[TrackInfo],
+        tags: Vec<(String, String)>,
+        limits: IngestLimits,
+    ) -> Self {
         FragmentBuilder {
             header,
             tracks: tracks
                 .iter()
-                .map(|info| TrackBuf { info: info.clone(), parts: Vec::new(), samples: Vec::new(), bytes: 0 })
+                .map(|info| TrackBuf {
+                    info: info.clone(),
+                    parts: Vec::new(),
+                    samples: Vec::new(),
+                    bytes: 0,
+                })
                 .collect(),
             total_bytes: 0,
             tags,
@@ -160,7 +173,11 @@ impl FragmentBuilder {
                 duration_ms: (duration_ns + 500_000) / 1_000_000,
                 tracks,
                 tags: self.tags,
-                media: MediaLocation { segment: 0, offset: 0, len: offset },
+                media: MediaLocation {
+                    segment: 0,
+                    offset: 0,
+                    len: offset,
+                },
             },
         })
     }
@@ -176,7 +193,9 @@ fn fragment_duration_ns(tracks: &[TrackBuf]) -> u64 {
     for t in tracks {
         let mut pts: Vec<i64> = t.samples.iter().map(|s| s.pts_offset_ns).collect();
         pts.sort_unstable();
-        let (Some(&first), Some(&last)) = (pts.first(), pts.last()) else { continue };
+        let (Some(&first), Some(&last)) = (pts.first(), pts.last()) else {
+            continue;
+        };
         let step = t
             .samples
             .iter()
@@ -208,8 +227,18 @@ mod tests {
 
     fn tracks() -> Vec<TrackInfo> {
         vec![
-            TrackInfo { number: TrackNumber(1), is_video: true, config: CodecConfigId(1), default_duration_ns: None },
-            TrackInfo { number: TrackNumber(2), is_video: false, config: CodecConfigId(2), default_duration_ns: None },
+            TrackInfo {
+                number: TrackNumber(1),
+                is_video: true,
+                config: CodecConfigId(1),
+                default_duration_ns: None,
+            },
+            TrackInfo {
+                number: TrackNumber(2),
+                is_video: false,
+                config: CodecConfigId(2),
+                default_duration_ns: None,
+            },
         ]
     }
 
@@ -246,15 +275,31 @@ mod tests {
     #[test]
     fn rule_violations_give_the_documented_errors() {
         let mut b = FragmentBuilder::new(header(), &tracks(), vec![], IngestLimits::default());
-        assert_eq!(b.add_frame(frame(3, 0, true, b"x")), Err(AckError::TrackNumberMismatch));
-        assert_eq!(b.add_frame(frame(1, 0, false, b"x")), Err(AckError::InvalidMkvData), "video must start on a key frame");
+        assert_eq!(
+            b.add_frame(frame(3, 0, true, b"x")),
+            Err(AckError::TrackNumberMismatch)
+        );
+        assert_eq!(
+            b.add_frame(frame(1, 0, false, b"x")),
+            Err(AckError::InvalidMkvData),
+            "video must start on a key frame"
+        );
         b.add_frame(frame(1, 0, true, b"x")).unwrap();
-        assert_eq!(b.add_frame(frame(1, 20_001, false, b"x")), Err(AckError::MaxFragmentDuration));
+        assert_eq!(
+            b.add_frame(frame(1, 20_001, false, b"x")),
+            Err(AckError::MaxFragmentDuration)
+        );
         assert_eq!(b.finish().err(), Some(AckError::FramesMissingForTrack));
 
-        let limits = IngestLimits { max_fragment_bytes: 4, ..Default::default() };
+        let limits = IngestLimits {
+            max_fragment_bytes: 4,
+            ..Default::default()
+        };
         let mut b = FragmentBuilder::new(header(), &tracks(), vec![], limits);
         b.add_frame(frame(1, 0, true, b"1234")).unwrap();
-        assert_eq!(b.add_frame(frame(2, 0, false, b"5")), Err(AckError::MaxFragmentSize));
+        assert_eq!(
+            b.add_frame(frame(2, 0, false, b"5")),
+            Err(AckError::MaxFragmentSize)
+        );
     }
 }

@@ -56,13 +56,19 @@ impl IngestState {
     }
 
     pub fn with_limits(limits: IngestLimits) -> Self {
-        IngestState { limits, active: Mutex::new(HashSet::new()) }
+        IngestState {
+            limits,
+            active: Mutex::new(HashSet::new()),
+        }
     }
 
     /// Claims the stream for one PutMedia connection (CONTRACT.md D3: 1 connection per stream).
     fn claim(self: &Arc<Self>, stream: StreamId) -> Option<ConnectionClaim> {
         let mut active = self.active.lock().ok()?;
-        active.insert(stream).then(|| ConnectionClaim { state: self.clone(), stream })
+        active.insert(stream).then(|| ConnectionClaim {
+            state: self.clone(),
+            stream,
+        })
     }
 
     /// Number of PutMedia connections now streaming.
@@ -113,7 +119,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
 /// `0`, or a float from `Date.now()/1000`.
 fn parse_epoch_seconds_ms(s: &str) -> Option<i64> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let secs: i64 = int.parse().ok()?;
@@ -129,12 +138,16 @@ fn parse_headers(headers: &HeaderMap) -> Result<PutMediaHeaders, ApiError> {
     let stream_name = header(headers, "x-amzn-stream-name")?.map(str::to_owned);
     let stream_arn = header(headers, "x-amzn-stream-arn")?.map(str::to_owned);
     if stream_name.is_none() && stream_arn.is_none() {
-        return Err(ApiError::InvalidArgument("You must specify either the StreamName or the StreamARN.".into()));
+        return Err(ApiError::InvalidArgument(
+            "You must specify either the StreamName or the StreamARN.".into(),
+        ));
     }
     if let Some(name) = &stream_name {
         let ok = !name.is_empty()
             && name.len() <= 256
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !ok {
             return Err(ApiError::InvalidArgument(format!(
                 "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
@@ -144,7 +157,9 @@ fn parse_headers(headers: &HeaderMap) -> Result<PutMediaHeaders, ApiError> {
     let producer_start_ms = match header(headers, "x-amzn-producer-start-timestamp")? {
         None => None,
         Some(s) => Some(parse_epoch_seconds_ms(s).ok_or_else(|| {
-            ApiError::InvalidArgument(format!("Invalid x-amzn-producer-start-timestamp '{s}': expected epoch seconds."))
+            ApiError::InvalidArgument(format!(
+                "Invalid x-amzn-producer-start-timestamp '{s}': expected epoch seconds."
+            ))
         })?),
     };
     // INFERRED default when the header is missing: RELATIVE if a start timestamp was given.
@@ -159,7 +174,12 @@ fn parse_headers(headers: &HeaderMap) -> Result<PutMediaHeaders, ApiError> {
             )))
         }
     };
-    Ok(PutMediaHeaders { stream_name, stream_arn, timecode_type, producer_start_ms })
+    Ok(PutMediaHeaders {
+        stream_name,
+        stream_arn,
+        timecode_type,
+        producer_start_ms,
+    })
 }
 
 async fn find_stream(state: &AppState, h: &PutMediaHeaders) -> Result<StreamRecord, ApiError> {
@@ -169,10 +189,14 @@ async fn find_stream(state: &AppState, h: &PutMediaHeaders) -> Result<StreamReco
         (None, None) => Ok(None),
     }
     .map_err(ApiError::from)?;
-    let stream = found.ok_or_else(|| ApiError::ResourceNotFound("The requested stream is not found or not active.".into()))?;
+    let stream = found.ok_or_else(|| {
+        ApiError::ResourceNotFound("The requested stream is not found or not active.".into())
+    })?;
     if let (Some(name), Some(_)) = (&h.stream_name, &h.stream_arn) {
         if name != &stream.name {
-            return Err(ApiError::InvalidArgument("StreamName and StreamARN name different streams.".into()));
+            return Err(ApiError::InvalidArgument(
+                "StreamName and StreamARN name different streams.".into(),
+            ));
         }
     }
     Ok(stream)
@@ -196,10 +220,17 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
             stream.name
         ))
     })?;
-    let last_number = state.catalog.last_fragment_number(stream.id).await.map_err(ApiError::from)?;
+    let last_number = state
+        .catalog
+        .last_fragment_number(stream.id)
+        .await
+        .map_err(ApiError::from)?;
 
     let mut body = body.into_data_stream();
-    let first = tokio::time::timeout(FIRST_BYTES_WAIT, body.next()).await.ok().flatten();
+    let first = tokio::time::timeout(FIRST_BYTES_WAIT, body.next())
+        .await
+        .ok()
+        .flatten();
     let (acks, ack_rx) = mpsc::channel::<Bytes>(ACK_CHANNEL_DEPTH);
     let connection = Connection {
         limits: state.ingest.limits,
@@ -225,10 +256,34 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
         let _claim = claim;
         connection.run(first, body).await;
     });
+    // Ack lines that are ready together go out as one HTTP chunk (fewer writes under fast ingest).
     let stream = futures::stream::unfold(ack_rx, |mut rx| async move {
-        rx.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
+        let first = rx.recv().await?;
+        let mut more = Vec::new();
+        while let Ok(line) = rx.try_recv() {
+            more.push(line);
+            if more.len() >= ACK_CHANNEL_DEPTH {
+                break;
+            }
+        }
+        let chunk = if more.is_empty() {
+            first
+        } else {
+            let mut joined = bytes::BytesMut::with_capacity(
+                first.len() + more.iter().map(Bytes::len).sum::<usize>(),
+            );
+            joined.extend_from_slice(&first);
+            more.iter().for_each(|l| joined.extend_from_slice(l));
+            joined.freeze()
+        };
+        Some((Ok::<_, std::convert::Infallible>(chunk), rx))
     });
-    Ok((StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response())
+    Ok((
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 /// A submitted fragment awaiting durability.
@@ -328,7 +383,12 @@ impl Connection {
             // Never half-written: a fragment still arriving is reported, not stored.
             if let Some(f) = self.current.take() {
                 let h = *f.header();
-                self.send(Ack::error(AckError::StreamRead, Some(h.timecode_ms), Some(h.number))).await;
+                self.send(Ack::error(
+                    AckError::StreamRead,
+                    Some(h.timecode_ms),
+                    Some(h.number),
+                ))
+                .await;
             }
         }
         // Everything already received is persisted and acknowledged before the response ends.
@@ -355,27 +415,45 @@ impl Connection {
 
     /// Pops the oldest in-flight fragment, whose commit finished with `result`, and acknowledges it.
     async fn acknowledge_oldest(&mut self, result: CommitResult) -> bool {
-        let Some(f) = self.pending.pop_front() else { return true };
+        let Some(f) = self.pending.pop_front() else {
+            return true;
+        };
         self.pending_bytes -= f.bytes;
         match result {
             Ok(Ok(number)) => {
                 // With retention 0 KVS keeps fragments only in a short buffer and sends no PERSISTED.
                 if self.stream.data_retention_hours > 0 {
-                    self.send(Ack::event(EventType::Persisted, f.timecode_ms, number)).await;
+                    self.send(Ack::event(EventType::Persisted, f.timecode_ms, number))
+                        .await;
                 }
                 true
             }
             Ok(Err(StoreError::StreamNotFound(_))) => {
-                self.send(Ack::error(AckError::StreamNotActive, Some(f.timecode_ms), Some(f.number))).await;
+                self.send(Ack::error(
+                    AckError::StreamNotActive,
+                    Some(f.timecode_ms),
+                    Some(f.number),
+                ))
+                .await;
                 false
             }
             Ok(Err(e)) => {
                 tracing::error!(stream = %self.stream.name, fragment = %f.number, error = %e, "fragment not persisted");
-                self.send(Ack::error(AckError::Archival, Some(f.timecode_ms), Some(f.number))).await;
+                self.send(Ack::error(
+                    AckError::Archival,
+                    Some(f.timecode_ms),
+                    Some(f.number),
+                ))
+                .await;
                 false
             }
             Err(_) => {
-                self.send(Ack::error(AckError::Internal, Some(f.timecode_ms), Some(f.number))).await;
+                self.send(Ack::error(
+                    AckError::Internal,
+                    Some(f.timecode_ms),
+                    Some(f.number),
+                ))
+                .await;
                 false
             }
         }
@@ -409,7 +487,11 @@ impl Connection {
 
     async fn drain_events(&mut self, end_of_input: bool) -> Option<Stop> {
         loop {
-            let next = if end_of_input { self.reader.finish() } else { self.reader.next_event() };
+            let next = if end_of_input {
+                self.reader.finish()
+            } else {
+                self.reader.next_event()
+            };
             match next {
                 Ok(Some(event)) => {
                     if let Some(stop) = self.on_event(event).await {
@@ -420,7 +502,9 @@ impl Connection {
                 Err(e) => {
                     let error = match e {
                         MkvError::Truncated { .. } => AckError::StreamRead,
-                        MkvError::TooLarge { .. } if self.current.is_some() => AckError::MaxFragmentSize,
+                        MkvError::TooLarge { .. } if self.current.is_some() => {
+                            AckError::MaxFragmentSize
+                        }
                         _ => AckError::InvalidMkvData,
                     };
                     tracing::info!(stream = %self.stream.name, error = %e, "PutMedia input rejected");
@@ -454,7 +538,12 @@ impl Connection {
                     return None;
                 }
                 let Some(builder) = self.current.as_mut() else {
-                    self.send(Ack::error(AckError::InvalidMkvData, self.last_cluster_ms, None)).await;
+                    self.send(Ack::error(
+                        AckError::InvalidMkvData,
+                        self.last_cluster_ms,
+                        None,
+                    ))
+                    .await;
                     return Some(Stop::Fatal);
                 };
                 if let Err(error) = builder.add_frame(frame) {
@@ -469,7 +558,12 @@ impl Connection {
 
     async fn on_tracks(&mut self, info: media::mkv::SegmentInfo) -> Option<Stop> {
         if info.tracks.len() > self.limits.max_tracks {
-            self.send(Ack::error(AckError::TooManyTracks, self.last_cluster_ms, None)).await;
+            self.send(Ack::error(
+                AckError::TooManyTracks,
+                self.last_cluster_ms,
+                None,
+            ))
+            .await;
             return Some(Stop::Fatal);
         }
         let mut tracks = Vec::with_capacity(info.tracks.len());
@@ -486,7 +580,12 @@ impl Connection {
                 channels: t.channels,
             };
             // KVS stores any codec private data as sent and validates it only at playback (CONTRACT.md D1).
-            match self.state.catalog.codec_config_for(self.stream.id, &config).await {
+            match self
+                .state
+                .catalog
+                .codec_config_for(self.stream.id, &config)
+                .await
+            {
                 Ok(id) => tracks.push(TrackInfo {
                     number: t.number,
                     is_video: t.track_type == 1,
@@ -495,7 +594,8 @@ impl Connection {
                 }),
                 Err(e) => {
                     tracing::error!(stream = %self.stream.name, error = %e, "codec config not stored");
-                    self.send(Ack::error(AckError::Internal, self.last_cluster_ms, None)).await;
+                    self.send(Ack::error(AckError::Internal, self.last_cluster_ms, None))
+                        .await;
                     return Some(Stop::Fatal);
                 }
             }
@@ -506,11 +606,13 @@ impl Connection {
 
     async fn on_cluster_start(&mut self, timecode: u64) -> Option<Stop> {
         let Some((scale_ns, tracks)) = &self.tracks else {
-            self.send(Ack::error(AckError::InvalidMkvData, None, None)).await;
+            self.send(Ack::error(AckError::InvalidMkvData, None, None))
+                .await;
             return Some(Stop::Fatal);
         };
         let scale_ns = *scale_ns;
-        let timecode_ms = i64::try_from(u128::from(timecode) * u128::from(scale_ns) / 1_000_000).unwrap_or(i64::MAX);
+        let timecode_ms = i64::try_from(u128::from(timecode) * u128::from(scale_ns) / 1_000_000)
+            .unwrap_or(i64::MAX);
         let server_timestamp = self.state.clock.timestamp();
         let number = FragmentNumber::next(self.last_number, server_timestamp);
         self.last_number = Some(number);
@@ -519,13 +621,23 @@ impl Connection {
 
         // Fragments of one PutMedia must move forward in time (CONTRACT.md D1, ErrorId 4004).
         if self.last_cluster_ms.is_some_and(|last| timecode_ms <= last) {
-            self.send(Ack::error(AckError::TimecodeLessThanPrevious, Some(timecode_ms), Some(number))).await;
+            self.send(Ack::error(
+                AckError::TimecodeLessThanPrevious,
+                Some(timecode_ms),
+                Some(number),
+            ))
+            .await;
             self.skip_cluster = true;
             return None;
         }
         self.last_cluster_ms = Some(timecode_ms);
         if tags.len() > self.limits.max_fragment_tags {
-            self.send(Ack::error(AckError::FragmentMetadataLimit, Some(timecode_ms), Some(number))).await;
+            self.send(Ack::error(
+                AckError::FragmentMetadataLimit,
+                Some(timecode_ms),
+                Some(number),
+            ))
+            .await;
             self.skip_cluster = true;
             return None;
         }
@@ -534,7 +646,12 @@ impl Connection {
             TimecodeType::Relative => self.producer_start_ms.unwrap_or(0).checked_add(timecode_ms),
         };
         let Some(producer_ms) = producer_ms else {
-            self.send(Ack::error(AckError::InvalidProducerTimestamp, Some(timecode_ms), Some(number))).await;
+            self.send(Ack::error(
+                AckError::InvalidProducerTimestamp,
+                Some(timecode_ms),
+                Some(number),
+            ))
+            .await;
             self.skip_cluster = true;
             return None;
         };
@@ -547,33 +664,50 @@ impl Connection {
             timecode_scale_ns: scale_ns,
         };
         self.current = Some(FragmentBuilder::new(header, tracks, tags, self.limits));
-        self.send(Ack::event(EventType::Buffering, timecode_ms, number)).await;
+        self.send(Ack::event(EventType::Buffering, timecode_ms, number))
+            .await;
         None
     }
 
     async fn on_cluster_end(&mut self) -> Option<Stop> {
-        let Some(builder) = self.current.take() else { return None };
+        let Some(builder) = self.current.take() else {
+            return None;
+        };
         if self.skip_cluster {
             return None;
         }
         let h = *builder.header();
         match builder.finish() {
             Ok(fragment) => {
-                self.send(Ack::event(EventType::Received, h.timecode_ms, h.number)).await;
+                self.send(Ack::event(EventType::Received, h.timecode_ms, h.number))
+                    .await;
                 let bytes = fragment.row.media.len;
                 match self.state.archive.submit(fragment).await {
                     Ok(done) => {
                         self.pending_bytes += bytes;
-                        self.pending.push_back(InFlight { timecode_ms: h.timecode_ms, number: h.number, bytes, done });
+                        self.pending.push_back(InFlight {
+                            timecode_ms: h.timecode_ms,
+                            number: h.number,
+                            bytes,
+                            done,
+                        });
                     }
                     Err(e) => {
                         tracing::error!(stream = %self.stream.name, error = %e, "archive unavailable");
-                        self.send(Ack::error(AckError::Internal, Some(h.timecode_ms), Some(h.number))).await;
+                        self.send(Ack::error(
+                            AckError::Internal,
+                            Some(h.timecode_ms),
+                            Some(h.number),
+                        ))
+                        .await;
                         return Some(Stop::Fatal);
                     }
                 }
             }
-            Err(error) => self.send(Ack::error(error, Some(h.timecode_ms), Some(h.number))).await,
+            Err(error) => {
+                self.send(Ack::error(error, Some(h.timecode_ms), Some(h.number)))
+                    .await
+            }
         }
         None
     }
@@ -585,9 +719,18 @@ mod tests {
 
     #[test]
     fn producer_start_timestamps_as_producers_send_them() {
-        assert_eq!(parse_epoch_seconds_ms("1795570809.39"), Some(1_795_570_809_390));
-        assert_eq!(parse_epoch_seconds_ms("1795570809.039"), Some(1_795_570_809_039));
-        assert_eq!(parse_epoch_seconds_ms("1795570809.1234"), Some(1_795_570_809_123));
+        assert_eq!(
+            parse_epoch_seconds_ms("1795570809.39"),
+            Some(1_795_570_809_390)
+        );
+        assert_eq!(
+            parse_epoch_seconds_ms("1795570809.039"),
+            Some(1_795_570_809_039)
+        );
+        assert_eq!(
+            parse_epoch_seconds_ms("1795570809.1234"),
+            Some(1_795_570_809_123)
+        );
         assert_eq!(parse_epoch_seconds_ms("0"), Some(0));
         assert_eq!(parse_epoch_seconds_ms("12."), Some(12_000));
         assert_eq!(parse_epoch_seconds_ms("-1"), None);
