@@ -55,11 +55,11 @@ fn parse(chunks: &[Bytes]) -> usize {
     let mut events = 0;
     for chunk in chunks {
         reader.push(chunk.clone());
-        while let Some(_) = reader.next_event().expect("bench input parses") {
+        while reader.next_event().expect("bench input parses").is_some() {
             events += 1;
         }
     }
-    while let Some(_) = reader.finish().expect("bench input parses") {
+    while reader.finish().expect("bench input parses").is_some() {
         events += 1;
     }
     events
