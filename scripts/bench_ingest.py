@@ -63,8 +63,8 @@ class Server:
         self.proc.wait(timeout=30)
 
 
-def put_media(binary, endpoint, stream, path):
-    out = subprocess.run([binary, "put-media", "--fast", "--endpoint-url", endpoint,
+def put_media(binary, endpoint, stream, path, fast=True):
+    out = subprocess.run([binary, "put-media"] + (["--fast"] if fast else []) + ["--endpoint-url", endpoint,
                           "--stream-name", stream, path],
                          check=True, capture_output=True, text=True).stdout
     summary = json.loads(out.strip().splitlines()[-1])
@@ -84,6 +84,28 @@ def ingest_run(binary, server, path, size, n):
     return {"mbps": size / wall / 1e6, "cpu_s_per_gb": cpu / (size / 1e9),
             "p50": summary["PersistLatencyMs"]["p50"], "p99": summary["PersistLatencyMs"]["p99"],
             "persisted": summary["Persisted"]}
+
+
+def excerpt(path, directory, clusters):
+    """The input's header and first `clusters` clusters: a valid MKV for a paced run."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+    import mkv  # the independent EBML walker of the e2e tests
+    with open(path, "rb") as f:
+        head = f.read(64 << 20)
+    parsed = mkv.parse(head)
+    end = parsed.clusters[clusters].offset
+    out = os.path.join(directory, f"openkvs-bench-excerpt-{clusters}.mkv")
+    with open(out, "wb") as f:
+        f.write(head[:end])
+    return out
+
+
+def paced_latency(binary, server, path, n):
+    """Real-time ingest, as a camera sends: last byte of a fragment to PERSISTED, no backlog."""
+    stream = f"paced{n}"
+    server.kv.create_stream(StreamName=stream, DataRetentionInHours=24)
+    summary = put_media(binary, server.endpoint, stream, path, fast=False)
+    return summary["PersistLatencyMs"]
 
 
 def dd_run(directory, size):
@@ -121,11 +143,13 @@ def main():
     ap.add_argument("--disk-dir", required=True)
     ap.add_argument("--tmpfs-dir", required=True)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--paced-seconds", type=int, default=60)
     args = ap.parse_args()
     size = os.path.getsize(args.input)
     print(f"input {args.input}: {size / 1e6:.1f} MB; {args.runs} interleaved runs each", flush=True)
 
     results = {"disk": [], "dd": [], "tmpfs": [], "ffmpeg": []}
+    paced = None
     for where, key, base in (("disk", "disk", "dd"), ("tmpfs", "tmpfs", "ffmpeg")):
         root = args.disk_dir if where == "disk" else args.tmpfs_dir
         data = tempfile.mkdtemp(prefix="openkvs-bench-", dir=root)
@@ -141,6 +165,11 @@ def main():
                 print(f"  {where} run {n}: openkvs {r['mbps']:.0f} MB/s (p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
                       f"{r['cpu_s_per_gb']:.2f} CPU s/GB, {r['persisted']} fragments); {base} {results[base][-1]:.0f} MB/s",
                       flush=True)
+            if where == "disk" and args.paced_seconds > 0:
+                clip = excerpt(args.input, root, args.paced_seconds)
+                paced = paced_latency(args.bin, server, clip, 0)
+                os.unlink(clip)
+                print(f"  disk, paced in real time for {args.paced_seconds} s: persist latency {paced}", flush=True)
         finally:
             server.stop()
             shutil.rmtree(data, ignore_errors=True)
@@ -153,8 +182,9 @@ def main():
         "input_mb": round(size / 1e6, 1),
         "disk": {"openkvs_mbps": round(disk), "dd_fdatasync_mbps": round(dd),
                  "ratio_median": round(statistics.median(ratios_disk), 2), "goal": ">= 0.8",
-                 "persist_latency_ms_p50": median(results["disk"], "p50"),
-                 "persist_latency_ms_p99": median(results["disk"], "p99"), "p99_goal_ms": "< 20",
+                 "fast_run_persist_latency_ms_p50": median(results["disk"], "p50"),
+                 "fast_run_persist_latency_ms_p99": median(results["disk"], "p99"),
+                 "paced_persist_latency_ms": paced, "p99_goal_ms": "< 20 (paced)",
                  "server_cpu_s_per_gb": round(median(results["disk"], "cpu_s_per_gb"), 2)},
         "tmpfs": {"openkvs_mbps": round(tmpfs), "ffmpeg_hls_fmp4_mbps": round(ff),
                   "ratio_median": round(statistics.median(ratios_tmpfs), 2), "goal": ">= 3",
