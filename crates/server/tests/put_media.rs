@@ -18,19 +18,37 @@ struct TestServer {
 }
 
 async fn start() -> TestServer {
+    start_with(server::ingest::IngestState::new(), std::future::pending())
+        .await
+        .0
+}
+
+/// Starts a server with the given ingest state; the returned handle resolves when `serve` returns
+/// after `shutdown` fires.
+async fn start_with(
+    ingest: server::ingest::IngestState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (
+    TestServer,
+    tokio::task::JoinHandle<Result<(), server::ServeError>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = server::build(server::Config::new(addr, dir.path().to_owned()))
+    let mut state = server::build(server::Config::new(addr, dir.path().to_owned()))
         .await
         .unwrap();
+    state.ingest = std::sync::Arc::new(ingest);
     let serving = state.clone();
-    tokio::spawn(async move { server::serve(serving, listener, std::future::pending()).await });
-    TestServer {
-        addr,
-        state,
-        _dir: dir,
-    }
+    let handle = tokio::spawn(async move { server::serve(serving, listener, shutdown).await });
+    (
+        TestServer {
+            addr,
+            state,
+            _dir: dir,
+        },
+        handle,
+    )
 }
 
 async fn create_stream(s: &TestServer, name: &str) {
@@ -506,6 +524,183 @@ async fn a_second_concurrent_put_media_is_refused() {
         String::from_utf8_lossy(&body).contains("ConnectionLimitExceededException"),
         "{}",
         String::from_utf8_lossy(&body)
+    );
+    drop(wr);
+}
+
+/// Opens a PutMedia connection by hand and returns its write half and a task collecting the raw
+/// response, so a test can pause between clusters.
+async fn open_put_media(
+    s: &TestServer,
+    stream: &str,
+) -> (
+    tokio::net::tcp::OwnedWriteHalf,
+    tokio::task::JoinHandle<Vec<u8>>,
+) {
+    let host = s.addr.to_string();
+    let hdrs: Vec<(&str, &str)> = vec![
+        ("host", &host),
+        ("x-amzn-stream-name", stream),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+    ];
+    let creds = sigv4::Credentials {
+        access_key_id: "A".into(),
+        secret_access_key: "s".into(),
+        session_token: None,
+    };
+    let signed = sigv4::sign(
+        &sigv4::Request {
+            method: "POST",
+            path: "/putMedia",
+            query: "",
+            headers: &hdrs,
+        },
+        sigv4::EMPTY_SHA256,
+        &sigv4::SigningParams {
+            credentials: &creds,
+            region: "us-east-1",
+            service: "kinesisvideo",
+            time: SystemTime::now(),
+        },
+    );
+    let mut head = String::from(
+        "POST /putMedia HTTP/1.1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n",
+    );
+    for (k, v) in hdrs
+        .iter()
+        .copied()
+        .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let (mut rd, mut wr) = TcpStream::connect(s.addr).await.unwrap().into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut raw = Vec::new();
+        let _ = rd.read_to_end(&mut raw).await;
+        raw
+    });
+    (wr, reader)
+}
+
+async fn send_chunk(wr: &mut tokio::net::tcp::OwnedWriteHalf, data: &[u8]) {
+    wr.write_all(format!("{:x}\r\n", data.len()).as_bytes())
+        .await
+        .unwrap();
+    wr.write_all(data).await.unwrap();
+    wr.write_all(b"\r\n").await.unwrap();
+}
+
+fn header_and_cluster(timecode: u64, with_header: bool) -> Vec<u8> {
+    let mut w = MkvWriter::kvs();
+    if with_header {
+        w.ebml_header("matroska")
+            .start_segment(MasterSize::Unknown)
+            .info(1_000_000)
+            .tracks(&tracks());
+    }
+    w.start_cluster(timecode, MasterSize::Unknown)
+        .simple_block(1, 0, true, b"key")
+        .simple_block(2, 0, false, b"aac");
+    w.as_bytes().to_vec()
+}
+
+#[tokio::test]
+async fn a_connection_past_its_maximum_duration_is_closed_with_4003() {
+    let limits = server::ingest::fragment::IngestLimits {
+        max_connection_duration: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let (s, _) = start_with(
+        server::ingest::IngestState::with_limits(limits),
+        std::future::pending(),
+    )
+    .await;
+    create_stream(&s, "long").await;
+    let (mut wr, reader) = open_put_media(&s, "long").await;
+    send_chunk(&mut wr, &header_and_cluster(1000, true)).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    send_chunk(&mut wr, &header_and_cluster(2000, false)).await;
+    let _ = wr.write_all(b"0\r\n\r\n").await;
+    let (status, body) = parse_response(&reader.await.unwrap());
+    assert_eq!(status, 200);
+    let acks = parse_acks(&body);
+    assert_eq!(
+        count(&acks, "PERSISTED"),
+        1,
+        "the fragment completed in time is kept: {acks:?}"
+    );
+    let errors: Vec<_> = acks
+        .iter()
+        .filter(|a| a["EventType"] == "ERROR")
+        .map(|a| (a["ErrorId"].clone(), a["FragmentTimecode"].clone()))
+        .collect();
+    assert_eq!(
+        errors,
+        [(serde_json::json!(4003), serde_json::json!(2000))],
+        "{acks:?}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_persists_what_was_received_and_reports_the_fragment_in_progress() {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (s, served) = start_with(server::ingest::IngestState::new(), async move {
+        let _ = stop_rx.await;
+    })
+    .await;
+    create_stream(&s, "stopping").await;
+    let (mut wr, reader) = open_put_media(&s, "stopping").await;
+    // Cluster 1000 is complete once cluster 2000 starts; cluster 2000 is still arriving.
+    send_chunk(&mut wr, &header_and_cluster(1000, true)).await;
+    send_chunk(&mut wr, &header_and_cluster(2000, false)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(()).unwrap();
+    let (status, body) = parse_response(
+        &tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    let acks = parse_acks(&body);
+    let persisted: Vec<_> = acks
+        .iter()
+        .filter(|a| a["EventType"] == "PERSISTED")
+        .map(|a| a["FragmentTimecode"].clone())
+        .collect();
+    assert_eq!(persisted, [serde_json::json!(1000)], "{acks:?}");
+    let last = acks.last().unwrap();
+    assert_eq!(
+        (
+            last["EventType"].as_str(),
+            last["FragmentTimecode"].as_u64()
+        ),
+        (Some("ERROR"), Some(2000)),
+        "{acks:?}"
+    );
+    tokio::time::timeout(Duration::from_secs(20), served)
+        .await
+        .expect("serve returns after shutdown")
+        .unwrap()
+        .unwrap();
+    let stream = s
+        .state
+        .catalog
+        .stream_by_name("stopping")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.state
+            .catalog
+            .latest_fragments(stream.id, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "nothing half-written"
     );
     drop(wr);
 }

@@ -17,6 +17,9 @@ pub struct IngestLimits {
     pub max_fragment_duration_ms: u64,
     pub max_tracks: usize,
     pub max_fragment_tags: usize,
+    /// A PutMedia connection is closed after this long (CONTRACT.md A2: 45 min, ErrorId 4003);
+    /// producers reconnect.
+    pub max_connection_duration: std::time::Duration,
     /// Fragments / bytes a connection may have awaiting commit before it stops reading its body.
     /// Generous enough that group commit can batch many fragments into one fsync.
     pub max_pending_fragments: usize,
@@ -30,6 +33,7 @@ impl Default for IngestLimits {
             max_fragment_duration_ms: 20_000,
             max_tracks: 3,
             max_fragment_tags: 10,
+            max_connection_duration: std::time::Duration::from_secs(45 * 60),
             max_pending_fragments: 64,
             max_pending_bytes: 64 * 1024 * 1024,
         }

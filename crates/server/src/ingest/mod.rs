@@ -251,6 +251,7 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
         pending: VecDeque::new(),
         pending_bytes: 0,
         acks,
+        started: tokio::time::Instant::now(),
     };
     tokio::spawn(async move {
         let _claim = claim;
@@ -333,6 +334,7 @@ struct Connection {
     pending: VecDeque<InFlight>,
     pending_bytes: u64,
     acks: mpsc::Sender<Bytes>,
+    started: tokio::time::Instant,
 }
 
 impl Connection {
@@ -619,6 +621,17 @@ impl Connection {
         let tags = std::mem::take(&mut self.pending_tags);
         self.skip_cluster = false;
 
+        // The connection has lived its time: the fragment starting now is refused and the
+        // producer reconnects (CONTRACT.md A2, ErrorId 4003).
+        if self.started.elapsed() >= self.limits.max_connection_duration {
+            self.send(Ack::error(
+                AckError::MaxConnectionDuration,
+                Some(timecode_ms),
+                Some(number),
+            ))
+            .await;
+            return Some(Stop::Fatal);
+        }
         // Fragments of one PutMedia must move forward in time (CONTRACT.md D1, ErrorId 4004).
         if self.last_cluster_ms.is_some_and(|last| timecode_ms <= last) {
             self.send(Ack::error(
