@@ -7,7 +7,8 @@
 # On a fresh Debian machine (Rust toolchain, Python 3.11 + pip present) it first installs what is
 # missing: ffmpeg + mkvtoolnix (apt) and the pinned Python test tools (requirements-test.txt).
 # Environment: CARGO_TARGET_DIR (default target/), OPENKVS_BIN (default $CARGO_TARGET_DIR/debug/openkvs),
-# OPENKVS_SKIP_CARGO_TEST=1 to skip `cargo test`, OPENKVS_KEEP_TMP=1 to keep the e2e temp dirs.
+# OPENKVS_SKIP_CARGO_TEST=1 to skip `cargo test`, OPENKVS_KEEP_TMP=1 to keep the e2e temp dirs,
+# OPENKVS_E2E_TIMEOUT (seconds, default 1200) caps the end-to-end run.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -57,4 +58,5 @@ step "fixtures"
 scripts/make-fixtures.sh --check
 
 step "end-to-end tests ($OPENKVS_BIN)"
-"$PY" -m pytest -q tests/e2e "$@"
+# A hard cap so a hung server cannot eat the CI budget (SIGINT: pytest still prints its summary).
+timeout -s INT -k 30 "${OPENKVS_E2E_TIMEOUT:-1200}" "$PY" -m pytest -q tests/e2e "$@"
