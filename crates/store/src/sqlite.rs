@@ -6,7 +6,7 @@
 
 use crate::sample_table;
 use crate::{
-    Catalog, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery, FragmentRecord,
+    Catalog, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery, FragmentRecord,
     MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamStatus,
     StreamUpdate, Timestamp, TimestampKind,
 };
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS stream (
     retention_hours INTEGER NOT NULL,
     storage_tier TEXT NOT NULL,
     tags TEXT NOT NULL,                      -- JSON object
-    last_fragment_number TEXT                -- zero-padded; text order is numeric order
+    last_fragment_number TEXT,               -- zero-padded; text order is numeric order
+    ingest_state TEXT                        -- JSON IngestState: what the next fragment is compared with
 );
 CREATE TABLE IF NOT EXISTS codec_config (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS fragment (
     len INTEGER NOT NULL,
     tracks BLOB NOT NULL,                    -- sample_table encoding
     tags TEXT,                               -- JSON array of [name, value], NULL when none
+    sequence INTEGER NOT NULL,
+    continuity_flags INTEGER NOT NULL,
+    continuity_counts TEXT NOT NULL,         -- JSON [u64; 4]
     PRIMARY KEY (stream_id, number)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fragment_by_producer ON fragment(stream_id, producer_ms, number);
@@ -179,7 +183,73 @@ fn stream_where(
 }
 
 const FRAGMENT_COLUMNS: &str =
-    "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, offset, len, tracks, tags";
+    "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, offset, len, \
+     tracks, tags, sequence, continuity_flags, continuity_counts";
+
+/// Serialises small catalog values (plain numbers and strings; cannot fail).
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// Per stream: the last committed fragment's ends, configs and counters (see [`Continuity`]).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct IngestState {
+    next_sequence: u64,
+    producer_end_ms: Option<i64>,
+    server_end_ms: Option<i64>,
+    configs: Vec<(u64, i64)>,
+    counts: [u64; 4],
+}
+
+impl IngestState {
+    fn advance(&mut self, f: &NewFragment) -> (u64, Continuity) {
+        let configs: Vec<(u64, i64)> = f
+            .tracks
+            .iter()
+            .map(|t| (t.track.0, t.codec_config.0))
+            .collect();
+        let mut flags = 0;
+        if self.producer_end_ms.is_some() {
+            let codec_change = configs != self.configs;
+            let gap = |end: Option<i64>, start: i64| end.map_or(0, |e| (start - e).abs());
+            let producer_gap = gap(self.producer_end_ms, f.producer_timestamp.0);
+            let server_gap = gap(self.server_end_ms, f.server_timestamp.0);
+            if codec_change {
+                flags |= Continuity::CODEC_CHANGE;
+            }
+            if codec_change || producer_gap > Continuity::GAP_MS {
+                flags |= Continuity::PRODUCER_GAP;
+            }
+            if codec_change || server_gap > Continuity::GAP_MS {
+                flags |= Continuity::SERVER_GAP;
+            }
+            if codec_change
+                || producer_gap > Continuity::PAUSE_MS
+                || server_gap > Continuity::PAUSE_MS
+            {
+                flags |= Continuity::PAUSE;
+            }
+        }
+        for (bit, count) in self.counts.iter_mut().enumerate() {
+            if flags & (1 << bit) != 0 {
+                *count += 1;
+            }
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        let duration = f.duration_ms as i64;
+        self.producer_end_ms = Some(f.producer_timestamp.0 + duration);
+        self.server_end_ms = Some(f.server_timestamp.0 + duration);
+        self.configs = configs;
+        (
+            sequence,
+            Continuity {
+                flags,
+                counts: self.counts,
+            },
+        )
+    }
+}
 
 fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, StoreError> {
     let number: String = row.get(1)?;
@@ -203,6 +273,12 @@ fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, StoreError> {
             Some(t) => serde_json::from_str(&t)
                 .map_err(|e| StoreError::Corrupt(format!("fragment tags: {e}")))?,
             None => Vec::new(),
+        },
+        sequence: row.get::<_, i64>(11)? as u64,
+        continuity: Continuity {
+            flags: row.get::<_, i64>(12)? as u8,
+            counts: serde_json::from_str(&row.get::<_, String>(13)?)
+                .map_err(|e| StoreError::Corrupt(format!("continuity counts: {e}")))?,
         },
     })
 }
@@ -433,19 +509,32 @@ impl Catalog for SqliteCatalog {
             let tx = conn.transaction()?;
             let mut numbers = Vec::with_capacity(fragments.len());
             {
-                let mut last_stmt = tx.prepare_cached("SELECT last_fragment_number FROM stream WHERE id = ?1")?;
-                let mut set_last = tx.prepare_cached("UPDATE stream SET last_fragment_number = ?2 WHERE id = ?1")?;
+                let mut state_stmt = tx.prepare_cached(
+                    "SELECT last_fragment_number, ingest_state FROM stream WHERE id = ?1",
+                )?;
+                let mut set_state = tx.prepare_cached(
+                    "UPDATE stream SET last_fragment_number = ?2, ingest_state = ?3 WHERE id = ?1",
+                )?;
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO fragment (stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, \
-                     offset, len, tracks, tags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     offset, len, tracks, tags, sequence, continuity_flags, continuity_counts) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )?;
                 for f in &fragments {
-                    let last: Option<Option<String>> = last_stmt.query_row([f.stream.0], |r| r.get(0)).optional()?;
-                    let last = last.ok_or(StoreError::StreamNotFound(f.stream))?;
+                    let row: Option<(Option<String>, Option<String>)> = state_stmt
+                        .query_row([f.stream.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    let (last, state) = row.ok_or(StoreError::StreamNotFound(f.stream))?;
                     let last = last.as_deref().and_then(FragmentNumber::parse);
                     if last.is_some_and(|l| l >= f.number) {
                         return Err(StoreError::FragmentNumberNotIncreasing { stream: f.stream, number: f.number });
                     }
+                    let mut state: IngestState = match state {
+                        Some(json) => serde_json::from_str(&json)
+                            .map_err(|e| StoreError::Corrupt(format!("ingest state of {:?}: {e}", f.stream)))?,
+                        None => IngestState::default(),
+                    };
+                    let (sequence, continuity) = state.advance(f);
                     let number = f.number;
                     let text = number.to_string();
                     let tags = if f.tags.is_empty() {
@@ -464,9 +553,12 @@ impl Catalog for SqliteCatalog {
                         f.media.offset as i64,
                         f.media.len as i64,
                         sample_table::encode(&f.tracks),
-                        tags
+                        tags,
+                        sequence as i64,
+                        i64::from(continuity.flags),
+                        to_json(&continuity.counts),
                     ])?;
-                    set_last.execute(params![f.stream.0, text])?;
+                    set_state.execute(params![f.stream.0, text, to_json(&state)])?;
                     numbers.push(number);
                 }
             }

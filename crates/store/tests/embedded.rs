@@ -329,3 +329,58 @@ async fn appends_of_many_parts_are_written_whole_and_in_order() {
         &expected[..]
     );
 }
+
+#[tokio::test]
+async fn continuity_is_decided_at_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, media) = embedded::open(dir.path()).await.unwrap();
+    let s = catalog.create_stream(new_stream("c")).await.unwrap();
+    let c1 = catalog
+        .codec_config_for(s.id, &config(1, b"a"))
+        .await
+        .unwrap();
+    let c2 = catalog
+        .codec_config_for(s.id, &config(1, b"b"))
+        .await
+        .unwrap();
+    let archive = Archive::new(catalog.clone(), media);
+    let mut last = None;
+    // (producer start, server start, config); every fragment lasts 1000 ms.
+    let plan = [
+        (0, 100_000, c1),
+        (1000, 101_000, c1),
+        (2100, 102_010, c1),
+        (6000, 102_990, c1),
+        (7000, 104_000, c2),
+    ];
+    for (p, sv, c) in plan {
+        let mut f = fragment(s.id, c, p, sv, b"x");
+        f.row.number = FragmentNumber::next(last, Timestamp(sv));
+        last = Some(archive.persist(f).await.unwrap());
+    }
+    let frags = catalog.latest_fragments(s.id, 10).await.unwrap();
+    let seqs: Vec<u64> = frags.iter().map(|f| f.sequence).collect();
+    assert_eq!(seqs, [0, 1, 2, 3, 4]);
+    let flags: Vec<u8> = frags.iter().map(|f| f.continuity.flags).collect();
+    use store::Continuity as C;
+    assert_eq!(
+        flags,
+        [
+            0,
+            0,
+            C::PRODUCER_GAP,            // 100 ms producer gap; server 10 ms
+            C::PRODUCER_GAP | C::PAUSE, // producer +2.9 s; server overlaps by 20 ms only
+            C::CODEC_CHANGE | C::PRODUCER_GAP | C::SERVER_GAP | C::PAUSE,
+        ]
+    );
+    let last = frags.last().unwrap().continuity;
+    assert_eq!(
+        [
+            last.count(C::CODEC_CHANGE),
+            last.count(C::PRODUCER_GAP),
+            last.count(C::SERVER_GAP),
+            last.count(C::PAUSE)
+        ],
+        [1, 3, 1, 2]
+    );
+}
