@@ -69,6 +69,12 @@ pub trait Catalog: Send + Sync + 'static {
         config: &CodecConfig,
     ) -> Result<CodecConfigId, StoreError>;
     async fn codec_config(&self, id: CodecConfigId) -> Result<Option<CodecConfig>, StoreError>;
+    /// Every codec config of the stream, oldest first (a track's position in this list, counted
+    /// per track, is the HLS init section's `SequenceNumber`).
+    async fn codec_configs(
+        &self,
+        stream: StreamId,
+    ) -> Result<Vec<(CodecConfigId, CodecConfig)>, StoreError>;
 
     /// Commits fragments in one transaction; each number must be above every earlier one of its
     /// stream ([`StoreError::FragmentNumberNotIncreasing`]). Durable when it returns.

@@ -485,6 +485,24 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
+    async fn codec_configs(
+        &self,
+        stream: StreamId,
+    ) -> Result<Vec<(CodecConfigId, CodecConfig)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, track, track_type, codec_id, codec_private, track_name, pixel_width, pixel_height, \
+                 sampling_frequency, channels FROM codec_config WHERE stream_id = ?1 ORDER BY id",
+            )?;
+            let rows = stmt.query_map([stream.0], |r| {
+                let track = TrackNumber(r.get::<_, i64>(1)? as u64);
+                Ok((CodecConfigId(r.get(0)?), config_from_row(r, track, 2)?))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
     async fn codec_config(&self, id: CodecConfigId) -> Result<Option<CodecConfig>, StoreError> {
         self.read(move |c| {
             Ok(c.query_row(

@@ -159,6 +159,20 @@ async fn fragments_are_numbered_durable_and_queryable() {
             .codec_private,
         Bytes::from_static(b"\x01b")
     );
+    let all: Vec<_> = catalog
+        .codec_configs(s.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, c)| (id, c.codec_private))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            (c1, Bytes::from_static(b"\x01a")),
+            (c2, Bytes::from_static(b"\x01b"))
+        ]
+    );
 
     let archive = Archive::new(catalog.clone(), media.clone());
     // Server timestamps equal or going backwards must still give strictly increasing numbers.
