@@ -2,12 +2,18 @@
 //!
 //! - [`ebml`]: EBML (RFC 8794) variable-size integers, element headers, data types and IDs.
 //! - [`mkv`]: the incremental Matroska (RFC 9559) reader for PutMedia bodies, and a writer.
+//! - [`codec`]: codec private data (avcC, hvcC, AudioSpecificConfig) → CODECS strings, picture size.
+//! - [`timeline`]: decode/presentation timing of one track of one stored fragment.
+//! - [`fmp4`]: fragmented MP4 init and media segment headers for HLS.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod codec;
 pub mod ebml;
+pub mod fmp4;
 pub mod mkv;
+pub mod timeline;
 
 use std::fmt;
 

@@ -1,0 +1,1 @@
+//! Fragmented MP4.
