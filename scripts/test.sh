@@ -4,8 +4,10 @@
 #   scripts/test.sh                # everything
 #   scripts/test.sh -k put_media   # extra arguments go to pytest (after the cargo steps)
 #
-# On a fresh Debian machine (Rust toolchain, Python 3.11 + pip present) it first installs what is
-# missing: ffmpeg + mkvtoolnix (apt) and the pinned Python test tools (requirements-test.txt).
+# On a fresh Debian machine (Rust toolchain, Python 3.11 + pip, Node.js + npm present) it first installs
+# what is missing: ffmpeg + mkvtoolnix, and for the real-player tests chromium + GStreamer (apt), the
+# pinned Python test tools (requirements-test.txt) and hls.js + playwright-core (npm ci in
+# tests/e2e/players; no browser is downloaded: the tests drive Debian's /usr/bin/chromium).
 # Environment: CARGO_TARGET_DIR (default target/), OPENKVS_BIN (default $CARGO_TARGET_DIR/debug/openkvs),
 # OPENKVS_SKIP_CARGO_TEST=1 to skip `cargo test`, OPENKVS_KEEP_TMP=1 to keep the e2e temp dirs,
 # OPENKVS_E2E_TIMEOUT (seconds, default 1200) caps the end-to-end run.
@@ -20,9 +22,18 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>
 PY=${PYTHON:-python3}
 
 step "tools"
-if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v mkvinfo >/dev/null 2>&1; then
+apt_pkgs=()
+{ command -v ffmpeg && command -v mkvinfo; } >/dev/null 2>&1 || apt_pkgs+=(ffmpeg mkvtoolnix)
+command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
+# GStreamer playbin over HLS/fMP4: hlsdemux (plugins-bad), hlsdemux2 + qtdemux + souphttpsrc (plugins-good),
+# h264parse/h265parse (plugins-bad), avdec_h264/h265/aac (libav), playbin (plugins-base), gst-launch (tools).
+for e in playbin hlsdemux hlsdemux2 qtdemux souphttpsrc h264parse avdec_h264 avdec_aac; do
+  gst-inspect-1.0 --exists "$e" 2>/dev/null || { apt_pkgs+=(gstreamer1.0-tools gstreamer1.0-plugins-base
+    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-libav); break; }
+done
+if [ ${#apt_pkgs[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg mkvtoolnix >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
 if ! "$PY" - <<'PY' 2>/dev/null
 import importlib.metadata as md, re, sys
@@ -42,6 +53,10 @@ then
 fi
 export PATH="$PATH:$("$PY" -m site --user-base)/bin"
 echo "ffmpeg: $(ffmpeg -version | head -1 | cut -d' ' -f3); $("$PY" -m awscli --version 2>&1); pytest $("$PY" -m pytest --version 2>&1 | awk '{print $2}')"
+(cd tests/e2e/players && npm ls --depth=0 >/dev/null 2>&1) ||
+  (cd tests/e2e/players && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+echo "$(chromium --version 2>/dev/null); $(gst-launch-1.0 --version | sed -n 2p); node $(node --version)," \
+  "$(cd tests/e2e/players && npm ls --depth=0 2>/dev/null | sed -n 's/.*── //p' | tr '\n' ' ')"
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export OPENKVS_BIN="${OPENKVS_BIN:-$TARGET/debug/openkvs}"
