@@ -325,16 +325,19 @@ def test_hlsjs_live_keeps_playing(server, tmp_path):
     body = tmp_path / "looped.mkv"
     body.write_bytes(src.header + b"".join(src.looped(20)))  # 80 s of media
     stream, _ = server.create_stream()
-    producer = server.put_media_popen(stream, body, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = open(tmp_path / "put-media.log", "wb")
+    producer = server.put_media_popen(stream, body, stdout=log, stderr=subprocess.STDOUT)
     try:
         t = time.monotonic()
         url = live_session_url(server, stream, DisplayFragmentTimestamp="ALWAYS")
         print(f"live: session URL after {time.monotonic() - t:.1f} s of paced ingest")
         r = play(url, "live", "--duration", 22, "--start-timeout", 30, timeout=120)
-        assert producer.poll() is None, f"producer ended early: rc={producer.returncode}"
+        assert producer.poll() is None, \
+            f"producer ended early: rc={producer.returncode}\n{(tmp_path / 'put-media.log').read_text()[-2000:]}"
     finally:
         producer.kill()
-        _, err = producer.communicate()
+        producer.wait()
+        log.close()
     check_cross_origin(r)
     assert r["fatal"] is None, f"fatal hls.js error: {r['fatal']}"
     assert not r["player"]["videoErrors"], r["player"]["videoErrors"]
