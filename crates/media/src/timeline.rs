@@ -1,1 +1,443 @@
-//! Timeline.
+//! Sample timing of one track of one stored fragment: what the fMP4 writer (`tfdt`, `trun`),
+//! the MPEG-TS muxer (PTS/DTS) and the playlist (`EXTINF`) need.
+//!
+//! Matroska stores **presentation** timestamps, in decode order ([`StoredSample`]). MP4 wants
+//! decode times plus composition offsets. Rules:
+//!
+//! - Times are absolute: `fragment_start_ns + pts_offset_ns`, ns since the caller's origin
+//!   (epoch ns, ~1.8e18). Each absolute time is converted to the timescale once, with integer
+//!   rounding in `u128` ([`ns_to_timescale`]); durations are differences of converted absolute
+//!   times, never sums of rounded deltas, so fragments cut from one stream line up exactly.
+//! - Video: DTS come from the sorted PTS shifted back by the smallest delay that keeps every
+//!   DTS ≤ its PTS: `dts[i] = sorted_pts[i] − D`, `D = max(sorted_pts[i] − pts[i]) ≥ 0`. DTS
+//!   are then non-decreasing and every composition offset is ≥ 0, so `trun` version 0 works
+//!   and players that mishandle negative offsets (version 1) are not involved. The price is a
+//!   decode timeline D later than a signed-offset one would be, and no edit list compensates:
+//!   presentation times stay exactly the stored ones, which is what HLS timestamps need.
+//! - Audio (AAC): every frame lasts `frame_length` samples at the sample-rate timescale;
+//!   only the first frame's stored time is used (Matroska's ms timecodes jitter, AAC doesn't).
+
+use thiserror::Error;
+
+/// Nanoseconds per second.
+const NS_PER_SECOND: u128 = 1_000_000_000;
+
+/// One sample as stored at ingest, in decode (= stream) order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredSample {
+    /// Presentation time relative to the fragment start, in ns (Matroska block timecode +
+    /// cluster timecode − fragment start; may be negative).
+    pub pts_offset_ns: i64,
+    /// `BlockDuration` in ns, when the block had one.
+    pub duration_ns: Option<u64>,
+    /// Bytes of sample data.
+    pub size: u32,
+    /// Key frame (Matroska key flag).
+    pub keyframe: bool,
+}
+
+/// Timing of one track of one fragment, in `timescale` units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackTiming {
+    /// Ticks per second (90 000 for video, the sample rate for audio).
+    pub timescale: u32,
+    /// Decode time of the first sample (`tfdt` baseMediaDecodeTime).
+    pub base_decode_time: u64,
+    /// The samples in decode order.
+    pub samples: Vec<TimedSample>,
+    /// Sum of the sample durations: the fragment's length, which `EXTINF` must equal.
+    pub duration: u64,
+}
+
+/// One sample's timing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimedSample {
+    /// Decode duration (next sample's DTS − this DTS).
+    pub duration: u32,
+    /// PTS − DTS (≥ 0 by construction).
+    pub composition_offset: i32,
+    /// Bytes of sample data.
+    pub size: u32,
+    /// Sync sample (key frame).
+    pub sync: bool,
+    /// Absolute presentation time.
+    pub pts: u64,
+    /// Absolute decode time.
+    pub dts: u64,
+}
+
+impl TrackTiming {
+    /// Bytes of sample data in the fragment.
+    pub fn data_len(&self) -> u64 {
+        self.samples.iter().map(|s| u64::from(s.size)).sum()
+    }
+}
+
+/// Why no timing can be given.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum TimelineError {
+    /// The fragment has no sample of this track.
+    #[error("no samples")]
+    NoSamples,
+    /// More samples than a `trun` can count.
+    #[error("{0} samples in one fragment")]
+    TooManySamples(usize),
+    /// A timescale or frame length of zero.
+    #[error("{what} is zero")]
+    Zero {
+        /// `"timescale"` or `"frame_length"`.
+        what: &'static str,
+    },
+    /// A time before the origin or beyond what the timescale can count in 64 bits.
+    #[error("sample {index}: time out of range")]
+    TimeOutOfRange {
+        /// Decode-order index of the sample.
+        index: usize,
+    },
+    /// A duration or composition offset does not fit the `trun` field.
+    #[error("sample {index}: {what} out of range")]
+    FieldOutOfRange {
+        /// Decode-order index of the sample.
+        index: usize,
+        /// `"duration"` or `"composition offset"`.
+        what: &'static str,
+    },
+    /// One sample, no duration, no next fragment: nothing tells how long it lasts.
+    #[error("the last sample's duration is unknown")]
+    UnknownDuration,
+}
+
+/// Converts an absolute time in ns to `timescale` ticks, rounding half up, without overflow.
+pub fn ns_to_timescale(ns: u64, timescale: u32) -> u64 {
+    let ticks = (u128::from(ns) * u128::from(timescale) + NS_PER_SECOND / 2) / NS_PER_SECOND;
+    // ns < 2^64 and timescale < 2^32 ⇒ ticks < 2^64 · 2^32 / 10^9 < 2^66; clamp (never reached
+    // for timescale ≤ 10^9, which every real timescale is).
+    u64::try_from(ticks).unwrap_or(u64::MAX)
+}
+
+/// Absolute presentation time of a sample in ticks.
+fn absolute_ticks(
+    start_ns: u64,
+    offset_ns: i64,
+    timescale: u32,
+    index: usize,
+) -> Result<u64, TimelineError> {
+    let ns = i128::from(start_ns) + i128::from(offset_ns);
+    let ns = u64::try_from(ns).map_err(|_| TimelineError::TimeOutOfRange { index })?;
+    let ticks = ns_to_timescale(ns, timescale);
+    if ticks == u64::MAX {
+        return Err(TimelineError::TimeOutOfRange { index });
+    }
+    Ok(ticks)
+}
+
+/// Checks the shared preconditions.
+fn check(samples: &[StoredSample], timescale: u32) -> Result<(), TimelineError> {
+    if samples.is_empty() {
+        return Err(TimelineError::NoSamples);
+    }
+    if u32::try_from(samples.len()).is_err() {
+        return Err(TimelineError::TooManySamples(samples.len()));
+    }
+    if timescale == 0 {
+        return Err(TimelineError::Zero { what: "timescale" });
+    }
+    Ok(())
+}
+
+/// Video timing (see the module doc for the DTS rule).
+///
+/// The last sample (in decode order) lasts until the end of the fragment, which is, by
+/// preference: the end of the presentation-last sample per its `BlockDuration`; else
+/// `next_fragment_start_ns` — the presentation time of the next fragment's first sample of
+/// this track, i.e. its key frame — when plausible (after the last PTS, at most two median
+/// frame steps later); else the last PTS plus the median PTS step. The fragment then spans
+/// `end − first PTS` exactly, and with an unchanged delay D the next fragment's `tfdt` is
+/// exactly this one's `tfdt + duration`.
+pub fn video_timing(
+    fragment_start_ns: u64,
+    samples: &[StoredSample],
+    timescale: u32,
+    next_fragment_start_ns: Option<u64>,
+) -> Result<TrackTiming, TimelineError> {
+    check(samples, timescale)?;
+    let pts = samples
+        .iter()
+        .enumerate()
+        .map(|(i, s)| absolute_ticks(fragment_start_ns, s.pts_offset_ns, timescale, i))
+        .collect::<Result<Vec<u64>, _>>()?;
+    let mut sorted = pts.clone();
+    sorted.sort_unstable();
+    // D = max(sorted[i] − pts[i]); ≥ 0 because the differences sum to zero.
+    let delay = sorted
+        .iter()
+        .zip(&pts)
+        .map(|(&s, &p)| i128::from(s) - i128::from(p))
+        .max()
+        .unwrap_or(0);
+    let delay = u64::try_from(delay).unwrap_or(0);
+    let last = sorted.len() - 1;
+
+    // Median of the positive PTS steps (the frame duration).
+    let mut steps: Vec<u64> = sorted
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|&d| d > 0)
+        .collect();
+    steps.sort_unstable();
+    let median_step = steps.get(steps.len() / 2).copied();
+
+    // Presentation end of the fragment.
+    let presentation_last = pts
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, &p)| (p, i))
+        .map(|(i, _)| i)
+        .unwrap_or(last);
+    let end_by_block_duration = match samples[presentation_last].duration_ns {
+        Some(duration_ns) => {
+            let offset = i64::try_from(duration_ns)
+                .ok()
+                .and_then(|d| samples[presentation_last].pts_offset_ns.checked_add(d))
+                .ok_or(TimelineError::TimeOutOfRange {
+                    index: presentation_last,
+                })?;
+            Some(absolute_ticks(
+                fragment_start_ns,
+                offset,
+                timescale,
+                presentation_last,
+            )?)
+        }
+        None => None,
+    };
+    let end_by_next = next_fragment_start_ns.and_then(|next| {
+        let next = ns_to_timescale(next, timescale);
+        let d = next.checked_sub(sorted[last]).filter(|&d| d > 0)?;
+        match median_step {
+            Some(step) if d > step.saturating_mul(2) => None,
+            _ => Some(next),
+        }
+    });
+    let end = end_by_block_duration
+        .filter(|&e| e > sorted[last])
+        .or(end_by_next)
+        .or_else(|| median_step.map(|step| sorted[last].saturating_add(step)))
+        .ok_or(TimelineError::UnknownDuration)?;
+
+    let base = sorted[0]
+        .checked_sub(delay)
+        .ok_or(TimelineError::TimeOutOfRange { index: 0 })?;
+    let mut out = Vec::with_capacity(samples.len());
+    for (i, sample) in samples.iter().enumerate() {
+        let dts = sorted[i] - delay; // sorted[i] ≥ sorted[0] ≥ delay
+        let next_dts = if i == last {
+            end - delay
+        } else {
+            sorted[i + 1] - delay
+        };
+        let duration =
+            u32::try_from(next_dts - dts).map_err(|_| TimelineError::FieldOutOfRange {
+                index: i,
+                what: "duration",
+            })?;
+        let composition_offset =
+            i32::try_from(pts[i] - dts).map_err(|_| TimelineError::FieldOutOfRange {
+                index: i,
+                what: "composition offset",
+            })?;
+        out.push(TimedSample {
+            duration,
+            composition_offset,
+            size: sample.size,
+            sync: sample.keyframe,
+            pts: pts[i],
+            dts,
+        });
+    }
+    Ok(TrackTiming {
+        timescale,
+        base_decode_time: base,
+        samples: out,
+        duration: end - sorted[0],
+    })
+}
+
+/// AAC timing: constant `frame_length` per frame from the first frame's stored time, every
+/// frame a sync sample, PTS = DTS.
+pub fn audio_timing(
+    fragment_start_ns: u64,
+    samples: &[StoredSample],
+    timescale: u32,
+    frame_length: u32,
+) -> Result<TrackTiming, TimelineError> {
+    check(samples, timescale)?;
+    if frame_length == 0 {
+        return Err(TimelineError::Zero {
+            what: "frame_length",
+        });
+    }
+    let base = absolute_ticks(fragment_start_ns, samples[0].pts_offset_ns, timescale, 0)?;
+    let count = samples.len() as u64; // fits u32, checked above
+    let duration = count * u64::from(frame_length);
+    base.checked_add(duration)
+        .ok_or(TimelineError::TimeOutOfRange {
+            index: samples.len() - 1,
+        })?;
+    let out = samples
+        .iter()
+        .zip(0u64..)
+        .map(|(sample, i)| {
+            let t = base + i * u64::from(frame_length);
+            TimedSample {
+                duration: frame_length,
+                composition_offset: 0,
+                size: sample.size,
+                sync: true,
+                pts: t,
+                dts: t,
+            }
+        })
+        .collect();
+    Ok(TrackTiming {
+        timescale,
+        base_decode_time: base,
+        samples: out,
+        duration,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000_000;
+    const ORIGIN: u64 = 1_764_000_000_123_000_000;
+
+    fn sample(ms: i64, keyframe: bool) -> StoredSample {
+        StoredSample {
+            pts_offset_ns: ms * MS,
+            duration_ns: None,
+            size: 100,
+            keyframe,
+        }
+    }
+
+    #[test]
+    fn ip_frames_have_zero_offsets() {
+        let samples: Vec<_> = (0..30).map(|i| sample(i * 1000 / 30, i == 0)).collect();
+        let t = video_timing(ORIGIN, &samples, 90_000, Some(ORIGIN + 1_000_000_000)).unwrap();
+        assert!(t.samples.iter().all(|s| s.composition_offset == 0));
+        assert_eq!(t.base_decode_time, ns_to_timescale(ORIGIN, 90_000));
+        assert_eq!(t.duration, 90_000);
+        assert_eq!(
+            t.samples.iter().map(|s| u64::from(s.duration)).sum::<u64>(),
+            t.duration
+        );
+        assert!(t.samples[0].sync && !t.samples[1].sync);
+    }
+
+    #[test]
+    fn b_frames_reorder() {
+        // Decode order I0 P3 B1 B2 P6 B4 B5 (frame indices = presentation order), 40 ms frames.
+        let order = [0, 3, 1, 2, 6, 4, 5];
+        let samples: Vec<_> = order.iter().map(|&f| sample(f * 40, f == 0)).collect();
+        let t = video_timing(ORIGIN, &samples, 90_000, None).unwrap();
+        let step = 3600;
+        // D = one frame: dts = sorted − 3600.
+        let base = ORIGIN * 9 / 100_000 - step;
+        assert_eq!(t.base_decode_time, base);
+        let offsets: Vec<i32> = t.samples.iter().map(|s| s.composition_offset).collect();
+        assert_eq!(offsets, [3600, 10800, 0, 0, 10800, 0, 0]);
+        assert!(t.samples.iter().all(|s| s.duration == 3600));
+        assert_eq!(t.duration, 7 * 3600);
+    }
+
+    #[test]
+    fn last_duration_sources() {
+        let mut samples: Vec<_> = (0..3).map(|i| sample(i * 40, i == 0)).collect();
+        // Median step.
+        let t = video_timing(ORIGIN, &samples, 1000, None).unwrap();
+        assert_eq!(t.samples[2].duration, 40);
+        // Next fragment start, plausible.
+        let t = video_timing(ORIGIN, &samples, 1000, Some(ORIGIN + 110 * MS as u64)).unwrap();
+        assert_eq!(t.samples[2].duration, 30);
+        // Implausible (gap > 2 steps): median step.
+        let t = video_timing(ORIGIN, &samples, 1000, Some(ORIGIN + 500 * MS as u64)).unwrap();
+        assert_eq!(t.samples[2].duration, 40);
+        // BlockDuration wins.
+        samples[2].duration_ns = Some(20 * MS as u64);
+        let t = video_timing(ORIGIN, &samples, 1000, Some(ORIGIN + 110 * MS as u64)).unwrap();
+        assert_eq!(t.samples[2].duration, 20);
+        // One sample and nothing else: unknown.
+        assert_eq!(
+            video_timing(ORIGIN, &samples[..1], 1000, None),
+            Err(TimelineError::UnknownDuration)
+        );
+    }
+
+    #[test]
+    fn no_drift_across_fragments() {
+        // 30 fps in ns (33 333 333 ns steps) at 90 kHz: fragment boundaries line up exactly.
+        let frame_ns = 1_000_000_000u64 / 30;
+        let mut end_prev = None;
+        for fragment in 0..100u64 {
+            let start = ORIGIN + fragment * 30 * frame_ns;
+            let samples: Vec<_> = (0..30)
+                .map(|i| StoredSample {
+                    pts_offset_ns: (i * frame_ns) as i64,
+                    duration_ns: None,
+                    size: 1,
+                    keyframe: i == 0,
+                })
+                .collect();
+            let t = video_timing(start, &samples, 90_000, Some(start + 30 * frame_ns)).unwrap();
+            if let Some(end) = end_prev {
+                assert_eq!(t.base_decode_time, end, "fragment {fragment}");
+            }
+            end_prev = Some(t.base_decode_time + t.duration);
+        }
+    }
+
+    #[test]
+    fn audio_is_constant() {
+        let samples: Vec<_> = (0..47).map(|i| sample(i * 21 + i % 3 / 2, true)).collect();
+        let t = audio_timing(ORIGIN, &samples, 48_000, 1024).unwrap();
+        assert_eq!(t.base_decode_time, ns_to_timescale(ORIGIN, 48_000));
+        assert_eq!(t.duration, 47 * 1024);
+        assert!(t
+            .samples
+            .iter()
+            .all(|s| s.duration == 1024 && s.composition_offset == 0 && s.sync));
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert_eq!(
+            video_timing(0, &[], 90_000, None),
+            Err(TimelineError::NoSamples)
+        );
+        assert_eq!(
+            audio_timing(0, &[], 48_000, 1024),
+            Err(TimelineError::NoSamples)
+        );
+        let s = [sample(0, true), sample(40, false)];
+        assert!(video_timing(0, &s, 0, None).is_err());
+        assert!(audio_timing(0, &s, 48_000, 0).is_err());
+        assert!(video_timing(0, &[sample(-1, true), sample(40, false)], 90_000, None).is_err());
+        // B-frames at the origin need a negative DTS.
+        let order = [sample(0, true), sample(80, false), sample(40, false)];
+        assert!(video_timing(0, &order, 90_000, None).is_err());
+        assert!(
+            video_timing(u64::MAX, &s, 90_000, None).is_err()
+                || video_timing(u64::MAX, &s, 90_000, None).is_ok()
+        );
+        // A 30-hour frame does not fit a u32 duration at 90 kHz.
+        let huge = [sample(0, true), sample(30 * 3600 * 1000, false)];
+        assert!(matches!(
+            video_timing(0, &huge, 90_000, None),
+            Err(TimelineError::FieldOutOfRange { .. })
+        ));
+    }
+}
