@@ -11,6 +11,10 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// never be mistaken for a real account.
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4567";
+/// AWS's bounds of GetHLSStreamingSessionURL `Expires` (seconds), the defaults of
+/// [`Config::session_expires_min`] / [`Config::session_expires_max`].
+pub const SESSION_EXPIRES_MIN: u32 = 300;
+pub const SESSION_EXPIRES_MAX: u32 = 43_200;
 
 /// Access key id → secret access key. Empty: no credentials configured, any well-formed signature
 /// is accepted (DESIGN.md, Authentication).
@@ -36,7 +40,7 @@ impl sigv4::SecretLookup for Credentials {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
@@ -51,6 +55,35 @@ pub struct Config {
     pub json_body_limit: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// Keys of HLS session tokens: the first seals, all open (rotation). Empty: `build` loads or
+    /// generates `<data_dir>/session.key` (see `hls::token`).
+    pub session_keys: Vec<crate::hls::token::SessionKey>,
+    /// Bounds of GetHLSStreamingSessionURL's `Expires`, in seconds (AWS: 300..=43200).
+    pub session_expires_min: u32,
+    pub session_expires_max: u32,
+    /// Request-rate limits of the HLS resources (AWS's quotas by default).
+    pub hls_limits: crate::hls::limits::HlsLimits,
+}
+
+impl std::fmt::Debug for Config {
+    /// Like the derived form, but session keys show as a count: secrets never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url)
+            .field("region", &self.region)
+            .field("account_id", &self.account_id)
+            .field("credentials", &self.credentials)
+            .field("max_clock_skew", &self.max_clock_skew)
+            .field("json_body_limit", &self.json_body_limit)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("session_keys", &self.session_keys.len())
+            .field("session_expires_min", &self.session_expires_min)
+            .field("session_expires_max", &self.session_expires_max)
+            .field("hls_limits", &self.hls_limits)
+            .finish()
+    }
 }
 
 impl Config {
@@ -66,6 +99,10 @@ impl Config {
             max_clock_skew: sigv4::DEFAULT_MAX_SKEW,
             json_body_limit: crate::wire::JSON_BODY_LIMIT,
             shutdown_grace: Duration::from_secs(10),
+            session_keys: Vec::new(),
+            session_expires_min: SESSION_EXPIRES_MIN,
+            session_expires_max: SESSION_EXPIRES_MAX,
+            hls_limits: Default::default(),
         }
     }
 

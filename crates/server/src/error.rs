@@ -37,6 +37,16 @@ pub enum ApiError {
     TagsPerResourceExceededLimit(String),
     StreamEdgeConfigurationNotFound(String),
 
+    // ---- HLS session resources (CONTRACT.md B3) ----
+    /// A `SessionToken` refused on an HLS GET: HTTP 403 (what AWS answers, seen: "Streaming session
+    /// token is expired"), type `NotAuthorizedException` (the model's shape for "not authorized";
+    /// players read the status only). Messages (`hls::authorize`): expired → "Streaming session
+    /// token is expired"; malformed, tampered or sealed with an unknown key → "Streaming session
+    /// token is invalid" (one message, so the answer is no oracle); the stream was deleted (or
+    /// deleted and recreated) since the session began → "The stream of this streaming session no
+    /// longer exists". No media byte is served with any of them.
+    InvalidSessionToken(String),
+
     // ---- Common / protocol errors ----
     /// No route for the path (CONTRACT.md 0 "Unroutable requests").
     UnknownOperation,
@@ -68,7 +78,7 @@ impl ApiError {
             ResourceNotFound(_) => "ResourceNotFoundException",
             InvalidArgument(_) => "InvalidArgumentException",
             ClientLimitExceeded(_) => "ClientLimitExceededException",
-            NotAuthorized(_) => "NotAuthorizedException",
+            NotAuthorized(_) | InvalidSessionToken(_) => "NotAuthorizedException",
             AccessDenied(_) => "AccessDeniedException",
             ConnectionLimitExceeded(_) => "ConnectionLimitExceededException",
             InvalidEndpoint(_) => "InvalidEndpointException",
@@ -126,9 +136,10 @@ impl ApiError {
             | Serialization(_)
             | IncompleteSignature(_) => StatusCode::BAD_REQUEST,
             RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            MissingAuthenticationToken | InvalidSignature(_) | UnrecognizedClient => {
-                StatusCode::FORBIDDEN
-            }
+            MissingAuthenticationToken
+            | InvalidSignature(_)
+            | UnrecognizedClient
+            | InvalidSessionToken(_) => StatusCode::FORBIDDEN,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -159,6 +170,7 @@ impl ApiError {
             | InvalidResourceFormat(m)
             | TagsPerResourceExceededLimit(m)
             | StreamEdgeConfigurationNotFound(m)
+            | InvalidSessionToken(m)
             | Serialization(m)
             | IncompleteSignature(m)
             | InvalidSignature(m) => m.clone(),

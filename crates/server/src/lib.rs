@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod hls;
 pub mod ingest;
 pub mod ops;
 pub mod retention;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub ingest: Arc<ingest::IngestState>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
+    /// Per-session request-rate limits of the HLS resources (`hls::limits`).
+    pub hls_limits: Arc<hls::limits::RateLimiter>,
     /// Cancelled when the server starts shutting down: long-lived work (PutMedia, live sessions)
     /// should finish promptly once `shutdown.cancelled()` resolves.
     pub shutdown: CancellationToken,
@@ -66,10 +69,16 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(
-        config: Config,
+        mut config: Config,
         catalog: Arc<dyn store::Catalog>,
         media: Arc<dyn store::MediaStore>,
     ) -> Self {
+        if config.session_keys.is_empty() {
+            // `build` loads the data dir's key first; this is for states built by hand (tests).
+            tracing::warn!("no session key configured: HLS session URLs last until the server stops");
+            config.session_keys.push(hls::token::generate_key());
+        }
+        let hls_limits = Arc::new(hls::limits::RateLimiter::new(config.hls_limits.clone()));
         let archive = store::Archive::new(catalog.clone(), media.clone());
         AppState {
             catalog,
@@ -78,6 +87,7 @@ impl AppState {
             ingest: Arc::new(ingest::IngestState::new()),
             config: Arc::new(config),
             clock: Arc::new(SystemClock),
+            hls_limits,
             shutdown: CancellationToken::new(),
         }
     }
@@ -107,18 +117,35 @@ pub enum ServeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error("session key file {path}: {source}")]
+    SessionKey {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
 
 /// Opens the embedded archive in `config.data_dir` and builds the state.
-pub async fn build(config: Config) -> Result<AppState, ServeError> {
+/// Without configured session keys, the key in `<data_dir>/session.key` is used (created, owner-only,
+/// on first start), so session URLs survive restarts.
+pub async fn build(mut config: Config) -> Result<AppState, ServeError> {
     let (catalog, media) = store::embedded::open(&config.data_dir)
         .await
         .map_err(|source| ServeError::Store {
             dir: config.data_dir.display().to_string(),
             source,
         })?;
+    if config.session_keys.is_empty() {
+        let path = config.data_dir.join(hls::token::KEY_FILE);
+        let key = hls::token::load_or_create_key_file(&path).map_err(|source| {
+            ServeError::SessionKey {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+        config.session_keys.push(key);
+    }
     Ok(AppState::new(config, catalog, media))
 }
 

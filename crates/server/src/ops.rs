@@ -10,7 +10,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::wire::{self, not_supported};
-use crate::{archived, auth, control, ingest, AppState};
+use crate::{archived, auth, control, hls, ingest, AppState};
 
 /// Known KVS operations (botocore models 2017-09-30, and PutMedia) that openkvs does not implement
 /// yet. They answer `InvalidArgumentException` 400 "The operation X is not supported by openkvs yet."
@@ -75,7 +75,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
     // kinesis-video-media
     ("/getMedia", "GetMedia"),
     // kinesis-video-archived-media
-    ("/getHLSStreamingSessionURL", "GetHLSStreamingSessionURL"),
     ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
     ("/getMediaForFragmentList", "GetMediaForFragmentList"),
     ("/getClip", "GetClip"),
@@ -104,6 +103,10 @@ fn signed_routes(state: &AppState) -> Router<AppState> {
         )
         // kinesis-video-archived-media
         .route("/listFragments", post(archived::list_fragments))
+        .route(
+            "/getHLSStreamingSessionURL",
+            post(hls::api::get_hls_streaming_session_url),
+        )
         // kinesis-video-media
         .route("/putMedia", post(ingest::put_media));
     for &(path, op) in NOT_SUPPORTED_YET {

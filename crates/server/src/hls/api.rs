@@ -1,0 +1,816 @@
+//! `POST /getHLSStreamingSessionURL` (CONTRACT.md A4; the seed's every sentence).
+//!
+//! Order of checks, each with its error:
+//! 1. The model's constraints and the request rules, all collected into one
+//!    `InvalidArgumentException` for the model part (Coral style, `validate.rs`), then the rules
+//!    one at a time: enums; `Expires` within the server's `session_expires_min..=max` (AWS's
+//!    300..=43200 by default); `MaxMediaPlaylistFragmentResults` 1..=5000; TimestampRange not
+//!    allowed for LIVE; ON_DEMAND and LIVE_REPLAY need FragmentSelectorType and TimestampRange;
+//!    a range needs StartTimestamp; ON_DEMAND needs EndTimestamp; End later than Start and within
+//!    24 h of it; with SERVER_TIMESTAMP, End not in the future.
+//! 2. The stream (`ResourceNotFoundException` 404, "The requested stream is not found or not
+//!    active."), then GetHLSStreamingSessionURL's 25 TPS per stream (`ClientLimitExceeded`).
+//! 3. Retention 0 → `NoDataRetentionException`.
+//! 4. The session's first fragment: ON_DEMAND and LIVE_REPLAY, the oldest fragment whose selected
+//!    timestamp is in [Start, End] (no End: at or after Start); LIVE, the newest fragment, which
+//!    must have been ingested (its end, server time) within the last 30 s. None →
+//!    `ResourceNotFoundException`.
+//! 5. Its tracks (in track-number order; "track N" is the Nth, which is KVS's track N: producers
+//!    number them 1 and 2): track 1 H.264 (`V_MPEG4/ISO/AVC`, also the AWS doc's
+//!    `V_MPEG/ISO/AVC`), H.265 (`V_MPEGH/ISO/HEVC`, also `V_MPEG/ISO/HEVC`) or AAC (`A_AAC`,
+//!    audio only); track 2, if any, AAC after a video track 1; no third track. Otherwise
+//!    `UnsupportedStreamMediaTypeException`. MPEG_TS with H.265 → the same error, naming the container.
+//! 6. Codec private data of each track: empty → `MissingCodecPrivateDataException` "Missing codec
+//!    private data in fragment for track N."; not parseable → `InvalidCodecPrivateDataException`.
+//! 7. MPEG_TS is not built yet: `InvalidArgumentException` "ContainerFormat MPEG_TS is not
+//!    supported by openkvs yet." (last, so every other answer is already the final one).
+//!
+//! Choices where the documentation is silent or ambiguous:
+//! - "If FragmentSelectorType is SERVER_TIMESTAMP, the StartTimestamp must be later than the
+//!   stream head": the head is the oldest media the stream still holds. openkvs does not refuse
+//!   an earlier Start: nothing older exists, so the session simply begins at the oldest retained
+//!   fragment at or after Start, which is what a client asking for "the last hour" of a younger
+//!   stream wants. The requirement is met in effect: no session ever starts before the head.
+//! - LIVE_REPLAY whose Start is in the future (SERVER_TIMESTAMP): no fragment is at or after
+//!   Start yet, so it is refused with `ResourceNotFoundException` like any empty range (the
+//!   caller retries once the event has begun); with PRODUCER_TIMESTAMP a producer clock ahead of
+//!   ours can make such fragments exist, and then the session is created.
+//! - "End in the past": an End equal to the server's now is accepted; one later is refused.
+//! - Missing StartTimestamp in a given range is a rule error with a plain message rather than a
+//!   Coral "must not be null" (the model has both members optional).
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use store::{FragmentQuery, Timestamp, TimestampKind};
+
+use super::limits::HlsResource;
+use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Session};
+use super::token;
+use crate::archived::TimestampRange;
+use crate::config::Config;
+use crate::control::{resolve_stream, validate_stream_ref, Result};
+use crate::error::ApiError;
+use crate::validate::Validator;
+use crate::wire::{epoch_seconds, AwsJson, Input};
+use crate::AppState;
+
+/// MaxMediaPlaylistFragmentResults bounds (model).
+pub const MAX_FRAGMENTS_MIN: i64 = 1;
+pub const MAX_FRAGMENTS_MAX: i64 = 5000;
+/// A TimestampRange may span at most this long (model doc: "within 24 hours").
+pub const MAX_RANGE_MS: i64 = 24 * 3_600_000;
+/// LIVE needs a fragment ingested within this long (model doc).
+pub const LIVE_RECENT_MS: i64 = 30_000;
+
+const SELECTOR_TYPES: &[&str] = &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"];
+const DISPLAY_FRAGMENT_TIMESTAMP: &[&str] = &["ALWAYS", "NEVER"];
+
+/// Codec IDs accepted for track 1 video (Matroska's spelling first, then the AWS doc's).
+pub const H264_CODEC_IDS: &[&str] = &["V_MPEG4/ISO/AVC", "V_MPEG/ISO/AVC"];
+pub const H265_CODEC_IDS: &[&str] = &["V_MPEGH/ISO/HEVC", "V_MPEG/ISO/HEVC"];
+pub const AAC_CODEC_ID: &str = "A_AAC";
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HlsFragmentSelector {
+    pub fragment_selector_type: Option<String>,
+    pub timestamp_range: Option<TimestampRange>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetHlsStreamingSessionUrlInput {
+    pub stream_name: Option<String>,
+    #[serde(rename = "StreamARN")]
+    pub stream_arn: Option<String>,
+    pub playback_mode: Option<String>,
+    #[serde(rename = "HLSFragmentSelector")]
+    pub hls_fragment_selector: Option<HlsFragmentSelector>,
+    pub container_format: Option<String>,
+    pub discontinuity_mode: Option<String>,
+    pub display_fragment_timestamp: Option<String>,
+    pub expires: Option<i64>,
+    pub max_media_playlist_fragment_results: Option<i64>,
+}
+
+impl Input for GetHlsStreamingSessionUrlInput {
+    /// Nothing here: `Expires`'s bounds are server settings, so every constraint is checked in
+    /// [`GetHlsStreamingSessionUrlInput::resolve`], which has the config (one message for all).
+    fn validate(&self, _v: &mut Validator) {}
+}
+
+#[derive(Serialize, Debug)]
+pub struct GetHlsStreamingSessionUrlOutput {
+    #[serde(rename = "HLSStreamingSessionURL")]
+    pub hls_streaming_session_url: String,
+}
+
+/// A request that passed every check that needs no stream: the session minus its stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRequest {
+    pub mode: PlaybackMode,
+    pub selector: TimestampKind,
+    pub start: Option<Timestamp>,
+    pub end: Option<Timestamp>,
+    pub container: ContainerFormat,
+    pub discontinuity: DiscontinuityMode,
+    pub display_timestamp: bool,
+    pub max_fragments: u32,
+    pub expires_seconds: u32,
+}
+
+fn invalid(message: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(message.into())
+}
+
+impl GetHlsStreamingSessionUrlInput {
+    /// Step 1 of the module doc: the model constraints, then the rules, at server time `now`.
+    pub fn resolve(&self, config: &Config, now: Timestamp) -> Result<SessionRequest> {
+        let mut v = Validator::default();
+        validate_stream_ref(&mut v, &self.stream_name, &self.stream_arn);
+        v.one_of(
+            "playbackMode",
+            self.playback_mode.as_deref(),
+            PlaybackMode::WIRE,
+        );
+        if let Some(selector) = &self.hls_fragment_selector {
+            v.one_of(
+                "hLSFragmentSelector.fragmentSelectorType",
+                selector.fragment_selector_type.as_deref(),
+                SELECTOR_TYPES,
+            );
+        }
+        v.one_of(
+            "containerFormat",
+            self.container_format.as_deref(),
+            ContainerFormat::WIRE,
+        );
+        v.one_of(
+            "discontinuityMode",
+            self.discontinuity_mode.as_deref(),
+            DiscontinuityMode::WIRE,
+        );
+        v.one_of(
+            "displayFragmentTimestamp",
+            self.display_fragment_timestamp.as_deref(),
+            DISPLAY_FRAGMENT_TIMESTAMP,
+        );
+        v.range(
+            "expires",
+            self.expires,
+            Some(config.session_expires_min as i64),
+            Some(config.session_expires_max as i64),
+        );
+        v.range(
+            "maxMediaPlaylistFragmentResults",
+            self.max_media_playlist_fragment_results,
+            Some(MAX_FRAGMENTS_MIN),
+            Some(MAX_FRAGMENTS_MAX),
+        );
+        v.finish()?;
+
+        // Enums are valid from here on.
+        let mode = self
+            .playback_mode
+            .as_deref()
+            .and_then(PlaybackMode::parse)
+            .unwrap_or(PlaybackMode::Live);
+        let selector_type = self
+            .hls_fragment_selector
+            .as_ref()
+            .and_then(|s| s.fragment_selector_type.as_deref());
+        let selector = match selector_type {
+            Some("PRODUCER_TIMESTAMP") => TimestampKind::Producer,
+            _ => TimestampKind::Server,
+        };
+        let range = self
+            .hls_fragment_selector
+            .as_ref()
+            .and_then(|s| s.timestamp_range.as_ref());
+        let (start, end) = match mode {
+            PlaybackMode::Live => {
+                if range.is_some() {
+                    return Err(invalid(
+                        "The TimestampRange must not be set when the PlaybackMode is LIVE.",
+                    ));
+                }
+                (None, None)
+            }
+            PlaybackMode::OnDemand | PlaybackMode::LiveReplay => {
+                let m = mode.as_str();
+                if self.hls_fragment_selector.is_none() {
+                    return Err(invalid(format!(
+                        "The HLSFragmentSelector (FragmentSelectorType and TimestampRange) is required when the PlaybackMode is {m}."
+                    )));
+                }
+                if selector_type.is_none() {
+                    return Err(invalid(format!(
+                        "The FragmentSelectorType must be set when the PlaybackMode is {m}."
+                    )));
+                }
+                let Some(range) = range else {
+                    return Err(invalid(format!(
+                        "The TimestampRange must be set when the PlaybackMode is {m}."
+                    )));
+                };
+                resolve_range(range, mode, selector, now)?
+            }
+        };
+        let max_fragments = self
+            .max_media_playlist_fragment_results
+            .map(|n| n as u32)
+            .unwrap_or_else(|| mode.default_max_fragments());
+        let expires_seconds = self.expires.map(|s| s as u32).unwrap_or(
+            config
+                .session_expires_min
+                .max(300)
+                .min(config.session_expires_max),
+        );
+        Ok(SessionRequest {
+            mode,
+            selector,
+            start,
+            end,
+            container: self
+                .container_format
+                .as_deref()
+                .and_then(ContainerFormat::parse)
+                .unwrap_or(ContainerFormat::FragmentedMp4),
+            discontinuity: self
+                .discontinuity_mode
+                .as_deref()
+                .and_then(DiscontinuityMode::parse)
+                .unwrap_or_else(|| DiscontinuityMode::default_for(selector)),
+            display_timestamp: self.display_fragment_timestamp.as_deref() == Some("ALWAYS"),
+            max_fragments,
+            expires_seconds,
+        })
+    }
+}
+
+/// The range rules of ON_DEMAND and LIVE_REPLAY.
+fn resolve_range(
+    range: &TimestampRange,
+    mode: PlaybackMode,
+    selector: TimestampKind,
+    now: Timestamp,
+) -> Result<(Option<Timestamp>, Option<Timestamp>)> {
+    let start = match range.start_timestamp {
+        None => {
+            return Err(invalid(
+                "The StartTimestamp is required when a TimestampRange is given.",
+            ))
+        }
+        Some(s) => epoch_seconds::from_seconds(s)
+            .ok_or_else(|| invalid("The StartTimestamp is not a valid timestamp."))?,
+    };
+    let end = match range.end_timestamp {
+        None if mode == PlaybackMode::OnDemand => {
+            return Err(invalid(
+                "The EndTimestamp is required when the PlaybackMode is ON_DEMAND.",
+            ))
+        }
+        None => None,
+        Some(s) => Some(
+            epoch_seconds::from_seconds(s)
+                .ok_or_else(|| invalid("The EndTimestamp is not a valid timestamp."))?,
+        ),
+    };
+    if let Some(end) = end {
+        if end <= start {
+            return Err(invalid(
+                "The EndTimestamp must be later than the StartTimestamp.",
+            ));
+        }
+        if end.millis().saturating_sub(start.millis()) > MAX_RANGE_MS {
+            return Err(invalid(
+                "The EndTimestamp must be within 24 hours of the StartTimestamp.",
+            ));
+        }
+        if selector == TimestampKind::Server && end > now {
+            return Err(invalid(
+                "The EndTimestamp must be in the past when the FragmentSelectorType is SERVER_TIMESTAMP.",
+            ));
+        }
+    }
+    Ok((Some(start), end))
+}
+
+/// What a track's codec ID makes of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackCodec {
+    H264,
+    H265,
+    Aac,
+}
+
+impl TrackCodec {
+    pub fn from_codec_id(id: &str) -> Option<Self> {
+        if H264_CODEC_IDS.contains(&id) {
+            Some(TrackCodec::H264)
+        } else if H265_CODEC_IDS.contains(&id) {
+            Some(TrackCodec::H265)
+        } else if id == AAC_CODEC_ID {
+            Some(TrackCodec::Aac)
+        } else {
+            None
+        }
+    }
+}
+
+fn unsupported(ids: &[&str]) -> ApiError {
+    let found = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| format!("track {} has codec ID {id}", i + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    ApiError::UnsupportedStreamMediaType(format!(
+        "The media of the stream is not supported for HLS ({found}). The codec ID of track 1 \
+         should be V_MPEG/ISO/AVC (H.264) or V_MPEG/ISO/HEVC (H.265) and, optionally, the codec \
+         ID of track 2 should be A_AAC. For audio only streaming, the codec ID of track 1 should \
+         be A_AAC."
+    ))
+}
+
+/// Steps 5 and 6 of the module doc over the codec configs of a fragment's tracks, in track order.
+pub fn check_tracks(
+    configs: &[store::CodecConfig],
+    container: ContainerFormat,
+) -> Result<Vec<TrackCodec>> {
+    let ids: Vec<&str> = configs.iter().map(|c| c.codec_id.as_str()).collect();
+    let codecs: Vec<Option<TrackCodec>> =
+        ids.iter().map(|id| TrackCodec::from_codec_id(id)).collect();
+    let codecs: Vec<TrackCodec> = match codecs[..] {
+        [Some(c @ (TrackCodec::H264 | TrackCodec::H265 | TrackCodec::Aac))] => vec![c],
+        [Some(v @ (TrackCodec::H264 | TrackCodec::H265)), Some(TrackCodec::Aac)] => {
+            vec![v, TrackCodec::Aac]
+        }
+        _ => return Err(unsupported(&ids)),
+    };
+    if container == ContainerFormat::MpegTs && codecs[0] == TrackCodec::H265 {
+        return Err(ApiError::UnsupportedStreamMediaType(
+            "H.265 video (track 1 codec ID V_MPEGH/ISO/HEVC) cannot be packaged in the MPEG_TS \
+             container format; use ContainerFormat FRAGMENTED_MP4."
+                .into(),
+        ));
+    }
+    for (i, config) in configs.iter().enumerate() {
+        if config.codec_private.is_empty() {
+            return Err(ApiError::MissingCodecPrivateData(format!(
+                "Missing codec private data in fragment for track {}.",
+                i + 1
+            )));
+        }
+    }
+    for (i, (config, codec)) in configs.iter().zip(&codecs).enumerate() {
+        if let Err(detail) = parse_codec_private(*codec, &config.codec_private) {
+            return Err(ApiError::InvalidCodecPrivateData(format!(
+                "Invalid codec private data in fragment for track {}: {detail}.",
+                i + 1
+            )));
+        }
+    }
+    Ok(codecs)
+}
+
+/// Whether codec private data parses as its codec's configuration record (`media::codec`): the
+/// avcC / hvcC record with a decodable SPS, or an AudioSpecificConfig.
+fn parse_codec_private(codec: TrackCodec, cpd: &[u8]) -> std::result::Result<(), String> {
+    use media::codec::{AacConfig, AvcConfig, HevcConfig};
+    let result = match codec {
+        TrackCodec::H264 => AvcConfig::parse(cpd).map(drop),
+        TrackCodec::H265 => HevcConfig::parse(cpd).map(drop),
+        TrackCodec::Aac => AacConfig::parse(cpd).map(drop),
+    };
+    result.map_err(|e| e.to_string())
+}
+
+/// Step 4 of the module doc: the first fragment of the session.
+async fn first_fragment(
+    state: &AppState,
+    stream: &store::StreamRecord,
+    request: &SessionRequest,
+    now: Timestamp,
+) -> Result<store::FragmentRecord> {
+    match (request.mode, request.start) {
+        (PlaybackMode::Live, _) | (_, None) => {
+            let newest = state.catalog.latest_fragments(stream.id, 1).await?.pop();
+            match newest {
+                Some(f)
+                    if f.server_timestamp.millis() + f.duration_ms as i64
+                        >= now.millis() - LIVE_RECENT_MS =>
+                {
+                    Ok(f)
+                }
+                _ => Err(ApiError::ResourceNotFound(
+                    "No fragments have been ingested into the stream in the last 30 seconds."
+                        .into(),
+                )),
+            }
+        }
+        (_, Some(start)) => state
+            .catalog
+            .query_fragments(FragmentQuery {
+                stream: stream.id,
+                kind: request.selector,
+                start,
+                end: request.end.unwrap_or(Timestamp(i64::MAX)),
+                after: None,
+                limit: 1,
+            })
+            .await?
+            .pop()
+            .ok_or_else(|| {
+                ApiError::ResourceNotFound(
+                    "No fragments found in the stream for the requested timestamp range.".into(),
+                )
+            }),
+    }
+}
+
+/// `POST /getHLSStreamingSessionURL`.
+pub async fn get_hls_streaming_session_url(
+    State(state): State<AppState>,
+    AwsJson(input): AwsJson<GetHlsStreamingSessionUrlInput>,
+) -> Result<AwsJson<GetHlsStreamingSessionUrlOutput>> {
+    let now = state.clock.timestamp();
+    let request = input.resolve(&state.config, now)?;
+    let stream = resolve_stream(
+        &state,
+        input.stream_name.as_deref(),
+        input.stream_arn.as_deref(),
+    )
+    .await?;
+    state
+        .hls_limits
+        .check(&stream.id.0.to_be_bytes(), HlsResource::SessionUrl, now)?;
+    if stream.data_retention_hours == 0 {
+        return Err(ApiError::NoDataRetention(format!(
+            "The stream {} has no data retention (DataRetentionInHours 0); HLS plays stored \
+             fragments. Give it a retention with UpdateDataRetention.",
+            stream.name
+        )));
+    }
+    let first = first_fragment(&state, &stream, &request, now).await?;
+    let mut tracks = first.tracks.clone();
+    tracks.sort_by_key(|t| t.track);
+    let mut configs = Vec::with_capacity(tracks.len());
+    for track in &tracks {
+        let config = state
+            .catalog
+            .codec_config(track.codec_config)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Internal(format!(
+                    "codec config {:?} of fragment {} is missing",
+                    track.codec_config, first.number
+                ))
+            })?;
+        configs.push(config);
+    }
+    check_tracks(&configs, request.container)?;
+    if request.container == ContainerFormat::MpegTs {
+        return Err(invalid(
+            "ContainerFormat MPEG_TS is not supported by openkvs yet; use FRAGMENTED_MP4.",
+        ));
+    }
+    let session = Session {
+        stream_id: stream.id,
+        stream_creation: stream.creation_time,
+        stream_name: stream.name.clone(),
+        mode: request.mode,
+        selector: request.selector,
+        start: request.start,
+        end: request.end,
+        container: request.container,
+        discontinuity: request.discontinuity,
+        display_timestamp: request.display_timestamp,
+        max_fragments: request.max_fragments,
+        created: now,
+        expires: Timestamp(now.millis() + request.expires_seconds as i64 * 1000),
+    };
+    let key = state
+        .config
+        .session_keys
+        .first()
+        .ok_or_else(|| ApiError::Internal("no session key configured".into()))?;
+    let token = token::seal(&session, key);
+    Ok(AwsJson(GetHlsStreamingSessionUrlOutput {
+        hls_streaming_session_url: format!(
+            "{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}",
+            state.config.data_endpoint()
+        ),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use media::TrackNumber;
+
+    const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+    fn config() -> Config {
+        Config::new(
+            "127.0.0.1:4567".parse().unwrap(),
+            std::path::PathBuf::from("/nonexistent"),
+        )
+    }
+
+    fn input(json: serde_json::Value) -> GetHlsStreamingSessionUrlInput {
+        crate::wire::parse_input(json.to_string().as_bytes()).unwrap()
+    }
+
+    fn resolve(json: serde_json::Value) -> Result<SessionRequest> {
+        input(json).resolve(&config(), NOW)
+    }
+
+    fn err(json: serde_json::Value) -> String {
+        let e = resolve(json.clone()).unwrap_err();
+        assert_eq!(e.aws_error_type(), "InvalidArgumentException", "{json}");
+        e.message()
+    }
+
+    fn secs(t: Timestamp) -> f64 {
+        t.as_epoch_seconds()
+    }
+
+    #[test]
+    fn defaults() {
+        let r = resolve(serde_json::json!({"StreamName": "s"})).unwrap();
+        assert_eq!(
+            r,
+            SessionRequest {
+                mode: PlaybackMode::Live,
+                selector: TimestampKind::Server,
+                start: None,
+                end: None,
+                container: ContainerFormat::FragmentedMp4,
+                discontinuity: DiscontinuityMode::Always,
+                display_timestamp: false,
+                max_fragments: 5,
+                expires_seconds: 300,
+            }
+        );
+        let r = resolve(serde_json::json!({
+            "StreamName": "s", "PlaybackMode": "ON_DEMAND",
+            "HLSFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                "TimestampRange": {"StartTimestamp": 1_700_000_000, "EndTimestamp": 1_700_000_060.5}}
+        }))
+        .unwrap();
+        assert_eq!(r.max_fragments, 1000);
+        assert_eq!(r.discontinuity, DiscontinuityMode::Never);
+        assert_eq!(r.start, Some(Timestamp(1_700_000_000_000)));
+        assert_eq!(r.end, Some(Timestamp(1_700_000_060_500)));
+        let r = resolve(serde_json::json!({
+            "StreamName": "s", "PlaybackMode": "LIVE_REPLAY",
+            "HLSFragmentSelector": {"FragmentSelectorType": "SERVER_TIMESTAMP",
+                "TimestampRange": {"StartTimestamp": 1_700_000_000}},
+            "DiscontinuityMode": "ON_DISCONTINUITY", "DisplayFragmentTimestamp": "ALWAYS",
+            "Expires": 43200, "MaxMediaPlaylistFragmentResults": 5000, "ContainerFormat": "MPEG_TS"
+        }))
+        .unwrap();
+        assert_eq!(r.max_fragments, 5000);
+        assert_eq!(r.end, None);
+        assert_eq!(r.expires_seconds, 43200);
+        assert!(r.display_timestamp);
+        assert_eq!(r.discontinuity, DiscontinuityMode::OnDiscontinuity);
+        assert_eq!(r.container, ContainerFormat::MpegTs);
+    }
+
+    #[test]
+    fn model_constraints() {
+        let m = err(serde_json::json!({"StreamName": "s", "PlaybackMode": "ON-DEMAND"}));
+        assert!(
+            m.contains("Value 'ON-DEMAND' at 'playbackMode' failed to satisfy constraint: Member must satisfy enum value set: [LIVE, LIVE_REPLAY, ON_DEMAND]"),
+            "{m}"
+        );
+        let m = err(serde_json::json!({"StreamName": "s", "Expires": 299}));
+        assert!(m.contains("'expires'") && m.contains("300"), "{m}");
+        let m = err(serde_json::json!({"StreamName": "s", "Expires": 43201}));
+        assert!(m.contains("less than or equal to 43200"), "{m}");
+        let m = err(serde_json::json!({"StreamName": "s", "MaxMediaPlaylistFragmentResults": 0}));
+        assert!(m.contains("maxMediaPlaylistFragmentResults"), "{m}");
+        let m =
+            err(serde_json::json!({"StreamName": "s", "MaxMediaPlaylistFragmentResults": 5001}));
+        assert!(m.contains("5000"), "{m}");
+        for (member, value) in [
+            ("ContainerFormat", "MP4"),
+            ("DiscontinuityMode", "SOMETIMES"),
+            ("DisplayFragmentTimestamp", "YES"),
+        ] {
+            let m = err(serde_json::json!({"StreamName": "s", member: value}));
+            assert!(m.contains("enum value set"), "{m}");
+        }
+        let m = err(serde_json::json!({"StreamName": "s",
+            "HLSFragmentSelector": {"FragmentSelectorType": "CLIENT_TIMESTAMP"}}));
+        assert!(
+            m.contains("hLSFragmentSelector.fragmentSelectorType"),
+            "{m}"
+        );
+        let m = err(serde_json::json!({"StreamName": "bad name!"}));
+        assert!(m.contains("streamName"), "{m}");
+        // Several violations come in one message.
+        let m = err(serde_json::json!({"StreamName": "s", "Expires": 1, "PlaybackMode": "x"}));
+        assert!(m.starts_with("2 validation errors detected"), "{m}");
+    }
+
+    #[test]
+    fn expires_bounds_are_settings() {
+        let mut c = config();
+        c.session_expires_min = 1;
+        c.session_expires_max = 86_400;
+        let r = input(serde_json::json!({"StreamName": "s", "Expires": 2}))
+            .resolve(&c, NOW)
+            .unwrap();
+        assert_eq!(r.expires_seconds, 2);
+        // The default stays AWS's 300 when the bounds allow it.
+        let r = input(serde_json::json!({"StreamName": "s"}))
+            .resolve(&c, NOW)
+            .unwrap();
+        assert_eq!(r.expires_seconds, 300);
+        let r = input(serde_json::json!({"StreamName": "s", "Expires": 86_400}))
+            .resolve(&c, NOW)
+            .unwrap();
+        assert_eq!(r.expires_seconds, 86_400);
+        c.session_expires_max = 60;
+        let r = input(serde_json::json!({"StreamName": "s"}))
+            .resolve(&c, NOW)
+            .unwrap();
+        assert_eq!(r.expires_seconds, 60);
+    }
+
+    #[test]
+    fn range_rules() {
+        let start = Timestamp(NOW.0 - 3_600_000);
+        let sel = |mode: &str, range: serde_json::Value| {
+            serde_json::json!({"StreamName": "s", "PlaybackMode": mode,
+                "HLSFragmentSelector": {"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": range}})
+        };
+        // LIVE: a selector type is fine, a range is not.
+        assert!(resolve(serde_json::json!({"StreamName": "s",
+            "HLSFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP"}}))
+        .is_ok());
+        assert!(err(sel(
+            "LIVE",
+            serde_json::json!({"StartTimestamp": secs(start)})
+        ))
+        .contains("must not be set"));
+        // ON_DEMAND and LIVE_REPLAY need the whole selector.
+        for mode in ["ON_DEMAND", "LIVE_REPLAY"] {
+            let m = err(serde_json::json!({"StreamName": "s", "PlaybackMode": mode}));
+            assert!(m.contains("HLSFragmentSelector") && m.contains(mode), "{m}");
+            let m = err(serde_json::json!({"StreamName": "s", "PlaybackMode": mode,
+                "HLSFragmentSelector": {"TimestampRange": {"StartTimestamp": secs(start)}}}));
+            assert!(m.contains("FragmentSelectorType must be set"), "{m}");
+            let m = err(serde_json::json!({"StreamName": "s", "PlaybackMode": mode,
+                "HLSFragmentSelector": {"FragmentSelectorType": "SERVER_TIMESTAMP"}}));
+            assert!(m.contains("TimestampRange must be set"), "{m}");
+            let m = err(sel(
+                mode,
+                serde_json::json!({"EndTimestamp": secs(NOW) - 1.0}),
+            ));
+            assert!(m.contains("StartTimestamp is required"), "{m}");
+        }
+        // End: required for ON_DEMAND only.
+        assert!(err(sel(
+            "ON_DEMAND",
+            serde_json::json!({"StartTimestamp": secs(start)})
+        ))
+        .contains("EndTimestamp is required"));
+        assert!(resolve(sel(
+            "LIVE_REPLAY",
+            serde_json::json!({"StartTimestamp": secs(start)})
+        ))
+        .is_ok());
+        // End after Start, within 24 h, and (SERVER_TIMESTAMP) not in the future.
+        for mode in ["ON_DEMAND", "LIVE_REPLAY"] {
+            let range = |s: Timestamp, e: Timestamp| {
+                sel(
+                    mode,
+                    serde_json::json!({"StartTimestamp": secs(s), "EndTimestamp": secs(e)}),
+                )
+            };
+            assert!(err(range(start, start)).contains("later than the StartTimestamp"));
+            assert!(err(range(start, Timestamp(start.0 - 1000))).contains("later than"));
+            let early = Timestamp(NOW.0 - 2 * MAX_RANGE_MS);
+            assert!(resolve(range(early, Timestamp(early.0 + MAX_RANGE_MS))).is_ok());
+            assert!(err(range(early, Timestamp(early.0 + MAX_RANGE_MS + 1000)))
+                .contains("within 24 hours"));
+            assert!(resolve(range(start, NOW)).is_ok());
+            assert!(err(range(start, Timestamp(NOW.0 + 1000))).contains("in the past"));
+            // PRODUCER_TIMESTAMP may end in the future (producer clocks are theirs).
+            let producer = serde_json::json!({"StreamName": "s", "PlaybackMode": mode,
+                "HLSFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+                    "TimestampRange": {"StartTimestamp": secs(start), "EndTimestamp": secs(NOW) + 60.0}}});
+            assert!(resolve(producer).is_ok());
+        }
+    }
+
+    fn cpd(codec_id: &str, private: &[u8]) -> store::CodecConfig {
+        store::CodecConfig {
+            track: TrackNumber(1),
+            track_type: 1,
+            codec_id: codec_id.into(),
+            codec_private: Bytes::copy_from_slice(private),
+            track_name: None,
+            pixel_width: None,
+            pixel_height: None,
+            sampling_frequency: None,
+            channels: None,
+        }
+    }
+
+    // Codec private data of tests/fixtures/h264_aac.mkv and h265.mkv (its SEI array dropped).
+    fn hex(s: &str) -> &'static [u8] {
+        Box::leak(hex::decode(s).unwrap().into_boxed_slice())
+    }
+    static AVCC: std::sync::LazyLock<&'static [u8]> = std::sync::LazyLock::new(|| {
+        hex("0164000dffe100176764000dacb40a0fd80880000003008000001e078a155001000468ef0fcbfdf8f800")
+    });
+    static HVCC: std::sync::LazyLock<&'static [u8]> = std::sync::LazyLock::new(|| {
+        hex(
+            "0101600000009000000000003cf000fcfdf8f800000f03200001001840010c01ffff0160000003009000\
+             0003000003003cba0240210001002842010101600000030090000003000003003ca00a080f165ba924ca\
+             f0168080000003008000000f0422000100074401c172b46240",
+        )
+    });
+    static ASC: std::sync::LazyLock<&'static [u8]> = std::sync::LazyLock::new(|| hex("119056e500"));
+
+    #[test]
+    fn track_rules() {
+        use ContainerFormat::*;
+        let ok = |c: &[store::CodecConfig], f| check_tracks(c, f).unwrap();
+        let kind = |c: &[store::CodecConfig], f| check_tracks(c, f).unwrap_err().aws_error_type();
+        assert_eq!(
+            ok(&[cpd("V_MPEG4/ISO/AVC", *AVCC)], FragmentedMp4),
+            [TrackCodec::H264]
+        );
+        assert_eq!(
+            ok(&[cpd("V_MPEG/ISO/AVC", *AVCC)], MpegTs),
+            [TrackCodec::H264]
+        );
+        assert_eq!(
+            ok(
+                &[cpd("V_MPEGH/ISO/HEVC", *HVCC), cpd("A_AAC", *ASC)],
+                FragmentedMp4
+            ),
+            [TrackCodec::H265, TrackCodec::Aac]
+        );
+        assert_eq!(
+            ok(&[cpd("V_MPEG/ISO/HEVC", *HVCC)], FragmentedMp4),
+            [TrackCodec::H265]
+        );
+        assert_eq!(ok(&[cpd("A_AAC", *ASC)], FragmentedMp4), [TrackCodec::Aac]);
+        let unsupported = "UnsupportedStreamMediaTypeException";
+        for bad in [
+            vec![cpd("V_VP8", b"x")],
+            vec![cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_OPUS", b"x")],
+            vec![cpd("A_AAC", *ASC), cpd("A_AAC", *ASC)],
+            vec![cpd("A_AAC", *ASC), cpd("V_MPEG4/ISO/AVC", *AVCC)],
+            vec![
+                cpd("V_MPEG4/ISO/AVC", *AVCC),
+                cpd("A_AAC", *ASC),
+                cpd("A_AAC", *ASC),
+            ],
+            vec![],
+        ] {
+            assert_eq!(kind(&bad, FragmentedMp4), unsupported, "{bad:?}");
+        }
+        let e = check_tracks(&[cpd("A_MS/ACM", b"x")], FragmentedMp4).unwrap_err();
+        assert!(e.message().contains("track 1 has codec ID A_MS/ACM"), "{e}");
+        assert!(e.message().contains("V_MPEG/ISO/AVC"), "{e}");
+        // H.265 in MPEG-TS: unsupported, naming the container.
+        let e = check_tracks(&[cpd("V_MPEGH/ISO/HEVC", *HVCC)], MpegTs).unwrap_err();
+        assert_eq!(e.aws_error_type(), unsupported);
+        assert!(e.message().contains("MPEG_TS"), "{e}");
+        // Missing CPD names the track.
+        let e = check_tracks(
+            &[cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", b"")],
+            FragmentedMp4,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            ApiError::MissingCodecPrivateData(
+                "Missing codec private data in fragment for track 2.".into()
+            )
+        );
+        let e = check_tracks(&[cpd("V_MPEG4/ISO/AVC", b"")], FragmentedMp4).unwrap_err();
+        assert_eq!(e.aws_error_type(), "MissingCodecPrivateDataException");
+        // Unparseable CPD.
+        for bad in [
+            vec![cpd("V_MPEG4/ISO/AVC", b"\x00\x00\x00\x01\x67")],
+            vec![cpd("V_MPEGH/ISO/HEVC", b"\x01\x01")],
+            vec![cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", b"\x12")],
+        ] {
+            assert_eq!(
+                kind(&bad, FragmentedMp4),
+                "InvalidCodecPrivateDataException",
+                "{bad:?}"
+            );
+        }
+    }
+}
