@@ -13,6 +13,16 @@
 //! credentials_file = "/etc/openkvs/credentials.toml"
 //! max_clock_skew_seconds = 900
 //! shutdown_grace_seconds = 10
+//! session_key_file = "/etc/openkvs/session.keys"  # or inline: session_keys = ["<64 hex digits>"]
+//! session_expires_min = 300       # bounds of GetHLSStreamingSessionURL Expires, seconds
+//! session_expires_max = 43200
+//! [hls_rate_limits]               # requests per second per session (0 = unlimited); AWS's defaults
+//! master_playlist_tps = 5
+//! media_playlist_tps = 5
+//! init_fragment_tps = 5
+//! media_fragment_tps = 20         # GetMP4MediaFragment and GetTSFragment
+//! session_url_tps_per_stream = 25
+//! burst_seconds = 2
 //! [[credentials]]            # inline, added to those of credentials_file
 //! access_key_id = "AKID…"
 //! secret_access_key = "…"
@@ -53,6 +63,26 @@ pub struct ServeArgs {
     /// TOML file with the same settings (lower precedence than flags and environment).
     #[arg(long, env = "OPENKVS_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// File of HLS session keys, one per line (64 hex digits or base64 of 32 bytes): the first
+    /// seals new session URLs, all open them (rotation). [default: <data dir>/session.key,
+    /// generated owner-only on first start]
+    #[arg(long, env = "OPENKVS_SESSION_KEY_FILE", value_name = "FILE")]
+    session_key_file: Option<PathBuf>,
+    /// HLS session keys, comma-separated, as in --session-key-file. Prefer the environment
+    /// variable or the file: a command line is visible to other users of the machine.
+    #[arg(
+        long,
+        env = "OPENKVS_SESSION_KEY",
+        hide_env_values = true,
+        value_name = "KEYS"
+    )]
+    session_key: Option<String>,
+    /// Shortest Expires (seconds) GetHLSStreamingSessionURL accepts [default: 300, AWS's].
+    #[arg(long, env = "OPENKVS_SESSION_EXPIRES_MIN", value_name = "SECONDS")]
+    session_expires_min: Option<u32>,
+    /// Longest Expires (seconds) GetHLSStreamingSessionURL accepts [default: 43200, AWS's].
+    #[arg(long, env = "OPENKVS_SESSION_EXPIRES_MAX", value_name = "SECONDS")]
+    session_expires_max: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -69,6 +99,49 @@ struct FileConfig {
     credentials: Vec<CredentialEntry>,
     max_clock_skew_seconds: Option<u64>,
     shutdown_grace_seconds: Option<u64>,
+    session_key_file: Option<PathBuf>,
+    session_keys: Option<Vec<String>>,
+    session_expires_min: Option<u32>,
+    session_expires_max: Option<u32>,
+    hls_rate_limits: Option<HlsRateLimitsFile>,
+}
+
+/// `[hls_rate_limits]`: requests per second per session (0 = unlimited).
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct HlsRateLimitsFile {
+    master_playlist_tps: Option<f64>,
+    media_playlist_tps: Option<f64>,
+    init_fragment_tps: Option<f64>,
+    media_fragment_tps: Option<f64>,
+    session_url_tps_per_stream: Option<f64>,
+    burst_seconds: Option<f64>,
+}
+
+/// HLS session keys: the first source given wins (flag/env keys, flag/env key file, config-file
+/// keys, config-file key file); none → `server::build` uses `<data dir>/session.key`.
+fn session_keys(
+    args_keys: Option<String>,
+    args_file: Option<PathBuf>,
+    file_keys: Option<Vec<String>>,
+    file_file: Option<PathBuf>,
+) -> Result<Vec<server::hls::token::SessionKey>, String> {
+    use server::hls::token::parse_keys;
+    let keys = if let Some(text) = args_keys {
+        parse_keys(&text).map_err(|e| format!("OPENKVS_SESSION_KEY / --session-key: {e}"))?
+    } else if let Some(path) = args_file.or(if file_keys.is_none() { file_file } else { None }) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read the session key file {}: {e}", path.display()))?;
+        parse_keys(&text).map_err(|e| format!("the session key file {}: {e}", path.display()))?
+    } else if let Some(list) = file_keys {
+        parse_keys(&list.join("\n")).map_err(|e| format!("config file session_keys: {e}"))?
+    } else {
+        return Ok(Vec::new());
+    };
+    if keys.is_empty() {
+        return Err("the session keys given are empty".into());
+    }
+    Ok(keys)
 }
 
 #[derive(Deserialize, Debug)]
@@ -151,6 +224,45 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     }
     if let Some(s) = file.shutdown_grace_seconds {
         config.shutdown_grace = Duration::from_secs(s);
+    }
+    config.session_keys = session_keys(
+        args.session_key,
+        args.session_key_file,
+        file.session_keys,
+        file.session_key_file,
+    )?;
+    if let Some(s) = args.session_expires_min.or(file.session_expires_min) {
+        config.session_expires_min = s;
+    }
+    if let Some(s) = args.session_expires_max.or(file.session_expires_max) {
+        config.session_expires_max = s;
+    }
+    if config.session_expires_min == 0 || config.session_expires_min > config.session_expires_max {
+        return Err(format!(
+            "session expiry bounds must satisfy 1 <= min <= max (got {}..{})",
+            config.session_expires_min, config.session_expires_max
+        ));
+    }
+    if let Some(l) = file.hls_rate_limits {
+        let limits = &mut config.hls_limits;
+        for (value, into) in [
+            (l.master_playlist_tps, &mut limits.master_playlist_tps),
+            (l.media_playlist_tps, &mut limits.media_playlist_tps),
+            (l.init_fragment_tps, &mut limits.init_fragment_tps),
+            (l.media_fragment_tps, &mut limits.media_fragment_tps),
+            (
+                l.session_url_tps_per_stream,
+                &mut limits.session_url_tps_per_stream,
+            ),
+            (l.burst_seconds, &mut limits.burst_seconds),
+        ] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("hls_rate_limits values must be >= 0 (got {v})"));
+                }
+                *into = v;
+            }
+        }
     }
     // A credentials file named by flag/env replaces the config file's; inline entries always add.
     if let Some(path) = args.credentials.or(file.credentials_file) {
@@ -306,6 +418,10 @@ mod tests {
             region: None,
             account_id: None,
             config: None,
+            session_key_file: None,
+            session_key: None,
+            session_expires_min: None,
+            session_expires_max: None,
         })
         .unwrap();
         assert_eq!(s.config.listen.to_string(), "127.0.0.1:4567");
@@ -313,6 +429,56 @@ mod tests {
         assert_eq!(s.config.region, "us-east-1");
         assert_eq!(s.config.account_id, "000000000000");
         assert!(s.config.credentials.is_empty());
+        assert!(s.config.session_keys.is_empty());
+        assert_eq!(s.config.session_expires_min, 300);
+        assert_eq!(s.config.session_expires_max, 43200);
+    }
+
+    #[test]
+    fn session_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        let a = "11".repeat(32);
+        let b = "22".repeat(32);
+        std::fs::write(&keys, format!("# newest first\n{a}\n{b}\n")).unwrap();
+        let conf = dir.path().join("openkvs.toml");
+        std::fs::write(
+            &conf,
+            "session_expires_max = 86400\n[hls_rate_limits]\nmedia_fragment_tps = 0\n",
+        )
+        .unwrap();
+        let s = settings(parse(&[
+            "--config",
+            conf.to_str().unwrap(),
+            "--session-key-file",
+            keys.to_str().unwrap(),
+            "--session-expires-min",
+            "1",
+        ]))
+        .unwrap();
+        assert_eq!(s.config.session_keys, vec![[0x11; 32], [0x22; 32]]);
+        assert_eq!(s.config.session_expires_min, 1);
+        assert_eq!(s.config.session_expires_max, 86400);
+        assert_eq!(s.config.hls_limits.media_fragment_tps, 0.0);
+        assert_eq!(s.config.hls_limits.master_playlist_tps, 5.0);
+        // Inline keys win over the file.
+        let s = settings(parse(&[
+            "--session-key",
+            &b,
+            "--session-key-file",
+            keys.to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert_eq!(s.config.session_keys, vec![[0x22; 32]]);
+        assert!(settings(parse(&["--session-key", "short"])).is_err());
+        assert!(settings(parse(&["--session-expires-min", "0"])).is_err());
+        assert!(settings(parse(&[
+            "--session-expires-min",
+            "500",
+            "--session-expires-max",
+            "400"
+        ]))
+        .is_err());
     }
 
     #[test]
