@@ -12,6 +12,7 @@ pub mod control;
 pub mod error;
 pub mod hls;
 pub mod ingest;
+pub mod metrics;
 pub mod ops;
 pub mod retention;
 pub mod validate;
@@ -65,6 +66,8 @@ pub struct AppState {
     /// Cancelled when the server starts shutting down: long-lived work (PutMedia, live sessions)
     /// should finish promptly once `shutdown.cancelled()` resolves.
     pub shutdown: CancellationToken,
+    /// Counters behind `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
@@ -89,6 +92,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             hls_limits,
             shutdown: CancellationToken::new(),
+            metrics: Arc::new(metrics::Metrics::new()),
         }
     }
 

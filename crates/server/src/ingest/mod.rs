@@ -424,6 +424,7 @@ impl Connection {
         match result {
             Ok(Ok(number)) => {
                 // With retention 0 KVS keeps fragments only in a short buffer and sends no PERSISTED.
+                self.state.metrics.fragment_ingested(f.bytes);
                 if self.stream.data_retention_hours > 0 {
                     self.send(Ack::event(EventType::Persisted, f.timecode_ms, number))
                         .await;

@@ -1,0 +1,354 @@
+//! HLS playlists (RFC 8216) as pure functions of a session's segment list: no I/O, no clock.
+//!
+//! The layout follows what KVS emits (CONTRACT.md B1, B2): master `EXT-X-VERSION:1` with
+//! attributes in KVS's order; media playlists `EXT-X-VERSION:7` (fMP4) with `EXTINF` at three
+//! decimals, trailing zeros trimmed; every other URI relative, carrying the session token.
+
+use std::fmt::Write;
+
+/// Bumped whenever the bytes of a playlist for the same inputs change (part of cache keys).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One variant of the master playlist (track 1), with the audio rendition (track 2) if any.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MasterPlaylist<'a> {
+    pub token: &'a str,
+    /// RFC 6381 codec strings of every track the variant plays (`avc1.640015`, `mp4a.40.2`).
+    pub codecs: Vec<String>,
+    pub resolution: Option<(u32, u32)>,
+    pub frame_rate: Option<f64>,
+    /// Peak bits per second over the session's fragments (RFC 8216 §4.3.4.2 BANDWIDTH).
+    pub bandwidth: u64,
+    /// Track 2 is an audio rendition of its own (fMP4); MPEG-TS muxes it into the variant.
+    pub audio_rendition: bool,
+    pub container: Container,
+}
+
+/// How segments are packaged (CONTRACT.md B).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    /// One media playlist per track; `getMP4InitFragment.mp4` + `getMP4MediaFragment.mp4`.
+    Fmp4,
+    /// One muxed playlist; `getTSFragment.ts`.
+    MpegTs,
+}
+
+/// One media segment (one stored fragment).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    /// The KVS fragment number, as ListFragments shows it (CONTRACT.md G #8: not a session index).
+    pub fragment_number: String,
+    /// Exactly the time the segment spans in its own boxes (sum of its sample durations).
+    pub duration_s: f64,
+    /// `EXT-X-DISCONTINUITY` before this segment.
+    pub discontinuity: bool,
+    /// `SequenceNumber` of the init section this segment needs; an `EXT-X-MAP` is written
+    /// whenever it differs from the previous segment's (fMP4 only).
+    pub init_sequence: u32,
+    /// `EXT-X-PROGRAM-DATE-TIME`, epoch milliseconds.
+    pub program_date_time_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaPlaylist<'a> {
+    pub token: &'a str,
+    pub container: Container,
+    /// The track this playlist plays (fMP4); ignored for MPEG-TS.
+    pub track: u64,
+    /// ON_DEMAND: `EXT-X-PLAYLIST-TYPE:VOD`.
+    pub vod: bool,
+    pub media_sequence: u64,
+    pub discontinuity_sequence: u64,
+    /// A lower bound for `EXT-X-TARGETDURATION`, so live playlists keep a steady value.
+    pub min_target_duration: u64,
+    pub segments: Vec<Segment>,
+    /// `EXT-X-ENDLIST`: no segment will be added.
+    pub ended: bool,
+}
+
+/// `EXTINF` / `FRAME-RATE` number: at most three decimals, trailing zeros trimmed (`1.01`, `0.998`, `2`).
+fn decimal(value: f64) -> String {
+    let mut s = format!("{value:.3}");
+    while s.ends_with('0') {
+        s.pop();
+    }
+    if s.ends_with('.') {
+        s.pop();
+    }
+    s
+}
+
+/// `2022-01-28T07:00:35.931Z` (RFC 8216 §4.3.2.6, ISO 8601 with milliseconds).
+pub fn iso8601_ms(epoch_ms: i64) -> String {
+    let days = epoch_ms.div_euclid(86_400_000);
+    let ms_of_day = epoch_ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (H. Hinnant's days_from_civil inverse).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
+}
+
+pub fn render_master(p: &MasterPlaylist) -> String {
+    let mut out = String::with_capacity(512 + 2 * p.token.len());
+    out.push_str("#EXTM3U\n#EXT-X-VERSION:1\n");
+    let token = p.token;
+    if p.audio_rendition && p.container == Container::Fmp4 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-MEDIA:AUTOSELECT=YES,FORCED=NO,TYPE=AUDIO,URI=\"getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=2\",GROUP-ID=\"audio\",DEFAULT=NO,NAME=\"audio\""
+        );
+    }
+    let _ = write!(out, "#EXT-X-STREAM-INF:CODECS=\"{}\"", p.codecs.join(","));
+    if let Some((w, h)) = p.resolution {
+        let _ = write!(out, ",RESOLUTION={w}x{h}");
+    }
+    if let Some(fps) = p.frame_rate {
+        let _ = write!(out, ",FRAME-RATE={}", decimal(fps));
+    }
+    let _ = write!(out, ",BANDWIDTH={}", p.bandwidth.max(1));
+    if p.audio_rendition && p.container == Container::Fmp4 {
+        out.push_str(",AUDIO=\"audio\"");
+    }
+    out.push('\n');
+    match p.container {
+        Container::Fmp4 => {
+            let _ = writeln!(
+                out,
+                "getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber=1"
+            );
+        }
+        Container::MpegTs => {
+            let _ = writeln!(out, "getHLSMediaPlaylist.m3u8?SessionToken={token}");
+        }
+    }
+    out
+}
+
+pub fn render_media(p: &MediaPlaylist) -> String {
+    let mut out = String::with_capacity(256 + p.segments.len() * (160 + 2 * p.token.len()));
+    let token = p.token;
+    let version = match p.container {
+        // EXT-X-MAP in a media playlist without I-frames needs version 6; KVS writes 7.
+        Container::Fmp4 => 7,
+        // EXTINF with decimals needs version 3 (RFC 8216 §7).
+        Container::MpegTs => 3,
+    };
+    // RFC 8216 §4.3.3.1: each EXTINF, rounded to the nearest integer, must not exceed it.
+    let longest = p.segments.iter().map(|s| s.duration_s).fold(0.0, f64::max);
+    let target = (longest.ceil() as u64).max(p.min_target_duration).max(1);
+    let _ = writeln!(out, "#EXTM3U\n#EXT-X-VERSION:{version}");
+    if p.vod {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+    let _ = writeln!(
+        out,
+        "#EXT-X-TARGETDURATION:{target}\n#EXT-X-MEDIA-SEQUENCE:{}",
+        p.media_sequence
+    );
+    if p.discontinuity_sequence > 0 {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+            p.discontinuity_sequence
+        );
+    }
+    out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut current_init = None;
+    for s in &p.segments {
+        if s.discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if p.container == Container::Fmp4 && current_init != Some(s.init_sequence) {
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={}&SequenceNumber={}\"",
+                p.track, s.init_sequence
+            );
+            current_init = Some(s.init_sequence);
+        }
+        if let Some(ms) = s.program_date_time_ms {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601_ms(ms));
+        }
+        let _ = writeln!(out, "#EXTINF:{},", decimal(s.duration_s));
+        match p.container {
+            Container::Fmp4 => {
+                let _ = writeln!(
+                    out,
+                    "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={}",
+                    s.fragment_number, p.track
+                );
+            }
+            Container::MpegTs => {
+                let _ = writeln!(
+                    out,
+                    "getTSFragment.ts?FragmentNumber={}&SessionToken={token}",
+                    s.fragment_number
+                );
+            }
+        }
+    }
+    if p.ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/hls/testdata")
+            .join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_GOLDEN=1 writes it)", path.display()));
+        assert_eq!(actual, expected, "golden file {name}");
+    }
+
+    fn seg(n: &str, d: f64, disc: bool, init: u32, pdt: Option<i64>) -> Segment {
+        Segment {
+            fragment_number: n.into(),
+            duration_s: d,
+            discontinuity: disc,
+            init_sequence: init,
+            program_date_time_ms: pdt,
+        }
+    }
+
+    #[test]
+    fn numbers_and_dates_as_kvs_writes_them() {
+        assert_eq!(decimal(1.857), "1.857");
+        assert_eq!(decimal(1.0100001), "1.01");
+        assert_eq!(decimal(0.9984), "0.998");
+        assert_eq!(decimal(2.0), "2");
+        assert_eq!(decimal(15.0), "15");
+        assert_eq!(decimal(29.97002997), "29.97");
+        assert_eq!(iso8601_ms(1_643_353_235_931), "2022-01-28T07:00:35.931Z");
+        assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601_ms(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn master_with_audio_rendition() {
+        let p = MasterPlaylist {
+            token: "TOKEN~",
+            codecs: vec!["avc1.640015".into(), "mp4a.40.2".into()],
+            resolution: Some((320, 240)),
+            frame_rate: Some(30.0),
+            bandwidth: 463_000,
+            audio_rendition: true,
+            container: Container::Fmp4,
+        };
+        golden("master_av.m3u8", &render_master(&p));
+        let audio_only = MasterPlaylist {
+            codecs: vec!["mp4a.40.2".into()],
+            resolution: None,
+            frame_rate: None,
+            audio_rendition: false,
+            bandwidth: 99_000,
+            ..p.clone()
+        };
+        golden("master_audio_only.m3u8", &render_master(&audio_only));
+        golden(
+            "master_ts.m3u8",
+            &render_master(&MasterPlaylist {
+                container: Container::MpegTs,
+                ..p
+            }),
+        );
+    }
+
+    #[test]
+    fn on_demand_with_discontinuities_dates_and_a_codec_change() {
+        let p = MediaPlaylist {
+            token: "TOKEN~",
+            container: Container::Fmp4,
+            track: 1,
+            vod: true,
+            media_sequence: 0,
+            discontinuity_sequence: 0,
+            min_target_duration: 1,
+            segments: vec![
+                seg(
+                    "00000000000000000000000000179557516846700000000",
+                    1.0,
+                    true,
+                    0,
+                    Some(1_643_353_235_931),
+                ),
+                seg(
+                    "00000000000000000000000000179557516846700000001",
+                    1.003,
+                    true,
+                    0,
+                    Some(1_643_353_236_931),
+                ),
+                seg(
+                    "00000000000000000000000000179557516846700000002",
+                    2.68,
+                    true,
+                    1,
+                    Some(1_643_353_237_934),
+                ),
+            ],
+            ended: true,
+        };
+        let text = render_media(&p);
+        golden("on_demand_always.m3u8", &text);
+        assert!(
+            text.contains("#EXT-X-TARGETDURATION:3\n"),
+            "ceil(2.68) = 3 ≥ every rounded EXTINF"
+        );
+        assert_eq!(
+            text.matches("#EXT-X-MAP").count(),
+            2,
+            "a new init section at the codec change"
+        );
+    }
+
+    #[test]
+    fn live_window_keeps_its_sequence_numbers() {
+        let p = MediaPlaylist {
+            token: "T~",
+            container: Container::Fmp4,
+            track: 2,
+            vod: false,
+            media_sequence: 41,
+            discontinuity_sequence: 3,
+            min_target_duration: 2,
+            segments: vec![
+                seg("41", 1.024, false, 0, None),
+                seg("42", 0.981, true, 0, None),
+            ],
+            ended: false,
+        };
+        let text = render_media(&p);
+        golden("live_never.m3u8", &text);
+        assert!(!text.contains("PLAYLIST-TYPE") && !text.contains("ENDLIST"));
+        let ts = render_media(&MediaPlaylist {
+            container: Container::MpegTs,
+            ..p
+        });
+        golden("live_ts.m3u8", &ts);
+        assert!(!ts.contains("EXT-X-MAP"));
+    }
+}

@@ -1,0 +1,826 @@
+//! The HLS GET endpoints (CONTRACT.md B): master and media playlists, fMP4 init and media
+//! fragments, all authorised by the session token alone.
+//!
+//! Which fragments a session shows (its "window") is derived from the sealed session and the
+//! catalog on every request, so any node with the key serves any session:
+//! - ON_DEMAND: the oldest `max_fragments` fragments with a selected timestamp in [Start, End].
+//! - LIVE_REPLAY: the same list from Start on, revealed as wall-clock time since the session began
+//!   passes each fragment's duration; a sliding window of `max_fragments`.
+//! - LIVE: the newest `max_fragments` by ingest order; MEDIA-SEQUENCE is the fragments' gapless
+//!   ingest index and DISCONTINUITY-SEQUENCE their stored continuity counters, so both are the
+//!   same on every reload (CONTRACT.md G #3).
+//!
+//! The session timeline is the selected timestamp (server or producer) of each fragment: tfdt of
+//! a track = that timestamp plus the track's own offsets, so audio and video stay aligned and
+//! EXTINF equals the span written in the fragment's boxes (both come from `media::timeline`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{header, HeaderValue, StatusCode};
+use media::codec::{AacConfig, AvcConfig, HevcConfig};
+use media::timeline::{self, StoredSample, TrackTiming};
+use media::TrackNumber;
+use serde::Deserialize;
+use store::{
+    CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery, FragmentRecord,
+    FragmentTrack, StreamRecord, Timestamp, TimestampKind,
+};
+
+use super::limits::HlsResource;
+use super::playlist::{self, Container, MasterPlaylist, MediaPlaylist, Segment};
+use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Session};
+use crate::{ApiError, AppState};
+
+/// Video tracks use the MPEG 90 kHz clock; audio tracks their sample rate.
+const VIDEO_TIMESCALE: u32 = 90_000;
+/// ON_DISCONTINUITY: a gap or overlap above this marks a discontinuity (CONTRACT.md A4).
+const GAP_MS: i64 = Continuity::GAP_MS;
+/// "For each streaming session, only 500 CPD changes are allowed" (CONTRACT.md A4).
+const MAX_CODEC_CHANGES: usize = 500;
+/// A LIVE session serves fragments ingested from this long before its creation on.
+const LIVE_LOOKBACK_MS: i64 = 60_000;
+/// Pages read from the catalog while building a window.
+const PAGE: usize = 1000;
+
+/// Query parameters of every HLS resource (names as KVS writes them, CONTRACT.md B).
+#[derive(Debug, Default, Deserialize)]
+pub struct HlsQuery {
+    #[serde(rename = "SessionToken")]
+    session_token: Option<String>,
+    #[serde(rename = "TrackNumber")]
+    track_number: Option<String>,
+    #[serde(rename = "SequenceNumber")]
+    sequence_number: Option<String>,
+    #[serde(rename = "FragmentNumber")]
+    fragment_number: Option<String>,
+}
+
+impl HlsQuery {
+    fn token(&self) -> Result<&str, ApiError> {
+        self.session_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::InvalidArgument("SessionToken is required.".into()))
+    }
+
+    fn track(&self) -> Result<TrackNumber, ApiError> {
+        match self.track_number.as_deref() {
+            None => Ok(TrackNumber(1)),
+            Some(t) => t
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=3).contains(n))
+                .map(TrackNumber)
+                .ok_or_else(|| {
+                    ApiError::InvalidArgument(format!(
+                        "TrackNumber '{t}' is not a track of this session."
+                    ))
+                }),
+        }
+    }
+
+    fn sequence(&self) -> Result<usize, ApiError> {
+        match self.sequence_number.as_deref() {
+            None => Ok(0),
+            Some(s) => s.parse::<usize>().map_err(|_| {
+                ApiError::InvalidArgument(format!("SequenceNumber '{s}' is not valid."))
+            }),
+        }
+    }
+
+    fn fragment(&self) -> Result<FragmentNumber, ApiError> {
+        let raw = self
+            .fragment_number
+            .as_deref()
+            .ok_or_else(|| ApiError::InvalidArgument("FragmentNumber is required.".into()))?;
+        FragmentNumber::parse(raw).ok_or_else(|| {
+            ApiError::InvalidArgument(format!("FragmentNumber '{raw}' is not valid."))
+        })
+    }
+}
+
+/// A track's codec, decoded from its stored codec private data.
+#[derive(Clone, Debug)]
+enum Codec {
+    Avc(AvcConfig),
+    Hevc(HevcConfig),
+    Aac(AacConfig),
+}
+
+impl Codec {
+    fn codec_string(&self) -> String {
+        match self {
+            Codec::Avc(c) => c.codec_string(),
+            Codec::Hevc(c) => c.codec_string(),
+            Codec::Aac(c) => c.codec_string(),
+        }
+    }
+
+    fn is_video(&self) -> bool {
+        !matches!(self, Codec::Aac(_))
+    }
+}
+
+/// Decodes a stored codec config; the errors are the ones GetHLSStreamingSessionURL documents.
+fn decode(config: &CodecConfig) -> Result<Codec, ApiError> {
+    let track = config.track;
+    let known = matches!(
+        config.codec_id.as_str(),
+        "V_MPEG4/ISO/AVC" | "V_MPEG/ISO/AVC" | "V_MPEGH/ISO/HEVC" | "V_MPEG/ISO/HEVC" | "A_AAC"
+    );
+    if !known {
+        return Err(ApiError::UnsupportedStreamMediaType(format!(
+            "The codec ID {} of track {track} is not supported: track 1 must be V_MPEG/ISO/AVC, V_MPEG/ISO/HEVC or A_AAC and track 2 A_AAC.",
+            config.codec_id
+        )));
+    }
+    if config.codec_private.is_empty() {
+        return Err(ApiError::MissingCodecPrivateData(format!(
+            "Missing codec private data in fragment for track {track}."
+        )));
+    }
+    let invalid = |e: media::codec::CodecError| {
+        ApiError::InvalidCodecPrivateData(format!(
+            "The codec private data of track {track} is not valid: {e}"
+        ))
+    };
+    Ok(match config.codec_id.as_str() {
+        "V_MPEG4/ISO/AVC" | "V_MPEG/ISO/AVC" => {
+            Codec::Avc(AvcConfig::parse(&config.codec_private).map_err(invalid)?)
+        }
+        "V_MPEGH/ISO/HEVC" | "V_MPEG/ISO/HEVC" => {
+            Codec::Hevc(HevcConfig::parse(&config.codec_private).map_err(invalid)?)
+        }
+        _ => Codec::Aac(AacConfig::parse(&config.codec_private).map_err(invalid)?),
+    })
+}
+
+/// A stream's codec configs, decoded on demand, with each one's init `SequenceNumber`.
+struct Configs {
+    rows: HashMap<CodecConfigId, (CodecConfig, u32)>,
+    per_track: HashMap<TrackNumber, Vec<CodecConfigId>>,
+    decoded: HashMap<CodecConfigId, Arc<Codec>>,
+}
+
+impl Configs {
+    async fn load(state: &AppState, stream: &StreamRecord) -> Result<Self, ApiError> {
+        let mut rows = HashMap::new();
+        let mut per_track: HashMap<TrackNumber, Vec<CodecConfigId>> = HashMap::new();
+        for (id, config) in state.catalog.codec_configs(stream.id).await? {
+            let list = per_track.entry(config.track).or_default();
+            let sequence = u32::try_from(list.len()).unwrap_or(u32::MAX);
+            list.push(id);
+            rows.insert(id, (config, sequence));
+        }
+        Ok(Configs {
+            rows,
+            per_track,
+            decoded: HashMap::new(),
+        })
+    }
+
+    fn row(&self, id: CodecConfigId) -> Result<&(CodecConfig, u32), ApiError> {
+        self.rows
+            .get(&id)
+            .ok_or_else(|| ApiError::Internal(format!("codec config {id:?} missing")))
+    }
+
+    fn codec(&mut self, id: CodecConfigId) -> Result<Arc<Codec>, ApiError> {
+        if let Some(c) = self.decoded.get(&id) {
+            return Ok(c.clone());
+        }
+        let codec = Arc::new(decode(&self.row(id)?.0)?);
+        self.decoded.insert(id, codec.clone());
+        Ok(codec)
+    }
+
+    fn codec_id(&self, id: CodecConfigId) -> Option<&str> {
+        self.rows.get(&id).map(|(c, _)| c.codec_id.as_str())
+    }
+}
+
+fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&FragmentTrack> {
+    f.tracks.iter().find(|t| t.track == track)
+}
+
+/// The fragment's start on the session timeline, in ns since the epoch.
+fn start_ns(session: &Session, f: &FragmentRecord) -> u64 {
+    u64::try_from(session.selected_timestamp(f).0)
+        .unwrap_or(0)
+        .saturating_mul(1_000_000)
+}
+
+fn timing(
+    session: &Session,
+    f: &FragmentRecord,
+    track: &FragmentTrack,
+    codec: &Codec,
+) -> Result<TrackTiming, ApiError> {
+    let samples: Vec<StoredSample> = track
+        .samples
+        .iter()
+        .map(|s| StoredSample {
+            pts_offset_ns: s.pts_offset_ns,
+            duration_ns: s.duration_ns,
+            size: s.size,
+            keyframe: s.keyframe,
+        })
+        .collect();
+    let start = start_ns(session, f);
+    let result = match codec {
+        Codec::Aac(aac) => {
+            timeline::audio_timing(start, &samples, aac.sample_rate, aac.frame_length)
+        }
+        _ => timeline::video_timing(start, &samples, VIDEO_TIMESCALE, None),
+    };
+    result.map_err(|e| {
+        ApiError::Internal(format!(
+            "timing of fragment {} track {}: {e}",
+            f.number, track.track
+        ))
+    })
+}
+
+/// The fragments a session shows now, with what the media playlist needs around them.
+struct Window {
+    fragments: Vec<FragmentRecord>,
+    /// `EXT-X-DISCONTINUITY` before each fragment.
+    discontinuity: Vec<bool>,
+    media_sequence: u64,
+    discontinuity_sequence: u64,
+    ended: bool,
+}
+
+/// Reads fragments with a selected timestamp in [start, end] in order, `limit` at most, keeping
+/// only the newest of fragments with equal producer timestamps (CONTRACT.md A4).
+async fn fetch_range(
+    state: &AppState,
+    session: &Session,
+    start: Timestamp,
+    end: Timestamp,
+    limit: usize,
+) -> Result<Vec<FragmentRecord>, ApiError> {
+    let mut out: Vec<FragmentRecord> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = state
+            .catalog
+            .query_fragments(FragmentQuery {
+                stream: session.stream_id,
+                kind: session.selector,
+                start,
+                end,
+                after,
+                limit: PAGE,
+            })
+            .await?;
+        let full = page.len() == PAGE;
+        for f in page {
+            after = Some((session.selected_timestamp(&f), f.number));
+            if session.selector == TimestampKind::Producer {
+                if let Some(last) = out.last() {
+                    if last.producer_timestamp == f.producer_timestamp {
+                        // Same start: the larger fragment number wins (ordered by number within a timestamp).
+                        out.pop();
+                    }
+                }
+            }
+            if out.len() == limit {
+                return Ok(out);
+            }
+            out.push(f);
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+fn codec_change(prev: &FragmentRecord, next: &FragmentRecord) -> bool {
+    prev.tracks.len() != next.tracks.len()
+        || prev
+            .tracks
+            .iter()
+            .zip(&next.tracks)
+            .any(|(a, b)| a.track != b.track || a.codec_config != b.codec_config)
+}
+
+/// Discontinuity before `next` in a list built on the fly (ON_DEMAND, LIVE_REPLAY).
+fn discontinuity_between(
+    session: &Session,
+    prev: Option<&FragmentRecord>,
+    next: &FragmentRecord,
+) -> bool {
+    let Some(prev) = prev else {
+        // KVS marks the first segment too in ALWAYS mode (CONTRACT.md B2).
+        return session.discontinuity == DiscontinuityMode::Always;
+    };
+    if codec_change(prev, next) {
+        return true; // a new init section always starts a new timeline
+    }
+    match session.discontinuity {
+        DiscontinuityMode::Always => true,
+        DiscontinuityMode::Never => false,
+        DiscontinuityMode::OnDiscontinuity => {
+            let end = session.selected_timestamp(prev).0 + prev.duration_ms as i64;
+            (session.selected_timestamp(next).0 - end).abs() > GAP_MS
+        }
+    }
+}
+
+/// Which stored continuity bit marks a discontinuity in a LIVE session.
+fn live_flag(session: &Session) -> Option<u8> {
+    match (session.discontinuity, session.selector) {
+        (DiscontinuityMode::Always, _) => None,
+        // A LIVE session outlives producer pauses: playback goes on after a discontinuity.
+        (DiscontinuityMode::Never, _) => Some(Continuity::PAUSE),
+        (DiscontinuityMode::OnDiscontinuity, TimestampKind::Producer) => {
+            Some(Continuity::PRODUCER_GAP)
+        }
+        (DiscontinuityMode::OnDiscontinuity, TimestampKind::Server) => Some(Continuity::SERVER_GAP),
+    }
+}
+
+async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError> {
+    let max = session.max_fragments as usize;
+    match session.mode {
+        PlaybackMode::OnDemand => {
+            let start = session.start.unwrap_or(Timestamp(i64::MIN));
+            let end = session.end.unwrap_or(Timestamp(i64::MAX));
+            let fragments = fetch_range(state, session, start, end, max).await?;
+            let discontinuity = on_the_fly_discontinuities(session, &fragments);
+            Ok(Window {
+                fragments,
+                discontinuity,
+                media_sequence: 0,
+                discontinuity_sequence: 0,
+                ended: true,
+            })
+        }
+        PlaybackMode::LiveReplay => {
+            let start = session.start.unwrap_or(Timestamp(i64::MIN));
+            let end = session.end.unwrap_or(Timestamp(i64::MAX));
+            let elapsed_ms = (state.clock.timestamp().0 - session.created.0).max(0);
+            // Reveal fragments as the previous ones' durations elapse (the first at once).
+            let mut visible = Vec::new();
+            let mut after = None;
+            let mut offset_ms = 0i64;
+            let mut complete = false;
+            'pages: loop {
+                let page = state
+                    .catalog
+                    .query_fragments(FragmentQuery {
+                        stream: session.stream_id,
+                        kind: session.selector,
+                        start,
+                        end,
+                        after,
+                        limit: PAGE,
+                    })
+                    .await?;
+                let full = page.len() == PAGE;
+                for f in page {
+                    after = Some((session.selected_timestamp(&f), f.number));
+                    let duplicate = session.selector == TimestampKind::Producer
+                        && visible.last().is_some_and(|l: &FragmentRecord| {
+                            l.producer_timestamp == f.producer_timestamp
+                        });
+                    if duplicate {
+                        // Same producer start: the newer fragment replaces the older one.
+                        if let Some(old) = visible.pop() {
+                            offset_ms -= old.duration_ms as i64;
+                        }
+                    } else if offset_ms > elapsed_ms {
+                        break 'pages; // its turn has not come yet
+                    }
+                    offset_ms += f.duration_ms as i64;
+                    visible.push(f);
+                }
+                if !full {
+                    complete = true;
+                    break;
+                }
+            }
+            let discontinuity = on_the_fly_discontinuities(session, &visible);
+            let skip = visible.len().saturating_sub(max);
+            let discontinuity_sequence =
+                discontinuity[..skip].iter().filter(|d| **d).count() as u64;
+            let ended = complete && session.end.is_some();
+            Ok(Window {
+                fragments: visible.split_off(skip),
+                discontinuity: discontinuity[skip..].to_vec(),
+                media_sequence: skip as u64,
+                discontinuity_sequence,
+                ended,
+            })
+        }
+        PlaybackMode::Live => {
+            let fragments = state
+                .catalog
+                .latest_fragments(session.stream_id, max)
+                .await?;
+            let flag = live_flag(session);
+            let discontinuity: Vec<bool> = fragments
+                .iter()
+                .map(|f| match flag {
+                    None => true,
+                    Some(bit) => f.continuity.has(bit),
+                })
+                .collect();
+            let (media_sequence, discontinuity_sequence) = match fragments.first() {
+                None => (0, 0),
+                Some(first) => {
+                    // Tags up to and including the first segment, minus its own (RFC 8216 §4.3.3.3).
+                    let through_first = match flag {
+                        None => first.sequence + 1,
+                        Some(bit) => first.continuity.count(bit),
+                    };
+                    (first.sequence, through_first - u64::from(discontinuity[0]))
+                }
+            };
+            Ok(Window {
+                fragments,
+                discontinuity,
+                media_sequence,
+                discontinuity_sequence,
+                ended: false,
+            })
+        }
+    }
+}
+
+fn on_the_fly_discontinuities(session: &Session, fragments: &[FragmentRecord]) -> Vec<bool> {
+    let mut prev = None;
+    fragments
+        .iter()
+        .map(|f| {
+            let d = discontinuity_between(session, prev, f);
+            prev = Some(f);
+            d
+        })
+        .collect()
+}
+
+/// Cuts the window before the first fragment whose track set or codecs differ from the first
+/// one's ("a change of track count or codec is an error when reached") or past 500 codec changes.
+fn compatible_prefix(configs: &Configs, w: &mut Window) {
+    let Some(first) = w.fragments.first() else {
+        return;
+    };
+    let shape: Vec<(TrackNumber, Option<String>)> = first
+        .tracks
+        .iter()
+        .map(|t| (t.track, configs.codec_id(t.codec_config).map(str::to_owned)))
+        .collect();
+    let mut changes = 0;
+    let mut keep = w.fragments.len();
+    for (i, f) in w.fragments.iter().enumerate() {
+        let this: Vec<(TrackNumber, Option<String>)> = f
+            .tracks
+            .iter()
+            .map(|t| (t.track, configs.codec_id(t.codec_config).map(str::to_owned)))
+            .collect();
+        if this != shape {
+            keep = i;
+            break;
+        }
+        if i > 0 && codec_change(&w.fragments[i - 1], f) {
+            changes += 1;
+            if changes > MAX_CODEC_CHANGES {
+                keep = i;
+                break;
+            }
+        }
+    }
+    if keep < w.fragments.len() {
+        w.fragments.truncate(keep);
+        w.discontinuity.truncate(keep);
+    }
+}
+
+fn in_session(session: &Session, f: &FragmentRecord) -> bool {
+    let ts = session.selected_timestamp(f);
+    match session.mode {
+        PlaybackMode::OnDemand | PlaybackMode::LiveReplay => {
+            session.start.is_none_or(|s| ts >= s) && session.end.is_none_or(|e| ts <= e)
+        }
+        PlaybackMode::Live => {
+            let horizon =
+                session.created.0 - LIVE_LOOKBACK_MS - session.max_fragments as i64 * 20_000;
+            f.server_timestamp.0 >= horizon
+        }
+    }
+}
+
+/// Frames per second from a fragment's presentation times: (n − 1) frames over the PTS span,
+/// snapped to a common rate when within 0.5 % (Matroska's millisecond timecodes jitter).
+fn estimate_frame_rate(track: &FragmentTrack) -> Option<f64> {
+    const COMMON: [f64; 12] = [
+        10.0,
+        12.5,
+        15.0,
+        20.0,
+        24_000.0 / 1001.0,
+        24.0,
+        25.0,
+        30_000.0 / 1001.0,
+        30.0,
+        50.0,
+        60_000.0 / 1001.0,
+        60.0,
+    ];
+    let (min, max) = track
+        .samples
+        .iter()
+        .fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+            (lo.min(s.pts_offset_ns), hi.max(s.pts_offset_ns))
+        });
+    if track.samples.len() < 2 || max <= min {
+        return None;
+    }
+    let fps = (track.samples.len() - 1) as f64 * 1e9 / (max - min) as f64;
+    let nearest = COMMON
+        .iter()
+        .copied()
+        .min_by(|a, b| (fps - a).abs().total_cmp(&(fps - b).abs()));
+    let snapped = nearest
+        .filter(|c| (fps - c).abs() / c < 0.005)
+        .unwrap_or(fps);
+    Some((snapped * 1000.0).round() / 1000.0)
+}
+
+/// Cache lifetime: playlists of live sessions change every fragment; everything else is fixed
+/// for the session's life (and private: the URL is a credential).
+fn cache_control(session: &Session, now: Timestamp, changes: bool) -> HeaderValue {
+    if changes {
+        return HeaderValue::from_static("no-cache");
+    }
+    let seconds = ((session.expires.0 - now.0) / 1000).max(0);
+    HeaderValue::from_str(&format!("private, max-age={seconds}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"))
+}
+
+fn respond(
+    content_type: &'static str,
+    cache: HeaderValue,
+    body: Body,
+    len: Option<u64>,
+) -> Response {
+    let mut response = (StatusCode::OK, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, cache);
+    if let Some(len) = len {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    response
+}
+
+const M3U8: &str = "application/vnd.apple.mpegurl";
+const MP4: &str = "video/mp4";
+
+async fn open(
+    state: &AppState,
+    q: &HlsQuery,
+    resource: HlsResource,
+) -> Result<(Session, StreamRecord), ApiError> {
+    super::authorize(state, q.token()?, resource).await
+}
+
+fn fmp4_only(session: &Session) -> Result<(), ApiError> {
+    match session.container {
+        ContainerFormat::FragmentedMp4 => Ok(()),
+        ContainerFormat::MpegTs => Err(ApiError::InvalidArgument(
+            "This session's ContainerFormat is MPEG_TS: its media is served by getTSFragment.ts."
+                .into(),
+        )),
+    }
+}
+
+/// `GET /hls/v1/getHLSMasterPlaylist.m3u8`
+pub async fn master_playlist(
+    State(state): State<AppState>,
+    Query(q): Query<HlsQuery>,
+) -> Result<Response, ApiError> {
+    let (session, stream) = open(&state, &q, HlsResource::MasterPlaylist).await?;
+    let mut configs = Configs::load(&state, &stream).await?;
+    let mut w = window(&state, &session).await?;
+    compatible_prefix(&configs, &mut w);
+    let first = w.fragments.first().ok_or_else(|| {
+        ApiError::ResourceNotFound("No fragments are available in this streaming session.".into())
+    })?;
+    let mut codecs = Vec::new();
+    let mut resolution = None;
+    let mut frame_rate = None;
+    for t in &first.tracks {
+        let codec = configs.codec(t.codec_config)?;
+        codecs.push(codec.codec_string());
+        match &*codec {
+            Codec::Avc(c) => resolution = Some((c.width, c.height)),
+            Codec::Hevc(c) => resolution = Some((c.width, c.height)),
+            Codec::Aac(_) => {}
+        }
+        if codec.is_video() && frame_rate.is_none() {
+            frame_rate = estimate_frame_rate(t);
+        }
+    }
+    let bandwidth = w
+        .fragments
+        .iter()
+        .map(|f| f.size_bytes * 8 * 1000 / f.duration_ms.max(1))
+        .max()
+        .unwrap_or(0);
+    let container = match session.container {
+        ContainerFormat::FragmentedMp4 => Container::Fmp4,
+        ContainerFormat::MpegTs => Container::MpegTs,
+    };
+    let text = playlist::render_master(&MasterPlaylist {
+        token: q.token()?,
+        codecs,
+        resolution,
+        frame_rate,
+        bandwidth,
+        audio_rendition: first.tracks.len() > 1,
+        container,
+    });
+    let now = state.clock.timestamp();
+    let changes = session.mode != PlaybackMode::OnDemand;
+    Ok(respond(
+        M3U8,
+        cache_control(&session, now, changes),
+        Body::from(text),
+        None,
+    ))
+}
+
+/// `GET /hls/v1/getHLSMediaPlaylist.m3u8?TrackNumber=N`
+pub async fn media_playlist(
+    State(state): State<AppState>,
+    Query(q): Query<HlsQuery>,
+) -> Result<Response, ApiError> {
+    let (session, stream) = open(&state, &q, HlsResource::MediaPlaylist).await?;
+    fmp4_only(&session)?;
+    let track = q.track()?;
+    let mut configs = Configs::load(&state, &stream).await?;
+    let mut w = window(&state, &session).await?;
+    compatible_prefix(&configs, &mut w);
+    if w.fragments
+        .first()
+        .is_some_and(|f| track_of(f, track).is_none())
+    {
+        return Err(ApiError::InvalidArgument(format!(
+            "TrackNumber {track} is not a track of this session."
+        )));
+    }
+    let mut segments = Vec::with_capacity(w.fragments.len());
+    for (f, discontinuity) in w.fragments.iter().zip(&w.discontinuity) {
+        let Some(t) = track_of(f, track) else { break };
+        let codec = configs.codec(t.codec_config)?;
+        let timing = timing(&session, f, t, &codec)?;
+        segments.push(Segment {
+            fragment_number: f.number.to_string(),
+            duration_s: timing.duration as f64 / f64::from(timing.timescale),
+            discontinuity: *discontinuity,
+            init_sequence: configs.row(t.codec_config)?.1,
+            program_date_time_ms: session
+                .display_timestamp
+                .then(|| session.selected_timestamp(f).0),
+        });
+    }
+    let text = playlist::render_media(&MediaPlaylist {
+        token: q.token()?,
+        container: Container::Fmp4,
+        track: track.0,
+        vod: session.mode == PlaybackMode::OnDemand,
+        media_sequence: w.media_sequence,
+        discontinuity_sequence: w.discontinuity_sequence,
+        min_target_duration: 1,
+        segments,
+        ended: w.ended,
+    });
+    let now = state.clock.timestamp();
+    let changes = !w.ended;
+    Ok(respond(
+        M3U8,
+        cache_control(&session, now, changes),
+        Body::from(text),
+        None,
+    ))
+}
+
+/// `GET /hls/v1/getMP4InitFragment.mp4?TrackNumber=N&SequenceNumber=K`
+pub async fn init_fragment(
+    State(state): State<AppState>,
+    Query(q): Query<HlsQuery>,
+) -> Result<Response, ApiError> {
+    let (session, stream) = open(&state, &q, HlsResource::InitFragment).await?;
+    fmp4_only(&session)?;
+    let track = q.track()?;
+    let sequence = q.sequence()?;
+    let mut configs = Configs::load(&state, &stream).await?;
+    let id = configs
+        .per_track
+        .get(&track)
+        .and_then(|ids| ids.get(sequence).copied())
+        .ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "SequenceNumber {sequence} of track {track} is not in this session."
+            ))
+        })?;
+    let codec = configs.codec(id)?;
+    let (init_track, timescale) = match &*codec {
+        Codec::Avc(c) => (
+            media::fmp4::InitTrack::Avc {
+                avcc: &configs.row(id)?.0.codec_private,
+                width: c.width,
+                height: c.height,
+            },
+            VIDEO_TIMESCALE,
+        ),
+        Codec::Hevc(c) => (
+            media::fmp4::InitTrack::Hevc {
+                hvcc: &configs.row(id)?.0.codec_private,
+                width: c.width,
+                height: c.height,
+            },
+            VIDEO_TIMESCALE,
+        ),
+        Codec::Aac(c) => (
+            media::fmp4::InitTrack::Aac {
+                asc: &configs.row(id)?.0.codec_private,
+                sample_rate: c.sample_rate,
+                channels: c.channels,
+            },
+            c.sample_rate,
+        ),
+    };
+    let bytes = media::fmp4::init_segment(&init_track, timescale).map_err(|e| {
+        ApiError::InvalidCodecPrivateData(format!(
+            "Cannot build the init fragment of track {track}: {e}"
+        ))
+    })?;
+    let now = state.clock.timestamp();
+    let len = bytes.len() as u64;
+    Ok(respond(
+        MP4,
+        cache_control(&session, now, false),
+        Body::from(bytes),
+        Some(len),
+    ))
+}
+
+/// `GET /hls/v1/getMP4MediaFragment.mp4?FragmentNumber=F&TrackNumber=N`: a generated `moof` and
+/// `mdat` header, then the fragment's stored bytes for that track, as ingested.
+pub async fn media_fragment(
+    State(state): State<AppState>,
+    Query(q): Query<HlsQuery>,
+) -> Result<Response, ApiError> {
+    let (session, stream) = open(&state, &q, HlsResource::MediaFragment).await?;
+    fmp4_only(&session)?;
+    let track = q.track()?;
+    let number = q.fragment()?;
+    let fragment = state
+        .catalog
+        .fragment(stream.id, number)
+        .await?
+        .filter(|f| in_session(&session, f))
+        .ok_or_else(|| {
+            ApiError::ResourceNotFound(format!(
+                "Fragment {number} is not part of this streaming session."
+            ))
+        })?;
+    let t = track_of(&fragment, track).ok_or_else(|| {
+        ApiError::InvalidArgument(format!("Fragment {number} has no track {track}."))
+    })?;
+    let mut configs = Configs::load(&state, &stream).await?;
+    let codec = configs.codec(t.codec_config)?;
+    let timing = timing(&session, &fragment, t, &codec)?;
+    let sequence_number = (fragment.sequence % u64::from(u32::MAX)) as u32 + 1;
+    let head = media::fmp4::media_segment_header(sequence_number, &timing)
+        .map_err(|e| ApiError::Internal(format!("moof of fragment {number}: {e}")))?;
+    let data = state
+        .media
+        .read(
+            stream.id,
+            fragment.media,
+            t.data_offset..t.data_offset + t.data_len,
+        )
+        .await?;
+    let len = head.len() as u64 + data.len() as u64;
+    let body = Body::from_stream(futures::stream::iter([
+        Ok::<_, std::convert::Infallible>(Bytes::from(head)),
+        Ok(data),
+    ]));
+    let now = state.clock.timestamp();
+    Ok(respond(
+        MP4,
+        cache_control(&session, now, false),
+        body,
+        Some(len),
+    ))
+}

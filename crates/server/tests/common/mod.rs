@@ -1,0 +1,211 @@
+//! Helpers shared by the server's socket-level tests: a server on a free port with a temporary
+//! data dir, and a raw HTTP/1.1 client so tests control chunking and timing exactly.
+#![allow(dead_code)]
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub state: server::AppState,
+    pub _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestServer {
+    start_with(server::ingest::IngestState::new(), std::future::pending())
+        .await
+        .0
+}
+
+/// Starts a server with the given ingest state; the returned handle resolves when `serve` returns
+/// after `shutdown` fires.
+pub async fn start_with(
+    ingest: server::ingest::IngestState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> (
+    TestServer,
+    tokio::task::JoinHandle<Result<(), server::ServeError>>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut state = server::build(server::Config::new(addr, dir.path().to_owned()))
+        .await
+        .unwrap();
+    state.ingest = std::sync::Arc::new(ingest);
+    let serving = state.clone();
+    let handle = tokio::spawn(async move { server::serve(serving, listener, shutdown).await });
+    (
+        TestServer {
+            addr,
+            state,
+            _dir: dir,
+        },
+        handle,
+    )
+}
+
+pub async fn create_stream(s: &TestServer, name: &str) {
+    let body = format!(r#"{{"StreamName":"{name}","DataRetentionInHours":24}}"#);
+    let (status, _) = post(s, "/createStream", &[], vec![body.into_bytes()], false).await;
+    assert_eq!(status, 200);
+}
+
+/// Sends a signed POST; with `chunked` the parts go as HTTP chunks (a PutMedia body), else as one
+/// Content-Length body. Returns the status and the response body.
+pub async fn post(
+    s: &TestServer,
+    path: &str,
+    extra: &[(&str, &str)],
+    parts: Vec<Vec<u8>>,
+    chunked: bool,
+) -> (u16, Vec<u8>) {
+    let host = s.addr.to_string();
+    let len = parts.iter().map(Vec::len).sum::<usize>().to_string();
+    let mut headers: Vec<(&str, &str)> =
+        vec![("host", &host), ("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    let body_hash = if chunked {
+        sigv4::EMPTY_SHA256.to_string()
+    } else {
+        sigv4::sha256_hex(&parts.concat())
+    };
+    let creds = sigv4::Credentials {
+        access_key_id: "AKIDTEST".into(),
+        secret_access_key: "secret".into(),
+        session_token: None,
+    };
+    let signed = sigv4::sign(
+        &sigv4::Request {
+            method: "POST",
+            path,
+            query: "",
+            headers: &headers,
+        },
+        &body_hash,
+        &sigv4::SigningParams {
+            credentials: &creds,
+            region: "us-east-1",
+            service: "kinesisvideo",
+            time: SystemTime::now(),
+        },
+    );
+    let mut head = format!("POST {path} HTTP/1.1\r\n");
+    for (k, v) in headers
+        .iter()
+        .copied()
+        .chain(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if chunked {
+        head.push_str("transfer-encoding: chunked\r\nexpect: 100-continue\r\n");
+    } else {
+        head.push_str(&format!("content-length: {len}\r\n"));
+    }
+    head.push_str("connection: close\r\n\r\n");
+
+    let stream = TcpStream::connect(s.addr).await.unwrap();
+    let (mut rd, mut wr) = stream.into_split();
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        for p in parts {
+            if chunked {
+                if p.is_empty() {
+                    continue;
+                }
+                let _ = wr.write_all(format!("{:x}\r\n", p.len()).as_bytes()).await;
+                let _ = wr.write_all(&p).await;
+                let _ = wr.write_all(b"\r\n").await;
+            } else {
+                let _ = wr.write_all(&p).await;
+            }
+        }
+        if chunked {
+            let _ = wr.write_all(b"0\r\n\r\n").await;
+        }
+        wr
+    });
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), rd.read_to_end(&mut raw))
+        .await
+        .expect("response within 60 s")
+        .unwrap();
+    drop(writer.await);
+    parse_response(&raw)
+}
+
+pub fn parse_response(raw: &[u8]) -> (u16, Vec<u8>) {
+    let mut rest = raw;
+    loop {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end")
+            + 4;
+        let head = std::str::from_utf8(&rest[..end])
+            .unwrap()
+            .to_ascii_lowercase();
+        let status: u16 = head[9..12].parse().unwrap();
+        rest = &rest[end..];
+        if status == 100 {
+            continue; // interim `100 Continue`
+        }
+        let body = if head.contains("transfer-encoding: chunked") {
+            let mut out = Vec::new();
+            loop {
+                let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+                let size = usize::from_str_radix(
+                    std::str::from_utf8(&rest[..line_end]).unwrap().trim(),
+                    16,
+                )
+                .unwrap();
+                rest = &rest[line_end + 2..];
+                if size == 0 {
+                    break;
+                }
+                out.extend_from_slice(&rest[..size]);
+                rest = &rest[size + 2..];
+            }
+            out
+        } else {
+            rest.to_vec()
+        };
+        return (status, body);
+    }
+}
+
+pub fn parse_acks(body: &[u8]) -> Vec<Value> {
+    body.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect()
+}
+
+pub fn count(acks: &[Value], kind: &str) -> usize {
+    acks.iter().filter(|a| a["EventType"] == kind).count()
+}
+
+/// A plain GET (HLS resources are authorised by their session token); returns status, the
+/// lower-cased response head and the body.
+pub async fn get(s: &TestServer, path_and_query: &str) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(s.addr).await.unwrap();
+    let req = format!("GET {path_and_query} HTTP/1.1\r\nhost: {}\r\norigin: http://player.example\r\nconnection: close\r\n\r\n", s.addr);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
+        .await
+        .expect("response within 30 s")
+        .unwrap();
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("header end")
+        + 4;
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let (status, body) = parse_response(&raw);
+    (status, head, body)
+}
