@@ -440,4 +440,106 @@ mod tests {
             Err(TimelineError::FieldOutOfRange { .. })
         ));
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn arb_sample() -> impl Strategy<Value = StoredSample> {
+            (
+                any::<i64>(),
+                proptest::option::of(any::<u64>()),
+                any::<u32>(),
+                any::<bool>(),
+            )
+                .prop_map(|(pts_offset_ns, duration_ns, size, keyframe)| {
+                    StoredSample {
+                        pts_offset_ns,
+                        duration_ns,
+                        size,
+                        keyframe,
+                    }
+                })
+        }
+
+        /// B-frame-like input: frame k of a GOP shown at `k * step`, decoded with each run of up
+        /// to `max_b` frames moved after the next reference frame.
+        fn arb_gop() -> impl Strategy<Value = (Vec<StoredSample>, i64)> {
+            (
+                2usize..60,
+                1i64..100_000_000,
+                0usize..4,
+                -50_000_000i64..50_000_000,
+            )
+                .prop_map(|(n, step, max_b, shift)| {
+                    let mut order = Vec::with_capacity(n);
+                    let mut k = 1;
+                    order.push(0);
+                    while k < n {
+                        let b = max_b.min(n - k - 1);
+                        order.push(k + b); // the reference frame first
+                        order.extend(k..k + b); // then the B-frames it anchors
+                        k += b + 1;
+                    }
+                    let samples = order
+                        .iter()
+                        .map(|&f| StoredSample {
+                            pts_offset_ns: f as i64 * step + shift,
+                            duration_ns: None,
+                            size: 1,
+                            keyframe: f == 0,
+                        })
+                        .collect();
+                    (samples, step)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_input_never_panics(
+                start in any::<u64>(),
+                samples in proptest::collection::vec(arb_sample(), 0..20),
+                timescale in any::<u32>(),
+                next in proptest::option::of(any::<u64>()),
+                frame_length in any::<u32>(),
+            ) {
+                let _ = video_timing(start, &samples, timescale, next);
+                let _ = audio_timing(start, &samples, timescale, frame_length);
+            }
+
+            #[test]
+            fn video_invariants((samples, _step) in arb_gop(), start in 1u64 << 40..1u64 << 62, next_gap in proptest::option::of(0i64..300_000_000)) {
+                let last_pts = samples.iter().map(|s| s.pts_offset_ns).max().unwrap();
+                let next = next_gap.map(|g| (start as i64 + last_pts + g) as u64);
+                let t = video_timing(start, &samples, 90_000, next).unwrap();
+                prop_assert_eq!(t.samples.len(), samples.len());
+                prop_assert_eq!(t.base_decode_time, t.samples[0].dts);
+                prop_assert!(t.samples.windows(2).all(|w| w[0].dts <= w[1].dts));
+                prop_assert!(t.samples.iter().all(|s| s.composition_offset >= 0 && s.dts <= s.pts));
+                prop_assert!(t.samples.iter().all(|s| s.pts - s.dts == s.composition_offset as u64));
+                for (s, stored) in t.samples.iter().zip(&samples) {
+                    prop_assert_eq!(s.pts, ns_to_timescale((start as i64 + stored.pts_offset_ns) as u64, 90_000));
+                    prop_assert_eq!(s.sync, stored.keyframe);
+                }
+                for w in t.samples.windows(2) {
+                    prop_assert_eq!(w[0].dts + u64::from(w[0].duration), w[1].dts);
+                }
+                prop_assert_eq!(t.samples.iter().map(|s| u64::from(s.duration)).sum::<u64>(), t.duration);
+                prop_assert!(t.samples.last().unwrap().duration > 0);
+                // I/P only: no reordering, no offsets.
+                if samples.windows(2).all(|w| w[0].pts_offset_ns < w[1].pts_offset_ns) {
+                    prop_assert!(t.samples.iter().all(|s| s.composition_offset == 0));
+                }
+            }
+
+            #[test]
+            fn audio_invariants(n in 1usize..200, start in 0u64..1u64 << 62, rate in prop::sample::select(vec![8000u32, 44_100, 48_000, 96_000])) {
+                let samples: Vec<_> = (0..n).map(|i| StoredSample { pts_offset_ns: i as i64 * 21_000_000, duration_ns: None, size: 9, keyframe: true }).collect();
+                let t = audio_timing(start, &samples, rate, 1024).unwrap();
+                prop_assert_eq!(t.duration, n as u64 * 1024);
+                prop_assert_eq!(t.base_decode_time, ns_to_timescale(start, rate));
+                prop_assert!(t.samples.iter().enumerate().all(|(i, s)| s.dts == t.base_decode_time + i as u64 * 1024 && s.pts == s.dts));
+            }
+        }
+    }
 }

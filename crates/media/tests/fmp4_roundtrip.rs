@@ -416,3 +416,54 @@ fn every_fixture_track_round_trips_through_ffmpeg() {
         }
     }
 }
+
+/// The timeline on the fixtures' real sample patterns, without ffmpeg.
+#[test]
+fn timeline_on_real_sample_patterns() {
+    for path in fixtures() {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        for (number, track) in read_tracks(&path) {
+            let all = timings(&track);
+            let video = track.configs[0].track_type == TRACK_TYPE_VIDEO;
+            for (fragment, t) in track.fragments.iter().zip(&all) {
+                let source: Vec<u64> = fragment
+                    .frames
+                    .iter()
+                    .map(|f| f.pts_ns / 1_000_000 * 90)
+                    .collect();
+                assert!(
+                    t.samples.windows(2).all(|w| w[0].dts <= w[1].dts),
+                    "{name}/{number}"
+                );
+                assert!(t
+                    .samples
+                    .iter()
+                    .all(|s| s.composition_offset >= 0 && s.dts <= s.pts));
+                assert_eq!(t.base_decode_time, t.samples[0].dts);
+                if video {
+                    // The PTS are the stored ones, sample by sample (so the set is unchanged).
+                    let pts: Vec<u64> = t.samples.iter().map(|s| s.pts).collect();
+                    assert_eq!(pts, source, "{name}/{number}");
+                    let monotonic = source.windows(2).all(|w| w[0] < w[1]);
+                    let offsets = t.samples.iter().any(|s| s.composition_offset != 0);
+                    assert_eq!(
+                        monotonic, !offsets,
+                        "{name}/{number}: offsets iff PTS go back and forth"
+                    );
+                    assert_eq!(name.contains("bframes"), !monotonic, "{name}/{number}");
+                }
+            }
+            // Video fragments follow each other without gap or overlap (same decode delay in
+            // every GOP of these encodes).
+            if video {
+                for pair in all.windows(2) {
+                    assert_eq!(
+                        pair[0].base_decode_time + pair[0].duration,
+                        pair[1].base_decode_time,
+                        "{name}/{number}"
+                    );
+                }
+            }
+        }
+    }
+}
