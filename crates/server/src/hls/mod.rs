@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod limits;
+pub mod playlist;
+pub mod serve;
 pub mod session;
 pub mod token;
 
