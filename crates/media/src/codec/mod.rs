@@ -6,7 +6,7 @@
 //!   (ITU-T H.265 §7.3.2.2) → `hvc1.…` (ISO/IEC 14496-15 Annex E.3) and the picture size.
 //! - [`aac`]: MPEG-4 `AudioSpecificConfig` (ISO/IEC 14496-3 §1.6.2.1) → `mp4a.40.N`, rate, channels.
 //!
-//! The SPS parsers are our own (about 150 lines with [`bits`]) rather than the `h264-reader` crate:
+//! The SPS parsers are our own (about 150 lines with a small bit reader) rather than the `h264-reader` crate:
 //! H.265 needs the same exp-Golomb reader anyway and `h264-reader` has no H.265; we need four SPS
 //! fields, not a full decoder front end; and a parser here keeps `media` free of dependencies that
 //! could panic on hostile input (every read here is bounds-checked and returns [`CodecError`]).

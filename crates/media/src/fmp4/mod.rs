@@ -38,7 +38,7 @@
 //! hls.js, Safari/AVPlayer and ExoPlayer all play. `cmfc` is not claimed: these segments are not
 //! checked against every CMAF constraint.
 //!
-//! Every box is written into one growable buffer by [`write_box`]: a zero size and the type,
+//! Every box is written into one growable buffer by `write_box`: a zero size and the type,
 //! the body from a closure, then the size patched in with a checked conversion.
 
 use crate::codec::{AacConfig, AvcConfig, CodecError, HevcConfig};
