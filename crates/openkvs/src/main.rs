@@ -1,5 +1,7 @@
-//! `openkvs`: the server (`openkvs serve`) and its clients (`openkvs put-media`).
+//! `openkvs`: the server (`openkvs serve`) and its clients (`openkvs put-media`, and the AWS-CLI-compatible
+//! `openkvs kinesisvideo …` / `openkvs kinesis-video-archived-media …` commands of [`client`]).
 
+mod client;
 mod put_media;
 mod serve;
 
@@ -21,7 +23,28 @@ enum Command {
     PutMedia(put_media::PutMediaArgs),
 }
 
+/// Whether argv names an AWS-CLI-style service command (global options may come before it).
+fn is_client_command(args: &[String]) -> bool {
+    args.iter()
+        .skip(1)
+        .any(|a| client::SERVICE_NAMES.contains(&a.as_str()))
+}
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if is_client_command(&args) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("openkvs: cannot start the runtime: {e}");
+                return ExitCode::from(255);
+            }
+        };
+        return runtime.block_on(client::run(args[1..].to_vec()));
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
