@@ -151,7 +151,8 @@ impl RateLimiter {
         now: Timestamp,
     ) -> Result<(), ApiError> {
         let rate = self.limits.rate(resource);
-        if !(rate > 0.0) {
+        let limited = rate.is_finite() && rate > 0.0;
+        if !limited {
             return Ok(());
         }
         let capacity = self.limits.capacity(rate);
