@@ -56,7 +56,8 @@ pub(crate) enum CliError {
         code: String,
         operation: String,
         message: String,
-        retries: u32,
+        /// `Some(n)`: botocore adds " (reached max retries: n)".
+        retries: Option<u32>,
     },
     /// Anything else (255).
     Other(String),
@@ -91,10 +92,9 @@ impl CliError {
                 message,
                 retries,
             } => {
-                let retry = if *retries > 0 {
-                    format!(" (reached max retries: {retries})")
-                } else {
-                    String::new()
+                let retry = match retries {
+                    Some(n) => format!(" (reached max retries: {n})"),
+                    None => String::new(),
                 };
                 format!("\nAn error occurred ({code}) when calling the {operation} operation{retry}: {message}\n")
             }
@@ -409,10 +409,15 @@ async fn run_inner(argv: Vec<String>) -> Result<String, CliError> {
         .cli_connect_timeout
         .or_else(|| setting("cli_connect_timeout").and_then(|v| v.parse().ok()))
         .unwrap_or(60);
+    // AWS CLI v2 defaults to the standard retry mode (3 attempts); `legacy` is v1's (5 attempts).
+    let standard_retries = env_var("AWS_RETRY_MODE")
+        .filter(|v| !v.is_empty())
+        .or_else(|| setting("retry_mode"))
+        .map_or(true, |m| m != "legacy");
     let max_attempts = env_var("AWS_MAX_ATTEMPTS")
         .or_else(|| setting("max_attempts"))
         .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(5)
+        .unwrap_or(if standard_retries { 3 } else { 5 })
         .max(1);
 
     let mut builder = reqwest::Client::builder().danger_accept_invalid_certs(globals.no_verify_ssl);
@@ -441,8 +446,10 @@ async fn run_inner(argv: Vec<String>) -> Result<String, CliError> {
         signing_name: service.endpoint_prefix.clone(),
         credentials,
         endpoint_url,
+        control_plane_url: env_var("OPENKVS_ENDPOINT_URL").filter(|v| !v.is_empty()),
         debug: globals.debug,
         max_attempts,
+        standard_retries,
         data_endpoints: HashMap::new(),
     };
 
@@ -668,9 +675,14 @@ struct Client {
     /// The models' `endpointPrefix` (`kinesisvideo` for all three KVS services, CONTRACT.md F).
     signing_name: String,
     credentials: Option<sigv4::Credentials>,
+    /// `--endpoint-url` or its configured equivalents: every request goes there, as with the AWS CLI.
     endpoint_url: Option<String>,
+    /// `OPENKVS_ENDPOINT_URL`: a control plane to use *with* data-endpoint discovery (as on AWS).
+    control_plane_url: Option<String>,
     debug: bool,
     max_attempts: u32,
+    /// `retry_mode = standard` (else legacy).
+    standard_retries: bool,
     /// (stream, API name) → data endpoint, for the life of the process.
     data_endpoints: HashMap<(String, String), String>,
 }
@@ -720,9 +732,14 @@ fn decode_starting_token(token: &str) -> Result<(Option<String>, usize), CliErro
 }
 
 impl Client {
-    /// The control-plane endpoint: `--endpoint-url` (or its configured equivalents), else AWS's.
+    /// The control-plane endpoint: `--endpoint-url` (or its configured equivalents), else
+    /// `OPENKVS_ENDPOINT_URL`, else AWS's.
     fn control_endpoint(&self) -> String {
-        match &self.endpoint_url {
+        match self
+            .endpoint_url
+            .as_ref()
+            .or(self.control_plane_url.as_ref())
+        {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
                 let suffix = if self.region.starts_with("cn-") {
@@ -906,7 +923,10 @@ impl Client {
         })
     }
 
-    /// One operation call with botocore's legacy retry policy (5 attempts; 5xx, throttling, connection errors).
+    /// One operation call with botocore's retry policy: `standard` (AWS CLI v2's default, 3 attempts) or
+    /// `legacy` (v1's, 5 attempts); 5xx, throttling and connection errors are retried. The message gets
+    /// " (reached max retries: N)" when botocore would say so: in standard mode whenever the last allowed attempt
+    /// failed, in legacy mode only when a retryable error used them all.
     async fn send(&self, endpoint: &str, op: &Operation, body: &Value) -> Result<Value, CliError> {
         let mut attempt = 1;
         loop {
@@ -914,12 +934,14 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err((retryable, mut error)) => {
                     if !retryable || attempt >= self.max_attempts {
+                        let exhausted =
+                            attempt >= self.max_attempts && (self.standard_retries || retryable);
                         if let CliError::Service { retries, .. } = &mut error {
-                            *retries = if retryable { attempt - 1 } else { 0 };
+                            *retries = if exhausted { Some(attempt - 1) } else { None };
                         }
                         return Err(error);
                     }
-                    // botocore legacy: rand() * 2^(attempts-1) seconds.
+                    // botocore: rand() * 2^(attempts-1) seconds (capped at 20 s).
                     let jitter = (SystemTime::now()
                         .duration_since(SystemTime::UNIX_EPOCH)
                         .unwrap_or_default()
@@ -1101,7 +1123,7 @@ impl Client {
                 code,
                 operation: op.name.clone(),
                 message,
-                retries: 0,
+                retries: None,
             },
         ))
     }

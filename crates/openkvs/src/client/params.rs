@@ -176,9 +176,9 @@ pub(crate) fn parse_args(
             "argument --cli-input-yaml: not allowed with argument --cli-input-json".to_owned(),
         ));
     }
-    // `--cli-input-*` and `--generate-cli-skeleton` make every argument optional (awscli
-    // `OverrideRequiredArgsArgument`).
-    if cli_input_json.is_none() && cli_input_yaml.is_none() && skeleton.is_none() {
+    // `--cli-input-*` and input skeletons make every argument optional (awscli `OverrideRequiredArgsArgument`).
+    let input_skeleton = matches!(skeleton.as_deref(), Some("input" | "yaml-input"));
+    if cli_input_json.is_none() && cli_input_yaml.is_none() && !input_skeleton {
         let missing: Vec<&str> = table
             .iter()
             .enumerate()
@@ -209,17 +209,17 @@ pub(crate) fn parse_args(
     }
     let input_doc = match (cli_input_json, cli_input_yaml) {
         (Some(text), _) => {
-            let text = resolve_paramfile(&text).map_err(|e| param_error("--cli-input-json", &e))?;
+            let text = resolve_paramfile(&text).map_err(|e| param_error("cli-input-json", &e))?;
             Some(parse_json(&text).map_err(|e| {
                 param_error(
-                    "--cli-input-json",
+                    "cli-input-json",
                     &format!("Invalid JSON: {e}\nJSON received: {text}"),
                 )
             })?)
         }
         (None, Some(text)) => {
-            let text = resolve_paramfile(&text).map_err(|e| param_error("--cli-input-yaml", &e))?;
-            Some(super::yaml::parse_yaml(&text).map_err(|e| param_error("--cli-input-yaml", &e))?)
+            let text = resolve_paramfile(&text).map_err(|e| param_error("cli-input-yaml", &e))?;
+            Some(super::yaml::parse_yaml(&text).map_err(|e| param_error("cli-input-yaml", &e))?)
         }
         _ => None,
     };
