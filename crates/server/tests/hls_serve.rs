@@ -184,6 +184,13 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
             assert_eq!(status, 200, "{uri}");
             assert!(head.contains(&format!("content-length: {}", fragment.len())));
             assert!(find_box(&fragment, b"moof").is_some());
+            if i == 0 {
+                // The session timeline starts at zero (not at epoch time, which players that pace
+                // by timestamps would wait for): tfdt (version 1, 64-bit) of the first fragment.
+                let at = fragment.windows(4).position(|w| w == b"tfdt").unwrap() + 8;
+                let tfdt = u64::from_be_bytes(fragment[at..at + 8].try_into().unwrap());
+                assert!(tfdt < 48_000, "first tfdt {tfdt} of track {track}");
+            }
             let (offset, size) = find_box(&fragment, b"mdat").unwrap();
             assert_eq!(
                 &fragment[offset..offset + size],

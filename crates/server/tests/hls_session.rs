@@ -330,8 +330,11 @@ async fn on_demand_session_url_and_its_token() {
             max_fragments: 1000,
             created: Timestamp(now),
             expires: Timestamp(now + 300_000),
+            // The timeline's zero: the first fragment's start (checked by the serving tests).
+            origin: session.origin,
         }
     );
+    assert!(session.origin >= Timestamp(now - 120_000) && session.origin <= Timestamp(now));
     // By ARN too; ON_DEMAND defaults to 1000 fragments; PRODUCER_TIMESTAMP → NEVER.
     let url = t
         .ok_url(json!({"StreamARN": s.arn, "PlaybackMode": "ON_DEMAND",

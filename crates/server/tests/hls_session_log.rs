@@ -83,6 +83,7 @@ async fn tokens_never_reach_the_log() {
         max_fragments: 5,
         created: now,
         expires: Timestamp(now.millis() + 300_000),
+        origin: now,
     };
     let token = hls::token::seal(&session, &state.config.session_keys[0]);
     let mut tampered = token.clone();

@@ -429,6 +429,47 @@ async fn first_fragment(
     }
 }
 
+/// The session timeline's zero (see [`Session::origin`]). ON_DEMAND / LIVE_REPLAY: the first
+/// fragment's selected timestamp, less the decode delay its B-frames need (decode times precede
+/// presentation times; tfdt cannot go below zero), so playback starts at ~0. LIVE: far enough
+/// before the newest fragment that the whole initial window is after it.
+fn timeline_origin(request: &SessionRequest, first: &store::FragmentRecord) -> Timestamp {
+    let selected = match request.selector {
+        store::TimestampKind::Server => first.server_timestamp,
+        store::TimestampKind::Producer => first.producer_timestamp,
+    };
+    if request.mode == PlaybackMode::Live {
+        let window_ms = (i64::from(request.max_fragments) + 1) * MAX_FRAGMENT_MS;
+        return Timestamp(selected.0.saturating_sub(window_ms));
+    }
+    let lead_ns = first
+        .tracks
+        .iter()
+        .map(|t| decode_lead_ns(&t.samples))
+        .max()
+        .unwrap_or(0);
+    Timestamp(selected.0.saturating_sub((lead_ns + 999_999) / 1_000_000))
+}
+
+/// Longest fragment PutMedia accepts (CONTRACT.md D3).
+const MAX_FRAGMENT_MS: i64 = 20_000;
+
+/// How far before the fragment start the earliest decode time of a track falls: its earliest
+/// presentation offset below zero, plus the B-frame reorder delay (sorted PTS minus PTS, at most).
+fn decode_lead_ns(samples: &[store::SampleEntry]) -> i64 {
+    let mut sorted: Vec<i64> = samples.iter().map(|s| s.pts_offset_ns).collect();
+    sorted.sort_unstable();
+    let delay = sorted
+        .iter()
+        .zip(samples)
+        .map(|(sorted_pts, s)| sorted_pts - s.pts_offset_ns)
+        .max()
+        .unwrap_or(0)
+        .max(0);
+    let earliest = sorted.first().copied().unwrap_or(0);
+    (delay - earliest).max(0)
+}
+
 /// `POST /getHLSStreamingSessionURL`.
 pub async fn get_hls_streaming_session_url(
     State(state): State<AppState>,
@@ -489,6 +530,7 @@ pub async fn get_hls_streaming_session_url(
         max_fragments: request.max_fragments,
         created: now,
         expires: Timestamp(now.millis() + request.expires_seconds as i64 * 1000),
+        origin: timeline_origin(&request, &first),
     };
     let key = state
         .config

@@ -208,11 +208,14 @@ fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&FragmentTrack> {
     f.tracks.iter().find(|t| t.track == track)
 }
 
-/// The fragment's start on the session timeline, in ns since the epoch.
+/// The fragment's start on the session timeline (ns since the session's origin). A fragment
+/// before the origin (a producer clock that went back in a LIVE session) is pinned to zero.
 fn start_ns(session: &Session, f: &FragmentRecord) -> u64 {
-    u64::try_from(session.selected_timestamp(f).0)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000)
+    let ms = session
+        .selected_timestamp(f)
+        .0
+        .saturating_sub(session.origin.0);
+    u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
 fn timing(

@@ -149,6 +149,10 @@ pub struct Session {
     pub created: Timestamp,
     /// No resource is served at or after this instant.
     pub expires: Timestamp,
+    /// Zero of the session's media timeline: a fragment's tfdt is its selected timestamp minus
+    /// this. Players that pace by timestamps (GStreamer with a synchronised sink) wait for
+    /// absolute epoch times otherwise. Set at creation so every resource agrees.
+    pub origin: Timestamp,
 }
 
 /// Why a plaintext does not decode (after authentication this means a version mismatch or a bug).
@@ -201,6 +205,7 @@ impl Session {
             &mut out,
             self.expires.0.saturating_sub(self.created.0).max(0) as u64,
         );
+        put_signed(&mut out, self.origin.0.saturating_sub(self.created.0));
         out
     }
 
@@ -252,6 +257,7 @@ impl Session {
         let max_fragments = u32::try_from(r.unsigned()?).map_err(|_| DecodeError)?;
         let created = Timestamp(r.signed()?);
         let lifetime = i64::try_from(r.unsigned()?).map_err(|_| DecodeError)?;
+        let origin = Timestamp(created.0.saturating_add(r.signed()?));
         if !r.0.is_empty() {
             return Err(DecodeError);
         }
@@ -269,6 +275,7 @@ impl Session {
             max_fragments,
             created,
             expires: Timestamp(created.0.saturating_add(lifetime)),
+            origin,
         })
     }
 
@@ -356,6 +363,7 @@ pub(crate) mod tests {
             max_fragments: 1000,
             created: Timestamp(1_704_071_000_000),
             expires: Timestamp(1_704_071_300_000),
+            origin: Timestamp(1_704_067_260_480),
         }
     }
 
