@@ -151,18 +151,18 @@ pub(crate) fn py_float_repr(f: f64) -> String {
 /// `json.dumps(value, indent=4, ensure_ascii=False)`.
 pub(crate) fn to_json_pretty(value: &Value) -> String {
     let mut out = String::new();
-    write_json(&mut out, value, Some(4), 0);
+    write_json(&mut out, value, Some(4), 0, false);
     out
 }
 
-/// `json.dumps(value)` (separators `, ` and `: `), as botocore sends request bodies.
+/// `json.dumps(value)` (separators `, ` and `: `, non-ASCII as `\uXXXX`), as botocore sends request bodies.
 pub(crate) fn to_json_compact(value: &Value) -> String {
     let mut out = String::new();
-    write_json(&mut out, value, None, 0);
+    write_json(&mut out, value, None, 0, true);
     out
 }
 
-fn write_json(out: &mut String, value: &Value, indent: Option<usize>, level: usize) {
+fn write_json(out: &mut String, value: &Value, indent: Option<usize>, level: usize, ascii: bool) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
@@ -170,7 +170,7 @@ fn write_json(out: &mut String, value: &Value, indent: Option<usize>, level: usi
             let _ = write!(out, "{i}");
         }
         Value::Float(f) => out.push_str(&py_float_repr(*f)),
-        Value::Str(s) => write_json_string(out, s),
+        Value::Str(s) => write_json_string(out, s, ascii),
         Value::List(items) => {
             if items.is_empty() {
                 out.push_str("[]");
@@ -185,7 +185,7 @@ fn write_json(out: &mut String, value: &Value, indent: Option<usize>, level: usi
                     }
                 }
                 newline(out, indent, level + 1);
-                write_json(out, item, indent, level + 1);
+                write_json(out, item, indent, level + 1, ascii);
             }
             newline(out, indent, level);
             out.push(']');
@@ -204,9 +204,9 @@ fn write_json(out: &mut String, value: &Value, indent: Option<usize>, level: usi
                     }
                 }
                 newline(out, indent, level + 1);
-                write_json_string(out, key);
+                write_json_string(out, key, ascii);
                 out.push_str(": ");
-                write_json(out, item, indent, level + 1);
+                write_json(out, item, indent, level + 1, ascii);
             }
             newline(out, indent, level);
             out.push('}');
@@ -221,7 +221,7 @@ fn newline(out: &mut String, indent: Option<usize>, level: usize) {
     }
 }
 
-fn write_json_string(out: &mut String, s: &str) {
+fn write_json_string(out: &mut String, s: &str, ascii: bool) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -234,6 +234,12 @@ fn write_json_string(out: &mut String, s: &str) {
             '\u{c}' => out.push_str("\\f"),
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if ascii && !c.is_ascii() => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
             }
             c => out.push(c),
         }
@@ -510,7 +516,7 @@ mod tests {
         let v = parse_json(r#"{"b": 1, "a": [1.5, "x\u00e9", {}, []], "c": null}"#).unwrap();
         assert_eq!(
             to_json_compact(&v),
-            r#"{"b": 1, "a": [1.5, "xé", {}, []], "c": null}"#
+            r#"{"b": 1, "a": [1.5, "x\u00e9", {}, []], "c": null}"#
         );
         assert_eq!(
             to_json_pretty(&v),
