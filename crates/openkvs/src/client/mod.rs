@@ -410,10 +410,10 @@ async fn run_inner(argv: Vec<String>) -> Result<String, CliError> {
         .or_else(|| setting("cli_connect_timeout").and_then(|v| v.parse().ok()))
         .unwrap_or(60);
     // AWS CLI v2 defaults to the standard retry mode (3 attempts); `legacy` is v1's (5 attempts).
-    let standard_retries = env_var("AWS_RETRY_MODE")
+    let retry_mode = env_var("AWS_RETRY_MODE")
         .filter(|v| !v.is_empty())
-        .or_else(|| setting("retry_mode"))
-        .map_or(true, |m| m != "legacy");
+        .or_else(|| setting("retry_mode"));
+    let standard_retries = retry_mode.as_deref() != Some("legacy");
     let max_attempts = env_var("AWS_MAX_ATTEMPTS")
         .or_else(|| setting("max_attempts"))
         .and_then(|v| v.parse::<u32>().ok())

@@ -146,11 +146,12 @@ pub(crate) fn parse_args(
             "--generate-cli-skeleton" => {
                 let choice = first.unwrap_or_else(|| "input".to_owned());
                 if !matches!(choice.as_str(), "input" | "output" | "yaml-input") {
-                    return Err(usage_error(format!(
+                    return Err(usage_error(
                         "argument --generate-cli-skeleton: Invalid choice, valid choices are:\n\n\
                          input                                    | output                                  \n\
                          yaml-input                              "
-                    )));
+                            .to_owned(),
+                    ));
                 }
                 skeleton = Some(choice);
             }
@@ -507,10 +508,8 @@ fn validate_into(
                 "<class 'float'>, <class 'decimal.Decimal'>, <class 'int'>",
             ),
         },
-        "boolean" => {
-            if !matches!(value, Value::Bool(_)) {
-                invalid_type(errors, name, value, "<class 'bool'>");
-            }
+        "boolean" if !matches!(value, Value::Bool(_)) => {
+            invalid_type(errors, name, value, "<class 'bool'>");
         }
         "timestamp" => {
             let ok = match value {
