@@ -23,11 +23,11 @@ enum Command {
     PutMedia(put_media::PutMediaArgs),
 }
 
-/// Whether argv names an AWS-CLI-style service command (global options may come before it).
+/// Whether argv names an AWS-CLI-style service command: the first word that is neither an option nor a global
+/// option's value is a service name (so `openkvs put-media --stream-name kinesisvideo …` stays `put-media`).
 fn is_client_command(args: &[String]) -> bool {
-    args.iter()
-        .skip(1)
-        .any(|a| client::SERVICE_NAMES.contains(&a.as_str()))
+    client::command_word(&args[1.min(args.len())..])
+        .is_some_and(|word| client::SERVICE_NAMES.contains(&word))
 }
 
 fn main() -> ExitCode {

@@ -158,6 +158,20 @@ fn choice(name: &str, value: &str, choices: &[&str]) -> Result<(), CliError> {
     }
 }
 
+/// The first word of `argv` that is neither an option nor the value of a global option (the service, for the
+/// client commands; `serve` / `put-media` otherwise).
+pub(crate) fn command_word(argv: &[String]) -> Option<&str> {
+    let mut i = 0;
+    while i < argv.len() {
+        let token = argv[i].as_str();
+        if !token.starts_with("--") {
+            return Some(token);
+        }
+        i += if VALUE_OPTIONS.contains(&token) { 2 } else { 1 };
+    }
+    None
+}
+
 /// Takes the global options out of `argv` (they may appear anywhere, as with the AWS CLI).
 fn parse_globals(argv: &[String]) -> Result<(Globals, Vec<String>), CliError> {
     let mut g = Globals::default();
@@ -1280,6 +1294,20 @@ mod tests {
         assert_eq!(g.output.as_deref(), Some("text"));
         assert!(g.debug);
         assert_eq!(rest, ["kinesisvideo", "list-streams", "--max-items", "3"]);
+    }
+
+    #[test]
+    fn command_word_skips_global_options() {
+        let words = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            command_word(&words(&["--region", "x", "--debug", "kinesisvideo"])),
+            Some("kinesisvideo")
+        );
+        assert_eq!(
+            command_word(&words(&["put-media", "--stream-name", "kinesisvideo"])),
+            Some("put-media")
+        );
+        assert_eq!(command_word(&words(&["--version"])), None);
     }
 
     #[test]
