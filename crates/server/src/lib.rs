@@ -78,7 +78,9 @@ impl AppState {
     ) -> Self {
         if config.session_keys.is_empty() {
             // `build` loads the data dir's key first; this is for states built by hand (tests).
-            tracing::warn!("no session key configured: HLS session URLs last until the server stops");
+            tracing::warn!(
+                "no session key configured: HLS session URLs last until the server stops"
+            );
             config.session_keys.push(hls::token::generate_key());
         }
         let hls_limits = Arc::new(hls::limits::RateLimiter::new(config.hls_limits.clone()));
@@ -150,6 +152,8 @@ pub async fn build(mut config: Config) -> Result<AppState, ServeError> {
         })?;
         config.session_keys.push(key);
     }
+    // Playback reads the same few rows over and over: serve them from memory.
+    let catalog = Arc::new(store::CachingCatalog::new(catalog));
     Ok(AppState::new(config, catalog, media))
 }
 

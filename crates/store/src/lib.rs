@@ -75,6 +75,16 @@ pub trait Catalog: Send + Sync + 'static {
         &self,
         stream: StreamId,
     ) -> Result<Vec<(CodecConfigId, CodecConfig)>, StoreError>;
+    /// [`Catalog::codec_configs`], shared; `needed` (if given) must be among them. Caching
+    /// catalogs answer from memory while `needed` is known.
+    async fn codec_configs_shared(
+        &self,
+        stream: StreamId,
+        needed: Option<CodecConfigId>,
+    ) -> Result<std::sync::Arc<Vec<(CodecConfigId, CodecConfig)>>, StoreError> {
+        let _ = needed;
+        Ok(std::sync::Arc::new(self.codec_configs(stream).await?))
+    }
 
     /// Commits fragments in one transaction; each number must be above every earlier one of its
     /// stream ([`StoreError::FragmentNumberNotIncreasing`]). Durable when it returns.
@@ -92,6 +102,17 @@ pub trait Catalog: Send + Sync + 'static {
         stream: StreamId,
         number: FragmentNumber,
     ) -> Result<Option<FragmentRecord>, StoreError>;
+    /// [`Catalog::fragment`], shared (no copy of its sample tables when cached).
+    async fn fragment_shared(
+        &self,
+        stream: StreamId,
+        number: FragmentNumber,
+    ) -> Result<Option<std::sync::Arc<FragmentRecord>>, StoreError> {
+        Ok(self
+            .fragment(stream, number)
+            .await?
+            .map(std::sync::Arc::new))
+    }
     /// Fragments whose start timestamp lies in the query's inclusive range, ascending.
     async fn query_fragments(
         &self,
@@ -150,4 +171,6 @@ pub trait MediaStore: Send + Sync + 'static {
 }
 
 mod archive;
+mod cache;
 pub use archive::{Archive, PendingFragment};
+pub use cache::CachingCatalog;

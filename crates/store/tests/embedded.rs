@@ -398,3 +398,60 @@ async fn continuity_is_decided_at_commit() {
         [1, 3, 1, 2]
     );
 }
+
+#[tokio::test]
+async fn the_caching_catalog_never_serves_what_a_write_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sqlite, media) = embedded::open(dir.path()).await.unwrap();
+    let catalog = Arc::new(CachingCatalog::new(sqlite.clone()));
+    let s = catalog.create_stream(new_stream("cached")).await.unwrap();
+    let c1 = catalog
+        .codec_config_for(s.id, &config(1, b"a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog
+            .codec_configs_shared(s.id, Some(c1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // A config written after the list was cached is found when asked for by id.
+    let c2 = catalog
+        .codec_config_for(s.id, &config(1, b"b"))
+        .await
+        .unwrap();
+    assert_eq!(
+        catalog
+            .codec_configs_shared(s.id, Some(c2))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    let archive = Archive::new(catalog.clone(), media);
+    let mut f = fragment(s.id, c1, 1000, 1000, b"x");
+    f.row.number = FragmentNumber(5);
+    let n = archive.persist(f).await.unwrap();
+    let cached = catalog.fragment_shared(s.id, n).await.unwrap().unwrap();
+    assert!(
+        Arc::ptr_eq(
+            &cached,
+            &catalog.fragment_shared(s.id, n).await.unwrap().unwrap()
+        ),
+        "served from memory"
+    );
+    assert!(catalog.stream_by_id(s.id).await.unwrap().is_some());
+
+    // Retention through the cache drops the cached row.
+    catalog
+        .delete_fragments_before(s.id, Timestamp(5000))
+        .await
+        .unwrap();
+    assert!(catalog.fragment_shared(s.id, n).await.unwrap().is_none());
+    // Deleting the stream drops its record at once (not after the TTL).
+    catalog.delete_stream(s.id, None).await.unwrap();
+    assert!(catalog.stream_by_id(s.id).await.unwrap().is_none());
+}

@@ -168,20 +168,41 @@ struct Configs {
 }
 
 impl Configs {
-    async fn load(state: &AppState, stream: &StreamRecord) -> Result<Self, ApiError> {
+    /// The stream's configs, from the catalog's cache while it holds `needed` (config ids grow, so
+    /// a list holding the newest id a request needs holds every older one too).
+    async fn load(
+        state: &AppState,
+        stream: &StreamRecord,
+        needed: Option<CodecConfigId>,
+    ) -> Result<Self, ApiError> {
+        let shared = state
+            .catalog
+            .codec_configs_shared(stream.id, needed)
+            .await?;
+        Ok(Self::from_rows(shared.iter().cloned()))
+    }
+
+    /// Re-reads the stream's configs from the catalog itself.
+    async fn load_fresh(state: &AppState, stream: &StreamRecord) -> Result<Self, ApiError> {
+        Ok(Self::from_rows(
+            state.catalog.codec_configs(stream.id).await?.into_iter(),
+        ))
+    }
+
+    fn from_rows(all: impl Iterator<Item = (CodecConfigId, CodecConfig)>) -> Self {
         let mut rows = HashMap::new();
         let mut per_track: HashMap<TrackNumber, Vec<CodecConfigId>> = HashMap::new();
-        for (id, config) in state.catalog.codec_configs(stream.id).await? {
+        for (id, config) in all {
             let list = per_track.entry(config.track).or_default();
             let sequence = u32::try_from(list.len()).unwrap_or(u32::MAX);
             list.push(id);
             rows.insert(id, (config, sequence));
         }
-        Ok(Configs {
+        Configs {
             rows,
             per_track,
             decoded: HashMap::new(),
-        })
+        }
     }
 
     fn row(&self, id: CodecConfigId) -> Result<&(CodecConfig, u32), ApiError> {
@@ -611,8 +632,13 @@ pub async fn master_playlist(
     Query(q): Query<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::MasterPlaylist).await?;
-    let mut configs = Configs::load(&state, &stream).await?;
     let mut w = window(&state, &session).await?;
+    let newest_config = w
+        .fragments
+        .iter()
+        .flat_map(|f| f.tracks.iter().map(|t| t.codec_config))
+        .max();
+    let mut configs = Configs::load(&state, &stream, newest_config).await?;
     compatible_prefix(&configs, &mut w);
     let first = w.fragments.first().ok_or_else(|| {
         ApiError::ResourceNotFound("No fragments are available in this streaming session.".into())
@@ -669,8 +695,13 @@ pub async fn media_playlist(
     let (session, stream) = open(&state, &q, HlsResource::MediaPlaylist).await?;
     fmp4_only(&session)?;
     let track = q.track()?;
-    let mut configs = Configs::load(&state, &stream).await?;
     let mut w = window(&state, &session).await?;
+    let newest_config = w
+        .fragments
+        .iter()
+        .flat_map(|f| f.tracks.iter().map(|t| t.codec_config))
+        .max();
+    let mut configs = Configs::load(&state, &stream, newest_config).await?;
     compatible_prefix(&configs, &mut w);
     if w.fragments
         .first()
@@ -725,7 +756,15 @@ pub async fn init_fragment(
     fmp4_only(&session)?;
     let track = q.track()?;
     let sequence = q.sequence()?;
-    let mut configs = Configs::load(&state, &stream).await?;
+    let mut configs = Configs::load(&state, &stream, None).await?;
+    if configs
+        .per_track
+        .get(&track)
+        .is_none_or(|ids| ids.len() <= sequence)
+    {
+        // A codec change newer than the cached list.
+        configs = Configs::load_fresh(&state, &stream).await?;
+    }
     let id = configs
         .per_track
         .get(&track)
@@ -789,7 +828,7 @@ pub async fn media_fragment(
     let number = q.fragment()?;
     let fragment = state
         .catalog
-        .fragment(stream.id, number)
+        .fragment_shared(stream.id, number)
         .await?
         .filter(|f| in_session(&session, f))
         .ok_or_else(|| {
@@ -800,7 +839,7 @@ pub async fn media_fragment(
     let t = track_of(&fragment, track).ok_or_else(|| {
         ApiError::InvalidArgument(format!("Fragment {number} has no track {track}."))
     })?;
-    let mut configs = Configs::load(&state, &stream).await?;
+    let mut configs = Configs::load(&state, &stream, Some(t.codec_config)).await?;
     let codec = configs.codec(t.codec_config)?;
     let timing = timing(&session, &fragment, t, &codec)?;
     let sequence_number = (fragment.sequence % u64::from(u32::MAX)) as u32 + 1;

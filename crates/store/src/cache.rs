@@ -1,0 +1,264 @@
+//! A read-through cache in front of any [`Catalog`], for the playback hot path: every HLS
+//! request needs its stream, the fragment row and the stream's codec configs, and the same few
+//! fragments are asked for by every viewer. Fragment rows never change once committed and codec
+//! configs are append-only, so caching them is safe; the cache sees every write that goes through
+//! it (deletes, updates, retention) and drops what they touch. Stream records are also refreshed
+//! after [`STREAM_TTL`], for writers in other processes.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::{
+    Catalog, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery, FragmentRecord,
+    NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamUpdate, Timestamp,
+};
+
+/// How long a cached stream record is trusted without asking the catalog again.
+pub const STREAM_TTL: Duration = Duration::from_secs(2);
+/// Fragment rows kept (per generation; at most twice this many in memory).
+const FRAGMENT_ENTRIES: usize = 8192;
+
+/// Two generations: lookups hit either; when the young one is full it becomes the old one and
+/// the old one is dropped. O(1), bounded, and recently used entries survive (they are promoted).
+struct Generations<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
+    capacity: usize,
+}
+
+impl<K: Hash + Eq + Clone, V: Clone> Generations<K, V> {
+    fn new(capacity: usize) -> Self {
+        Generations {
+            young: HashMap::new(),
+            old: HashMap::new(),
+            capacity,
+        }
+    }
+
+    fn get(&mut self, key: &K) -> Option<V> {
+        if let Some(v) = self.young.get(key) {
+            return Some(v.clone());
+        }
+        let v = self.old.remove(key)?;
+        self.insert(key.clone(), v.clone());
+        Some(v)
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.young.len() >= self.capacity {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, value);
+    }
+
+    fn retain(&mut self, keep: impl Fn(&K) -> bool) {
+        self.young.retain(|k, _| keep(k));
+        self.old.retain(|k, _| keep(k));
+    }
+}
+
+type Configs = Arc<Vec<(CodecConfigId, CodecConfig)>>;
+
+/// [`Catalog`] with a read-through cache of fragments, codec configs and stream records.
+pub struct CachingCatalog {
+    inner: Arc<dyn Catalog>,
+    fragments: Mutex<Generations<(StreamId, FragmentNumber), Arc<FragmentRecord>>>,
+    configs: Mutex<HashMap<StreamId, Configs>>,
+    streams: Mutex<HashMap<StreamId, (Instant, StreamRecord)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl CachingCatalog {
+    pub fn new(inner: Arc<dyn Catalog>) -> Self {
+        CachingCatalog {
+            inner,
+            fragments: Mutex::new(Generations::new(FRAGMENT_ENTRIES)),
+            configs: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn forget_stream(&self, stream: StreamId) {
+        lock(&self.streams).remove(&stream);
+        lock(&self.configs).remove(&stream);
+        lock(&self.fragments).retain(|(s, _)| *s != stream);
+    }
+}
+
+#[async_trait]
+impl Catalog for CachingCatalog {
+    async fn create_stream(&self, stream: NewStream) -> Result<StreamRecord, StoreError> {
+        self.inner.create_stream(stream).await
+    }
+
+    async fn stream_by_name(&self, name: &str) -> Result<Option<StreamRecord>, StoreError> {
+        self.inner.stream_by_name(name).await
+    }
+
+    async fn stream_by_arn(&self, arn: &str) -> Result<Option<StreamRecord>, StoreError> {
+        self.inner.stream_by_arn(arn).await
+    }
+
+    async fn stream_by_id(&self, id: StreamId) -> Result<Option<StreamRecord>, StoreError> {
+        if let Some((at, s)) = lock(&self.streams).get(&id) {
+            if at.elapsed() < STREAM_TTL {
+                return Ok(Some(s.clone()));
+            }
+        }
+        let found = self.inner.stream_by_id(id).await?;
+        let mut streams = lock(&self.streams);
+        match &found {
+            Some(s) => {
+                streams.insert(id, (Instant::now(), s.clone()));
+            }
+            None => {
+                streams.remove(&id);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn list_streams(
+        &self,
+        prefix: Option<&str>,
+        after_name: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamRecord>, StoreError> {
+        self.inner.list_streams(prefix, after_name, limit).await
+    }
+
+    async fn update_stream(
+        &self,
+        id: StreamId,
+        expected_version: Option<&str>,
+        update: StreamUpdate,
+    ) -> Result<StreamRecord, StoreError> {
+        let result = self.inner.update_stream(id, expected_version, update).await;
+        lock(&self.streams).remove(&id);
+        result
+    }
+
+    async fn delete_stream(
+        &self,
+        id: StreamId,
+        expected_version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let result = self.inner.delete_stream(id, expected_version).await;
+        self.forget_stream(id);
+        result
+    }
+
+    async fn codec_config_for(
+        &self,
+        stream: StreamId,
+        config: &CodecConfig,
+    ) -> Result<CodecConfigId, StoreError> {
+        self.inner.codec_config_for(stream, config).await
+    }
+
+    async fn codec_config(&self, id: CodecConfigId) -> Result<Option<CodecConfig>, StoreError> {
+        self.inner.codec_config(id).await
+    }
+
+    /// A new config row may have been written since they were cached: re-read when `needed` is missing.
+    async fn codec_configs_shared(
+        &self,
+        stream: StreamId,
+        needed: Option<CodecConfigId>,
+    ) -> Result<Configs, StoreError> {
+        if let Some(c) = lock(&self.configs).get(&stream) {
+            if needed.is_none_or(|id| c.iter().any(|(i, _)| *i == id)) {
+                return Ok(c.clone());
+            }
+        }
+        let fresh = Arc::new(self.inner.codec_configs(stream).await?);
+        lock(&self.configs).insert(stream, fresh.clone());
+        Ok(fresh)
+    }
+
+    async fn fragment_shared(
+        &self,
+        stream: StreamId,
+        number: FragmentNumber,
+    ) -> Result<Option<Arc<FragmentRecord>>, StoreError> {
+        if let Some(f) = lock(&self.fragments).get(&(stream, number)) {
+            return Ok(Some(f));
+        }
+        let Some(f) = self.inner.fragment(stream, number).await? else {
+            return Ok(None);
+        };
+        let f = Arc::new(f);
+        lock(&self.fragments).insert((stream, number), f.clone());
+        Ok(Some(f))
+    }
+
+    async fn codec_configs(
+        &self,
+        stream: StreamId,
+    ) -> Result<Vec<(CodecConfigId, CodecConfig)>, StoreError> {
+        let fresh = self.inner.codec_configs(stream).await?;
+        lock(&self.configs).insert(stream, Arc::new(fresh.clone()));
+        Ok(fresh)
+    }
+
+    async fn insert_fragments(
+        &self,
+        fragments: Vec<NewFragment>,
+    ) -> Result<Vec<FragmentNumber>, StoreError> {
+        self.inner.insert_fragments(fragments).await
+    }
+
+    async fn last_fragment_number(
+        &self,
+        stream: StreamId,
+    ) -> Result<Option<FragmentNumber>, StoreError> {
+        self.inner.last_fragment_number(stream).await
+    }
+
+    async fn fragment(
+        &self,
+        stream: StreamId,
+        number: FragmentNumber,
+    ) -> Result<Option<FragmentRecord>, StoreError> {
+        Ok(self
+            .fragment_shared(stream, number)
+            .await?
+            .map(|f| (*f).clone()))
+    }
+
+    async fn query_fragments(
+        &self,
+        query: FragmentQuery,
+    ) -> Result<Vec<FragmentRecord>, StoreError> {
+        self.inner.query_fragments(query).await
+    }
+
+    async fn latest_fragments(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError> {
+        self.inner.latest_fragments(stream, limit).await
+    }
+
+    async fn delete_fragments_before(
+        &self,
+        stream: StreamId,
+        cutoff: Timestamp,
+    ) -> Result<Vec<u64>, StoreError> {
+        let result = self.inner.delete_fragments_before(stream, cutoff).await;
+        lock(&self.fragments).retain(|(s, _)| *s != stream);
+        result
+    }
+
+    async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
+        self.inner.all_streams().await
+    }
+}
