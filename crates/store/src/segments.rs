@@ -7,11 +7,11 @@
 use crate::{MediaLocation, MediaStore, StoreError, StreamId};
 use async_trait::async_trait;
 use bytes::Bytes;
+use memmap2::Mmap;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -40,8 +40,26 @@ struct Inner {
     pending: Pending,
 }
 
+/// A byte range of a mapped segment, owned by the [`Bytes`] handed to the HTTP layer.
+struct MappedRange {
+    map: Arc<Mmap>,
+    start: usize,
+    end: usize,
+}
+
+impl AsRef<[u8]> for MappedRange {
+    fn as_ref(&self) -> &[u8] {
+        &self.map[self.start..self.end]
+    }
+}
+
+/// Segments mapped at once; past this the cache is emptied (mappings in use stay alive).
+const MAPPED_SEGMENTS: usize = 512;
+
 /// Segment-file implementation of [`MediaStore`].
 pub struct SegmentMediaStore {
+    /// Read-only mappings of segment files, for playback reads.
+    maps: Mutex<HashMap<(StreamId, u64), Arc<Mmap>>>,
     root: PathBuf,
     segment_bytes: u64,
     inner: Arc<Mutex<Inner>>,
@@ -93,12 +111,46 @@ impl SegmentMediaStore {
         Ok(SegmentMediaStore {
             root: root.to_owned(),
             segment_bytes,
+            maps: Mutex::new(HashMap::new()),
             inner: Arc::new(Mutex::new(Inner {
                 writers: HashMap::new(),
                 pending: Pending::default(),
             })),
             sync_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// A mapping of the segment covering at least `end` bytes (re-mapped when the segment has
+    /// grown past an older mapping).
+    fn mapped(&self, stream: StreamId, segment: u64, end: u64) -> std::io::Result<Arc<Mmap>> {
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = maps.get(&(stream, segment)) {
+            if m.len() as u64 >= end {
+                return Ok(m.clone());
+            }
+        }
+        let file = File::open(segment_path(&self.root, stream, segment))?;
+        // SAFETY: segment files are append-only and never truncated or rewritten in place (see the
+        // module doc); a delete unlinks the file, which leaves existing mappings valid. Only a
+        // process outside openkvs truncating the file could invalidate the mapping.
+        #[allow(unsafe_code)]
+        let map = Arc::new(unsafe { Mmap::map(&file)? });
+        if (map.len() as u64) < end {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment shorter than the fragment",
+            ));
+        }
+        if maps.len() >= MAPPED_SEGMENTS {
+            maps.clear();
+        }
+        maps.insert((stream, segment), map.clone());
+        Ok(map)
+    }
+
+    fn forget_mappings(&self, stream: StreamId, segments: Option<&[u64]>) {
+        let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        maps.retain(|(s, seg), _| *s != stream || segments.is_some_and(|list| !list.contains(seg)));
     }
 
     /// Stream ids that have a media directory (for startup recovery of half-done deletes).
@@ -282,32 +334,32 @@ impl MediaStore for SegmentMediaStore {
         location: MediaLocation,
         range: Range<u64>,
     ) -> Result<Bytes, StoreError> {
-        let path = segment_path(&self.root, stream, location.segment);
-        tokio::task::spawn_blocking(move || {
-            let io_err = |source| StoreError::MediaIo {
-                stream,
-                segment: location.segment,
-                offset: location.offset + range.start,
-                len: range.end.saturating_sub(range.start),
-                source,
-            };
-            if range.start > range.end || range.end > location.len {
-                return Err(io_err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "range outside fragment",
-                )));
-            }
-            let file = File::open(&path).map_err(io_err)?;
-            let mut buf = vec![0u8; (range.end - range.start) as usize];
-            file.read_exact_at(&mut buf, location.offset + range.start)
-                .map_err(io_err)?;
-            Ok(Bytes::from(buf))
-        })
-        .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        let io_err = |source| StoreError::MediaIo {
+            stream,
+            segment: location.segment,
+            offset: location.offset + range.start,
+            len: range.end.saturating_sub(range.start),
+            source,
+        };
+        if range.start > range.end || range.end > location.len {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "range outside fragment",
+            )));
+        }
+        let start = location.offset + range.start;
+        let end = location.offset + range.end;
+        let map = self.mapped(stream, location.segment, end).map_err(io_err)?;
+        // The returned bytes are the mapped file pages themselves: no copy, no allocation.
+        Ok(Bytes::from_owner(MappedRange {
+            map,
+            start: start as usize,
+            end: end as usize,
+        }))
     }
 
     async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError> {
+        self.forget_mappings(stream, Some(segments));
         let root = self.root.clone();
         let segments = segments.to_vec();
         {
@@ -342,6 +394,7 @@ impl MediaStore for SegmentMediaStore {
     }
 
     async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError> {
+        self.forget_mappings(stream, None);
         lock(&self.inner)?.writers.remove(&stream);
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {

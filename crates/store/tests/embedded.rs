@@ -455,3 +455,34 @@ async fn the_caching_catalog_never_serves_what_a_write_removed() {
     catalog.delete_stream(s.id, None).await.unwrap();
     assert!(catalog.stream_by_id(s.id).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn reads_follow_a_segment_that_grew_after_it_was_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = SegmentMediaStore::open(dir.path()).unwrap();
+    let a = media
+        .append(StreamId(7), vec![Bytes::from_static(b"first")])
+        .await
+        .unwrap();
+    media.sync().await.unwrap();
+    assert_eq!(
+        &media.read(StreamId(7), a, 0..5).await.unwrap()[..],
+        b"first"
+    );
+    let b = media
+        .append(StreamId(7), vec![Bytes::from_static(b"second")])
+        .await
+        .unwrap();
+    media.sync().await.unwrap();
+    assert_eq!(a.segment, b.segment);
+    assert_eq!(
+        &media.read(StreamId(7), b, 0..6).await.unwrap()[..],
+        b"second"
+    );
+    assert_eq!(&media.read(StreamId(7), b, 2..4).await.unwrap()[..], b"co");
+    media.delete_stream(StreamId(7)).await.unwrap();
+    assert!(
+        media.read(StreamId(7), b, 0..6).await.is_err(),
+        "a deleted stream's media is gone"
+    );
+}
