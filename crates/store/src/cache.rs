@@ -21,6 +21,9 @@ use crate::{
 pub const STREAM_TTL: Duration = Duration::from_secs(2);
 /// Fragment rows kept (per generation; at most twice this many in memory).
 const FRAGMENT_ENTRIES: usize = 8192;
+/// The live edge kept per stream: every LIVE viewer asks for the same newest few fragments
+/// (DESIGN.md, Storage). Requests for more go to the catalog.
+const LIVE_EDGE: usize = 64;
 
 /// Two generations: lookups hit either; when the young one is full it becomes the old one and
 /// the old one is dropped. O(1), bounded, and recently used entries survive (they are promoted).
@@ -69,6 +72,10 @@ pub struct CachingCatalog {
     fragments: Mutex<Generations<(StreamId, FragmentNumber), Arc<FragmentRecord>>>,
     configs: Mutex<HashMap<StreamId, Configs>>,
     streams: Mutex<HashMap<StreamId, (Instant, StreamRecord)>>,
+    /// Per stream, the newest [`LIVE_EDGE`] fragments, ascending; dropped on every commit.
+    live_edge: Mutex<HashMap<StreamId, Arc<Vec<FragmentRecord>>>>,
+    /// Bumped after every commit: a live edge read before a commit is not cached after it.
+    commits: std::sync::atomic::AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -82,6 +89,8 @@ impl CachingCatalog {
             fragments: Mutex::new(Generations::new(FRAGMENT_ENTRIES)),
             configs: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
+            live_edge: Mutex::new(HashMap::new()),
+            commits: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -89,6 +98,7 @@ impl CachingCatalog {
         lock(&self.streams).remove(&stream);
         lock(&self.configs).remove(&stream);
         lock(&self.fragments).retain(|(s, _)| *s != stream);
+        lock(&self.live_edge).remove(&stream);
     }
 }
 
@@ -255,6 +265,7 @@ impl Catalog for CachingCatalog {
     ) -> Result<Vec<u64>, StoreError> {
         let result = self.inner.delete_fragments_before(stream, cutoff).await;
         lock(&self.fragments).retain(|(s, _)| *s != stream);
+        lock(&self.live_edge).remove(&stream);
         result
     }
 

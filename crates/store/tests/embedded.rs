@@ -435,6 +435,18 @@ async fn the_caching_catalog_never_serves_what_a_write_removed() {
     let mut f = fragment(s.id, c1, 1000, 1000, b"x");
     f.row.number = FragmentNumber(5);
     let n = archive.persist(f).await.unwrap();
+    let mut f2 = fragment(s.id, c1, 2000, 2000, b"y");
+    f2.row.number = FragmentNumber(6);
+    assert_eq!(catalog.latest_fragments(s.id, 5).await.unwrap().len(), 1);
+    let n2 = archive.persist(f2).await.unwrap();
+    let edge: Vec<_> = catalog
+        .latest_fragments(s.id, 5)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.number)
+        .collect();
+    assert_eq!(edge, [n, n2], "a commit refreshes the cached live edge");
     let cached = catalog.fragment_shared(s.id, n).await.unwrap().unwrap();
     assert!(
         Arc::ptr_eq(
