@@ -29,6 +29,49 @@ pub async fn start_with(
     TestServer,
     tokio::task::JoinHandle<Result<(), server::ServeError>>,
 ) {
+    start_full(ingest, shutdown, None).await
+}
+
+/// A clock tests move by hand (LIVE_REPLAY pacing, expiry, the LIVE 30-second rule).
+pub struct ManualClock(pub std::sync::Mutex<SystemTime>);
+
+impl ManualClock {
+    pub fn at(t: SystemTime) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(ManualClock(std::sync::Mutex::new(t)))
+    }
+    pub fn set(&self, t: SystemTime) {
+        *self.0.lock().unwrap() = t;
+    }
+    pub fn get(&self) -> SystemTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl server::Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        self.get()
+    }
+}
+
+/// A server whose clock is `clock`.
+pub async fn start_with_clock(clock: std::sync::Arc<ManualClock>) -> TestServer {
+    start_full(
+        server::ingest::IngestState::new(),
+        std::future::pending(),
+        Some(clock),
+    )
+    .await
+    .0
+}
+
+async fn start_full(
+    ingest: server::ingest::IngestState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    clock: Option<std::sync::Arc<ManualClock>>,
+) -> (
+    TestServer,
+    tokio::task::JoinHandle<Result<(), server::ServeError>>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -36,6 +79,9 @@ pub async fn start_with(
         .await
         .unwrap();
     state.ingest = std::sync::Arc::new(ingest);
+    if let Some(clock) = clock {
+        state = state.with_clock(clock);
+    }
     let serving = state.clone();
     let handle = tokio::spawn(async move { server::serve(serving, listener, shutdown).await });
     (
@@ -62,6 +108,18 @@ pub async fn post(
     extra: &[(&str, &str)],
     parts: Vec<Vec<u8>>,
     chunked: bool,
+) -> (u16, Vec<u8>) {
+    post_at(s, path, extra, parts, chunked, SystemTime::now()).await
+}
+
+/// [`post`] signed at `time` (for servers on a [`ManualClock`]).
+pub async fn post_at(
+    s: &TestServer,
+    path: &str,
+    extra: &[(&str, &str)],
+    parts: Vec<Vec<u8>>,
+    chunked: bool,
+    time: SystemTime,
 ) -> (u16, Vec<u8>) {
     let host = s.addr.to_string();
     let len = parts.iter().map(Vec::len).sum::<usize>().to_string();
@@ -90,7 +148,7 @@ pub async fn post(
             credentials: &creds,
             region: "us-east-1",
             service: "kinesisvideo",
-            time: SystemTime::now(),
+            time,
         },
     );
     let mut head = format!("POST {path} HTTP/1.1\r\n");
