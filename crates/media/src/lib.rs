@@ -5,6 +5,7 @@
 //! - [`codec`]: codec private data (avcC, hvcC, AudioSpecificConfig) → CODECS strings, picture size.
 //! - [`timeline`]: decode/presentation timing of one track of one stored fragment.
 //! - [`fmp4`]: fragmented MP4 init and media segment headers for HLS.
+//! - [`ts`]: MPEG-2 transport stream segments for HLS `MPEG_TS` sessions.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
@@ -14,6 +15,7 @@ pub mod ebml;
 pub mod fmp4;
 pub mod mkv;
 pub mod timeline;
+pub mod ts;
 
 use std::fmt;
 
