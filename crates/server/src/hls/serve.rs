@@ -61,7 +61,7 @@ pub struct HlsQuery {
 }
 
 impl HlsQuery {
-    fn token(&self) -> Result<&str, ApiError> {
+    pub(super) fn token(&self) -> Result<&str, ApiError> {
         self.session_token
             .as_deref()
             .filter(|t| !t.is_empty())
@@ -93,7 +93,7 @@ impl HlsQuery {
         }
     }
 
-    fn fragment(&self) -> Result<FragmentNumber, ApiError> {
+    pub(super) fn fragment(&self) -> Result<FragmentNumber, ApiError> {
         let raw = self
             .fragment_number
             .as_deref()
@@ -106,7 +106,7 @@ impl HlsQuery {
 
 /// A track's codec, decoded from its stored codec private data.
 #[derive(Clone, Debug)]
-enum Codec {
+pub(super) enum Codec {
     Avc(AvcConfig),
     Hevc(HevcConfig),
     Aac(AacConfig),
@@ -161,7 +161,7 @@ fn decode(config: &CodecConfig) -> Result<Codec, ApiError> {
 }
 
 /// A stream's codec configs, decoded on demand, with each one's init `SequenceNumber`.
-struct Configs {
+pub(super) struct Configs {
     rows: HashMap<CodecConfigId, (CodecConfig, u32)>,
     per_track: HashMap<TrackNumber, Vec<CodecConfigId>>,
     decoded: HashMap<CodecConfigId, Arc<Codec>>,
@@ -170,7 +170,7 @@ struct Configs {
 impl Configs {
     /// The stream's configs, from the catalog's cache while it holds `needed` (config ids grow, so
     /// a list holding the newest id a request needs holds every older one too).
-    async fn load(
+    pub(super) async fn load(
         state: &AppState,
         stream: &StreamRecord,
         needed: Option<CodecConfigId>,
@@ -211,7 +211,7 @@ impl Configs {
             .ok_or_else(|| ApiError::Internal(format!("codec config {id:?} missing")))
     }
 
-    fn codec(&mut self, id: CodecConfigId) -> Result<Arc<Codec>, ApiError> {
+    pub(super) fn codec(&mut self, id: CodecConfigId) -> Result<Arc<Codec>, ApiError> {
         if let Some(c) = self.decoded.get(&id) {
             return Ok(c.clone());
         }
@@ -225,7 +225,7 @@ impl Configs {
     }
 }
 
-fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&FragmentTrack> {
+pub(super) fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&FragmentTrack> {
     f.tracks.iter().find(|t| t.track == track)
 }
 
@@ -239,7 +239,7 @@ fn start_ns(session: &Session, f: &FragmentRecord) -> u64 {
     u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
-fn timing(
+pub(super) fn timing(
     session: &Session,
     f: &FragmentRecord,
     track: &FragmentTrack,
@@ -527,7 +527,7 @@ fn compatible_prefix(configs: &Configs, w: &mut Window) {
     }
 }
 
-fn in_session(session: &Session, f: &FragmentRecord) -> bool {
+pub(super) fn in_session(session: &Session, f: &FragmentRecord) -> bool {
     let ts = session.selected_timestamp(f);
     match session.mode {
         PlaybackMode::OnDemand | PlaybackMode::LiveReplay => {
@@ -580,7 +580,7 @@ fn estimate_frame_rate(track: &FragmentTrack) -> Option<f64> {
 
 /// Cache lifetime: playlists of live sessions change every fragment; everything else is fixed
 /// for the session's life (and private: the URL is a credential).
-fn cache_control(session: &Session, now: Timestamp, changes: bool) -> HeaderValue {
+pub(super) fn cache_control(session: &Session, now: Timestamp, changes: bool) -> HeaderValue {
     if changes {
         return HeaderValue::from_static("no-cache");
     }
@@ -589,7 +589,7 @@ fn cache_control(session: &Session, now: Timestamp, changes: bool) -> HeaderValu
         .unwrap_or(HeaderValue::from_static("no-cache"))
 }
 
-fn respond(
+pub(super) fn respond(
     content_type: &'static str,
     cache: HeaderValue,
     body: Body,
@@ -693,8 +693,11 @@ pub async fn media_playlist(
     Query(q): Query<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::MediaPlaylist).await?;
-    fmp4_only(&session)?;
-    let track = q.track()?;
+    let (track, container) = match session.container {
+        ContainerFormat::FragmentedMp4 => (q.track()?, Container::Fmp4),
+        // One muxed playlist (no TrackNumber); EXTINF from track 1: the video, or the only audio.
+        ContainerFormat::MpegTs => (TrackNumber(1), Container::MpegTs),
+    };
     let mut w = window(&state, &session).await?;
     let newest_config = w
         .fragments
@@ -728,7 +731,7 @@ pub async fn media_playlist(
     }
     let text = playlist::render_media(&MediaPlaylist {
         token: q.token()?,
-        container: Container::Fmp4,
+        container,
         track: track.0,
         vod: session.mode == PlaybackMode::OnDemand,
         media_sequence: w.media_sequence,
