@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -180,13 +181,25 @@ def warm_up(port, paths, check):
     return sizes
 
 
+def busy_seconds():
+    """CPU seconds the whole machine spent outside idle and iowait (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK
+
+
 def wrk(port, paths_file, args, pids):
-    cpu0 = cpu_seconds(pids)
+    cpu0, busy0 = cpu_seconds(pids), busy_seconds()
+    child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["wrk", "-c", str(args.connections), "-t", str(args.threads), "-d", f"{args.duration}s",
                           "--latency", "-s", os.path.join(HERE, "bench-hls", "cycle.lua"),
                           f"http://127.0.0.1:{port}", "--", paths_file, str(args.threads)],
                          check=True, capture_output=True, text=True).stdout
     cpu = cpu_seconds(pids) - cpu0
+    child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wrk_cpu = child1.ru_utime + child1.ru_stime - child0.ru_utime - child0.ru_stime
+    # Anything else that ran meanwhile (a build, another benchmark) skews the run: say so.
+    other = busy_seconds() - busy0 - cpu - wrk_cpu
     line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
     r = json.loads(line[len("WRK_JSON "):])
     m = re.search(r"Transfer/sec:\s*(\S+)", out)
@@ -194,7 +207,8 @@ def wrk(port, paths_file, args, pids):
     return {"rps": r["requests"] / seconds, "gbps": r["bytes"] / seconds / 1e9, "requests": r["requests"],
             "bytes_per_response": r["bytes"] / max(1, r["requests"]), "errors": r["errors"],
             "non_2xx_3xx": r["errors"]["status"], "latency_ms": {k: v / 1e3 for k, v in r["latency_us"].items()},
-            "server_cpu_s": round(cpu, 2), "wrk_transfer_per_sec": m.group(1) if m else None}
+            "server_cpu_s": round(cpu, 2), "wrk_cpu_s": round(wrk_cpu, 2), "other_cpu_s": round(max(0.0, other), 2),
+            "wrk_transfer_per_sec": m.group(1) if m else None}
 
 
 def checked(run, what, body_mean, header_allow=600):
@@ -217,8 +231,10 @@ def perf_profile(pid, seconds, out_dir, tag, during):
     during()
     rec.wait()
     rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--stdio", "--sort", "dso,symbol",
-                          "--percent-limit", "1.5", "-g", "none"], capture_output=True, text=True).stdout
-    return [line for line in rep.splitlines() if line.strip() and not line.startswith("#")][:25]
+                          "--percent-limit", "1", "-g", "none"], capture_output=True, text=True).stdout
+    lines = (re.sub(r"\s+", " ", re.sub(r"(\s+-)+\s*$", "", line)).strip() for line in rep.splitlines()
+             if line.strip() and not line.startswith("#"))
+    return [line for line in lines if line][:25]
 
 
 def main():
@@ -308,7 +324,8 @@ def main():
                   f"(p99 {o['latency_ms']['p99']:.1f} ms, server CPU {o['server_cpu_s']} s); "
                   f"nginx {g['rps']:.0f} req/s {g['gbps']:.2f} GB/s (p99 {g['latency_ms']['p99']:.1f} ms, "
                   f"CPU {g['server_cpu_s']} s); ratio {o['gbps'] / g['gbps']:.2f}x GB/s, "
-                  f"{o['rps'] / g['rps']:.2f}x req/s", flush=True)
+                  f"{o['rps'] / g['rps']:.2f}x req/s; other processes' CPU {o['other_cpu_s']} s / {g['other_cpu_s']} s",
+                  flush=True)
 
         # LIVE: ingest again so the stream has a fragment from the last seconds, then the session.
         put_media(args.bin, server.endpoint, args.input)
@@ -344,7 +361,8 @@ def main():
             pl["nginx"].append(g)
             print(f"  playlist run {n}: openkvs {o['rps']:.0f} req/s (p99 {o['latency_ms']['p99']:.2f} ms, "
                   f"server CPU {o['server_cpu_s']} s); nginx {g['rps']:.0f} req/s (p99 {g['latency_ms']['p99']:.2f} ms, "
-                  f"CPU {g['server_cpu_s']} s); ratio {o['rps'] / g['rps']:.2f}x", flush=True)
+                  f"CPU {g['server_cpu_s']} s); ratio {o['rps'] / g['rps']:.2f}x; other processes' CPU "
+                  f"{o['other_cpu_s']} s / {g['other_cpu_s']} s", flush=True)
 
         profiles = None
         if args.perf:
@@ -380,6 +398,7 @@ def main():
                 "nginx_p99_ms": med([r["latency_ms"] for r in frag["nginx"]], "p99"),
                 "openkvs_server_cpu_s": med(frag["openkvs"], "server_cpu_s"),
                 "nginx_server_cpu_s": med(frag["nginx"], "server_cpu_s"),
+                "other_cpu_s_per_run": [[o["other_cpu_s"], g["other_cpu_s"]] for o, g in zip(frag["openkvs"], frag["nginx"])],
                 "non_2xx_3xx": {"openkvs": sum(r["non_2xx_3xx"] for r in frag["openkvs"]),
                                 "nginx": sum(r["non_2xx_3xx"] for r in frag["nginx"])},
             },
@@ -393,6 +412,7 @@ def main():
                 "nginx_p99_ms": med([r["latency_ms"] for r in pl["nginx"]], "p99"),
                 "openkvs_server_cpu_s": med(pl["openkvs"], "server_cpu_s"),
                 "nginx_server_cpu_s": med(pl["nginx"], "server_cpu_s"),
+                "other_cpu_s_per_run": [[o["other_cpu_s"], g["other_cpu_s"]] for o, g in zip(pl["openkvs"], pl["nginx"])],
                 "non_2xx_3xx": {"openkvs": sum(r["non_2xx_3xx"] for r in pl["openkvs"]),
                                 "nginx": sum(r["non_2xx_3xx"] for r in pl["nginx"])},
             },
@@ -406,6 +426,11 @@ def main():
               f"{f['ratio_rps_median']:.2f}x req/s (goal >= 1.0x) {'PASS' if f['ratio_gbps_median'] >= 1.0 else 'FAIL'}")
         print(f"LIVE media playlist: openkvs {p['openkvs_rps']} req/s vs nginx {p['nginx_rps']} req/s: "
               f"{p['ratio_rps_median']:.2f}x (goal >= 0.8x) {'PASS' if p['ratio_rps_median'] >= 0.8 else 'FAIL'}")
+        budget = 0.05 * args.duration * (os.cpu_count() or 1)
+        noisy = [r["other_cpu_s"] for d in (frag, pl) for side in d.values() for r in side if r["other_cpu_s"] > budget]
+        if noisy:
+            print(f"WARNING: other processes used {max(noisy):.1f} CPU s during a {args.duration} s run "
+                  f"({len(noisy)} runs over 5% of the machine): the ratios are noisy; rerun on a quiet machine")
     finally:
         for s in (nginx, server):
             if s is not None:
