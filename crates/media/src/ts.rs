@@ -386,6 +386,12 @@ impl Adts {
     }
 }
 
+/// Whether an AAC configuration can be carried in ADTS headers (object types 1–4, or HE-AAC
+/// with an LC core; a sampling rate of the ADTS table; 1–6 or 8 channels; 1024-sample frames).
+pub fn check_adts(config: &AacConfig) -> Result<(), TsError> {
+    Adts::new(config).map(drop)
+}
+
 /// Iterates the NAL units of an AVCC sample (`nal_length_size`-byte big-endian lengths).
 struct NalUnits<'a> {
     data: &'a [u8],

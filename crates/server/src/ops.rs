@@ -130,6 +130,7 @@ fn public_routes() -> Router<AppState> {
         .route("/hls/v1/getHLSMasterPlaylist.m3u8", get(serve::master_playlist))
         .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(serve::media_playlist))
         .route("/hls/v1/getMP4InitFragment.mp4", get(serve::init_fragment))
+        .route("/hls/v1/getTSFragment.ts", get(crate::hls::ts::ts_fragment))
         .route("/hls/v1/getMP4MediaFragment.mp4", get(serve::media_fragment))
 }
 

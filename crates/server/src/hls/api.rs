@@ -22,8 +22,9 @@
 //!    `UnsupportedStreamMediaTypeException`. MPEG_TS with H.265 → the same error, naming the container.
 //! 6. Codec private data of each track: empty → `MissingCodecPrivateDataException` "Missing codec
 //!    private data in fragment for track N."; not parseable → `InvalidCodecPrivateDataException`.
-//! 7. MPEG_TS is not built yet: `InvalidArgumentException` "ContainerFormat MPEG_TS is not
-//!    supported by openkvs yet." (last, so every other answer is already the final one).
+//! 7. MPEG_TS with an AAC configuration ADTS headers cannot carry (e.g. 960-sample frames, a
+//!    sampling rate outside the ADTS table) → `UnsupportedStreamMediaTypeException`, naming the
+//!    container.
 //!
 //! Choices where the documentation is silent or ambiguous:
 //! - "If FragmentSelectorType is SERVER_TIMESTAMP, the StartTimestamp must be later than the
@@ -371,6 +372,24 @@ pub fn check_tracks(
             )));
         }
     }
+    if container == ContainerFormat::MpegTs {
+        // MPEG-TS carries AAC in ADTS headers, which cannot describe every AudioSpecificConfig.
+        for (i, (config, codec)) in configs.iter().zip(&codecs).enumerate() {
+            if *codec != TrackCodec::Aac {
+                continue;
+            }
+            let adts = media::codec::AacConfig::parse(&config.codec_private)
+                .map_err(|e| e.to_string())
+                .and_then(|c| media::ts::check_adts(&c).map_err(|e| e.to_string()));
+            if let Err(detail) = adts {
+                return Err(ApiError::UnsupportedStreamMediaType(format!(
+                    "The AAC audio of track {} cannot be packaged in the MPEG_TS container \
+                     format ({detail}); use ContainerFormat FRAGMENTED_MP4.",
+                    i + 1
+                )));
+            }
+        }
+    }
     Ok(codecs)
 }
 
@@ -511,11 +530,6 @@ pub async fn get_hls_streaming_session_url(
         configs.push(config);
     }
     check_tracks(&configs, request.container)?;
-    if request.container == ContainerFormat::MpegTs {
-        return Err(invalid(
-            "ContainerFormat MPEG_TS is not supported by openkvs yet; use FRAGMENTED_MP4.",
-        ));
-    }
     let session = Session {
         stream_id: stream.id,
         stream_creation: stream.creation_time,
@@ -828,6 +842,17 @@ mod tests {
         let e = check_tracks(&[cpd("V_MPEGH/ISO/HEVC", *HVCC)], MpegTs).unwrap_err();
         assert_eq!(e.aws_error_type(), unsupported);
         assert!(e.message().contains("MPEG_TS"), "{e}");
+        // AAC that ADTS cannot carry (LC 22050 Hz mono with 960-sample frames): fMP4 only.
+        let asc_960 = [0x17, 0x80, 0x2b, 0x11, 0x0c];
+        let tracks = [cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", &asc_960)];
+        ok(&tracks, FragmentedMp4);
+        let e = check_tracks(&tracks, MpegTs).unwrap_err();
+        assert_eq!(e.aws_error_type(), unsupported);
+        assert!(
+            e.message().contains("track 2") && e.message().contains("MPEG_TS"),
+            "{e}"
+        );
+        ok(&[cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", *ASC)], MpegTs);
         // Missing CPD names the track.
         let e = check_tracks(
             &[cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", b"")],

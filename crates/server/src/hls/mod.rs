@@ -4,7 +4,7 @@
 //!   [`session::Session`] into the URL's `SessionToken` ([`token`]).
 //! - [`authorize`]: what every HLS GET does first: open the token, apply the per-session rate
 //!   limit ([`limits`]), and check the stream is still the one the session was made for.
-//! - [`playlist`], [`serve`]: playlists and the GET endpoints.
+//! - [`playlist`], [`serve`]: playlists and the GET endpoints; [`ts`]: `getTSFragment.ts`.
 
 pub mod api;
 pub mod limits;
@@ -12,6 +12,7 @@ pub mod playlist;
 pub mod serve;
 pub mod session;
 pub mod token;
+pub mod ts;
 
 pub use limits::HlsResource;
 pub use session::Session;
