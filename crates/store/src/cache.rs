@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,7 +76,7 @@ pub struct CachingCatalog {
     /// Per stream, the newest [`LIVE_EDGE`] fragments, ascending; dropped on every commit.
     live_edge: Mutex<HashMap<StreamId, Arc<Vec<FragmentRecord>>>>,
     /// Bumped after every commit: a live edge read before a commit is not cached after it.
-    commits: std::sync::atomic::AtomicU64,
+    commits: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -90,7 +91,7 @@ impl CachingCatalog {
             configs: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             live_edge: Mutex::new(HashMap::new()),
-            commits: std::sync::atomic::AtomicU64::new(0),
+            commits: AtomicU64::new(0),
         }
     }
 
@@ -222,7 +223,14 @@ impl Catalog for CachingCatalog {
         &self,
         fragments: Vec<NewFragment>,
     ) -> Result<Vec<FragmentNumber>, StoreError> {
-        self.inner.insert_fragments(fragments).await
+        let streams: Vec<StreamId> = fragments.iter().map(|f| f.stream).collect();
+        let result = self.inner.insert_fragments(fragments).await;
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        let mut edges = lock(&self.live_edge);
+        for stream in streams {
+            edges.remove(&stream);
+        }
+        result
     }
 
     async fn last_fragment_number(
@@ -255,7 +263,24 @@ impl Catalog for CachingCatalog {
         stream: StreamId,
         limit: usize,
     ) -> Result<Vec<FragmentRecord>, StoreError> {
-        self.inner.latest_fragments(stream, limit).await
+        if limit > LIVE_EDGE {
+            return self.inner.latest_fragments(stream, limit).await;
+        }
+        let cached = lock(&self.live_edge).get(&stream).cloned();
+        let edge = match cached {
+            Some(edge) => edge,
+            None => {
+                // A commit between this read and caching it would make it stale: then don't cache.
+                let before = self.commits.load(Ordering::SeqCst);
+                let fresh = Arc::new(self.inner.latest_fragments(stream, LIVE_EDGE).await?);
+                let mut edges = lock(&self.live_edge);
+                if self.commits.load(Ordering::SeqCst) == before {
+                    edges.insert(stream, fresh.clone());
+                }
+                fresh
+            }
+        };
+        Ok(edge[edge.len().saturating_sub(limit)..].to_vec())
     }
 
     async fn delete_fragments_before(

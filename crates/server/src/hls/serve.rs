@@ -280,16 +280,19 @@ struct Window {
     ended: bool,
 }
 
-/// Reads fragments with a selected timestamp in [start, end] in order, `limit` at most, keeping
-/// only the newest of fragments with equal producer timestamps (CONTRACT.md A4).
-async fn fetch_range(
+/// Walks the fragments with a selected timestamp in [start, end] in order, keeping only the newest
+/// of fragments with equal producer timestamps (CONTRACT.md A4), while `admit(count, total_ms)`
+/// accepts the next one (it sees how many are kept and their summed duration). Returns the kept
+/// fragments and whether the range was read to its end.
+async fn walk_range(
     state: &AppState,
     session: &Session,
     start: Timestamp,
     end: Timestamp,
-    limit: usize,
-) -> Result<Vec<FragmentRecord>, ApiError> {
+    mut admit: impl FnMut(usize, i64) -> bool,
+) -> Result<(Vec<FragmentRecord>, bool), ApiError> {
     let mut out: Vec<FragmentRecord> = Vec::new();
+    let mut total_ms = 0i64;
     let mut after = None;
     loop {
         let page = state
@@ -306,21 +309,23 @@ async fn fetch_range(
         let full = page.len() == PAGE;
         for f in page {
             after = Some((session.selected_timestamp(&f), f.number));
-            if session.selector == TimestampKind::Producer {
-                if let Some(last) = out.last() {
-                    if last.producer_timestamp == f.producer_timestamp {
-                        // Same start: the larger fragment number wins (ordered by number within a timestamp).
-                        out.pop();
-                    }
+            let duplicate = session.selector == TimestampKind::Producer
+                && out
+                    .last()
+                    .is_some_and(|l| l.producer_timestamp == f.producer_timestamp);
+            if duplicate {
+                // Same start: the larger fragment number (ordered within a timestamp) replaces it.
+                if let Some(old) = out.pop() {
+                    total_ms -= old.duration_ms as i64;
                 }
+            } else if !admit(out.len(), total_ms) {
+                return Ok((out, false));
             }
-            if out.len() == limit {
-                return Ok(out);
-            }
+            total_ms += f.duration_ms as i64;
             out.push(f);
         }
         if !full {
-            return Ok(out);
+            return Ok((out, true));
         }
     }
 }
@@ -376,7 +381,8 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
         PlaybackMode::OnDemand => {
             let start = session.start.unwrap_or(Timestamp(i64::MIN));
             let end = session.end.unwrap_or(Timestamp(i64::MAX));
-            let fragments = fetch_range(state, session, start, end, max).await?;
+            let (fragments, _) =
+                walk_range(state, session, start, end, |count, _| count < max).await?;
             let discontinuity = on_the_fly_discontinuities(session, &fragments);
             Ok(Window {
                 fragments,
@@ -391,45 +397,10 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
             let end = session.end.unwrap_or(Timestamp(i64::MAX));
             let elapsed_ms = (state.clock.timestamp().0 - session.created.0).max(0);
             // Reveal fragments as the previous ones' durations elapse (the first at once).
-            let mut visible = Vec::new();
-            let mut after = None;
-            let mut offset_ms = 0i64;
-            let mut complete = false;
-            'pages: loop {
-                let page = state
-                    .catalog
-                    .query_fragments(FragmentQuery {
-                        stream: session.stream_id,
-                        kind: session.selector,
-                        start,
-                        end,
-                        after,
-                        limit: PAGE,
-                    })
-                    .await?;
-                let full = page.len() == PAGE;
-                for f in page {
-                    after = Some((session.selected_timestamp(&f), f.number));
-                    let duplicate = session.selector == TimestampKind::Producer
-                        && visible.last().is_some_and(|l: &FragmentRecord| {
-                            l.producer_timestamp == f.producer_timestamp
-                        });
-                    if duplicate {
-                        // Same producer start: the newer fragment replaces the older one.
-                        if let Some(old) = visible.pop() {
-                            offset_ms -= old.duration_ms as i64;
-                        }
-                    } else if offset_ms > elapsed_ms {
-                        break 'pages; // its turn has not come yet
-                    }
-                    offset_ms += f.duration_ms as i64;
-                    visible.push(f);
-                }
-                if !full {
-                    complete = true;
-                    break;
-                }
-            }
+            let (mut visible, complete) = walk_range(state, session, start, end, |_, offset_ms| {
+                offset_ms <= elapsed_ms
+            })
+            .await?;
             let discontinuity = on_the_fly_discontinuities(session, &visible);
             let skip = visible.len().saturating_sub(max);
             let discontinuity_sequence =
