@@ -262,7 +262,7 @@ def play(url: str, mode: str, *args, timeout: float = 120) -> dict:
     r = json.loads(p.stdout.strip().splitlines()[-1])
     pl = r.get("player") or {}
     summary = {k: r.get(k) for k in ("browser", "pageOrigin", "mediaOrigin", "corsHeaderSeen", "ended",
-                                       "finalCurrentTime", "fatal", "elapsedMs", "live")}
+                                       "finalCurrentTime", "stalledMs", "fatal", "elapsedMs", "live")}
     summary["hls.js"] = pl.get("hlsVersion")
     summary["levels"] = pl.get("levels") or pl.get("manifestLevels")
     summary["requests"] = r.get("requests")
@@ -292,7 +292,7 @@ def test_hlsjs_on_demand_plays_to_end(server, ingested, name):
     pl = r["player"]
     assert r["fatal"] is None, f"fatal hls.js error: {r['fatal']}"
     assert not pl["videoErrors"], pl["videoErrors"]
-    assert r["ended"], f"did not reach `ended` (currentTime {r['finalCurrentTime']})"
+    assert r["ended"], f"did not reach `ended` (currentTime {r['finalCurrentTime']}, stuck for {r.get('stalledMs')} ms)"
     print(f"{name}: ended at currentTime {r['finalCurrentTime']:.3f} s")
     assert 3.8 <= r["finalCurrentTime"] <= 4.3, r["finalCurrentTime"]
     last = r["samples"][-1]

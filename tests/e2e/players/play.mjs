@@ -2,14 +2,15 @@
 // Play an HLS URL with hls.js in Debian's headless Chromium (playwright-core drives it; no browser is ever
 // downloaded: executablePath is the system Chromium) and print one JSON line with what the player did.
 //
-//   node play.mjs --url URL --mode ondemand [--timeout 60]
+//   node play.mjs --url URL --mode ondemand [--timeout 60] [--stall 10]
 //   node play.mjs --url URL --mode live --duration 20 [--start-timeout 30]
 //
 // The test page (page.html + hls.js from node_modules/hls.js/dist) is served by a small HTTP server started
 // here on another port than the media URL's, so the page's origin differs from the openkvs server's and every
 // playlist/fragment request is a CORS request.
 //
-// ondemand: waits for the video's `ended` event, a fatal Hls.Events.ERROR, or the timeout.
+// ondemand: waits for the video's `ended` event, a fatal Hls.Events.ERROR, the timeout, or the playhead stuck
+//           (after it started) for --stall seconds.
 // live: waits until playback starts, then samples every second for --duration seconds (currentTime,
 //       hls.latency, hls.playingDate vs. the wall clock) and stops early only on a fatal error.
 // Exit code: 0 when the JSON was printed (the caller judges it), 2 on bad usage or a launch failure.
@@ -29,7 +30,7 @@ const CHROMIUM_ARGS = [
 ];
 
 function parseArgs(argv) {
-  const o = { mode: "ondemand", timeout: 60, duration: 20, startTimeout: 30, url: null, host: "127.0.0.1" };
+  const o = { mode: "ondemand", timeout: 60, duration: 20, startTimeout: 30, stall: 10, url: null, host: "127.0.0.1" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
     if (a === "--url") o.url = v();
@@ -37,6 +38,7 @@ function parseArgs(argv) {
     else if (a === "--timeout") o.timeout = Number(v());
     else if (a === "--duration") o.duration = Number(v());
     else if (a === "--start-timeout") o.startTimeout = Number(v());
+    else if (a === "--stall") o.stall = Number(v());
     else if (a === "--page-host") o.host = v();
     else { console.error(`unknown argument ${a}`); process.exit(2); }
   }
@@ -119,11 +121,16 @@ async function main() {
 
     if (opt.mode === "ondemand") {
       const deadline = started + opt.timeout * 1000;
+      let lastMove = Date.now(), lastTime = -1;
       for (;;) {
         const p = await page.evaluate(() => ({ ended: player.ended, fatal: player.fatal, supported: player.supported,
           videoErrors: player.videoErrors.length }));
-        await sample();
+        const s = await sample();
+        if (s.currentTime !== lastTime) { lastTime = s.currentTime; lastMove = Date.now(); }
+        result.stalledMs = Date.now() - lastMove;
         if (p.ended || p.fatal || !p.supported || p.videoErrors || Date.now() > deadline) break;
+        // Playing but stuck (e.g. short of `ended`): give up after --stall seconds instead of the whole timeout.
+        if (lastTime > 0 && result.stalledMs > opt.stall * 1000) break;
         await sleep(250);
       }
     } else {
