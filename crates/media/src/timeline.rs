@@ -161,6 +161,36 @@ pub fn video_timing(
     timescale: u32,
     next_fragment_start_ns: Option<u64>,
 ) -> Result<TrackTiming, TimelineError> {
+    video_timing_with(
+        fragment_start_ns,
+        samples,
+        timescale,
+        next_fragment_start_ns,
+        DecodeTimes::BeforePresentation,
+    )
+}
+
+/// Where decode times sit relative to presentation times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeTimes {
+    /// DTS = sorted PTS − D: every DTS ≤ its PTS, composition offsets ≥ 0. MPEG-TS needs this
+    /// (a frame is decoded before it is shown, ISO/IEC 13818-1 §2.4.3.7).
+    BeforePresentation,
+    /// DTS = sorted PTS: the first decode time equals the earliest presentation time, so a
+    /// fragment's `tfdt` is where its pictures start; B-frames get negative composition offsets
+    /// (fMP4 `trun` version 1). Players that align each discontinuous fragment by its decode
+    /// start (hls.js) then leave no one-frame hole at every fragment boundary.
+    AtPresentation,
+}
+
+/// [`video_timing`] with the decode-time placement chosen.
+pub fn video_timing_with(
+    fragment_start_ns: u64,
+    samples: &[StoredSample],
+    timescale: u32,
+    next_fragment_start_ns: Option<u64>,
+    decode_times: DecodeTimes,
+) -> Result<TrackTiming, TimelineError> {
     check(samples, timescale)?;
     let pts = samples
         .iter()
@@ -176,7 +206,10 @@ pub fn video_timing(
         .map(|(&s, &p)| i128::from(s) - i128::from(p))
         .max()
         .unwrap_or(0);
-    let delay = u64::try_from(delay).unwrap_or(0);
+    let delay = match decode_times {
+        DecodeTimes::BeforePresentation => u64::try_from(delay).unwrap_or(0),
+        DecodeTimes::AtPresentation => 0,
+    };
     let last = sorted.len() - 1;
 
     // Median of the positive PTS steps (the frame duration).
@@ -243,9 +276,11 @@ pub fn video_timing(
                 what: "duration",
             })?;
         let composition_offset =
-            i32::try_from(pts[i] - dts).map_err(|_| TimelineError::FieldOutOfRange {
-                index: i,
-                what: "composition offset",
+            i32::try_from(i128::from(pts[i]) - i128::from(dts)).map_err(|_| {
+                TimelineError::FieldOutOfRange {
+                    index: i,
+                    what: "composition offset",
+                }
             })?;
         out.push(TimedSample {
             duration,
@@ -352,6 +387,28 @@ mod tests {
         assert_eq!(offsets, [3600, 10800, 0, 0, 10800, 0, 0]);
         assert!(t.samples.iter().all(|s| s.duration == 3600));
         assert_eq!(t.duration, 7 * 3600);
+    }
+
+    #[test]
+    fn b_frames_with_decode_at_presentation() {
+        let order = [0, 3, 1, 2, 6, 4, 5];
+        let samples: Vec<_> = order.iter().map(|&f| sample(f * 40, f == 0)).collect();
+        let t =
+            video_timing_with(ORIGIN, &samples, 90_000, None, DecodeTimes::AtPresentation).unwrap();
+        let start = ORIGIN * 9 / 100_000;
+        // The first decode time is the first picture's presentation time.
+        assert_eq!(t.base_decode_time, start);
+        let offsets: Vec<i32> = t.samples.iter().map(|s| s.composition_offset).collect();
+        assert_eq!(offsets, [0, 7200, -3600, -3600, 7200, -3600, -3600]);
+        // Same presentation times and span as the shifted variant.
+        let shifted = video_timing(ORIGIN, &samples, 90_000, None).unwrap();
+        let pts = |t: &TrackTiming| t.samples.iter().map(|s| s.pts).collect::<Vec<_>>();
+        assert_eq!(pts(&t), pts(&shifted));
+        assert_eq!(t.duration, shifted.duration);
+        assert!(t
+            .samples
+            .iter()
+            .all(|s| s.dts + 0 == (s.pts as i128 - i128::from(s.composition_offset)) as u64));
     }
 
     #[test]

@@ -485,7 +485,19 @@ fn bad_inputs_are_errors() {
         duration: 0,
     };
     assert_eq!(media_segment_header(1, &empty), Err(Fmp4Error::NoSamples));
+}
+
+#[test]
+fn negative_composition_offsets_use_a_version_1_trun() {
+    let positive = media_segment_header(1, &small_timing()).unwrap();
+    let version_of_trun = |b: &[u8]| b[b.windows(4).position(|w| w == b"trun").unwrap() + 4];
+    assert_eq!(version_of_trun(&positive), 0);
     let mut negative = small_timing();
-    negative.samples[1].composition_offset = -1;
-    assert!(media_segment_header(1, &negative).is_err());
+    negative.samples[1].composition_offset = -3600;
+    let header = media_segment_header(1, &negative).unwrap();
+    assert_eq!(version_of_trun(&header), 1, "signed offsets need trun version 1 (ISO/IEC 14496-12 §8.8.8)");
+    let at = header.windows(4).position(|w| w == b"trun").unwrap();
+    // The second sample's composition offset is written as a two's-complement i32.
+    let bytes = (-3600i32).to_be_bytes();
+    assert!(header[at..].windows(4).any(|w| w == bytes));
 }

@@ -30,7 +30,7 @@
 //! └── traf
 //!     ├── tfhd              track_ID 1, default-base-is-moof
 //!     ├── tfdt (v1)         baseMediaDecodeTime
-//!     └── trun (v0)         data_offset, per sample: duration, size, flags, [composition offset]
+//!     └── trun (v0 | v1)    data_offset, per sample: duration, size, flags, [composition offset; signed in v1]
 //! mdat                      header only (8 bytes, or 16 with a 64-bit largesize)
 //! ```
 //! Brands: `iso5` (major; default-base-is-moof, ISO/IEC 14496-12 §8.8.7.1 / Annex E) with `iso6`
@@ -552,8 +552,10 @@ pub fn media_segment_header(
                 put_u64(buf, timing.base_decode_time); // baseMediaDecodeTime
                 Ok(())
             })?;
-            // Version 0: composition offsets are unsigned; the timeline makes them ≥ 0.
-            write_full_box(buf, b"trun", 0, trun_flags, |buf| {
+            // Version 1 (signed composition offsets) only when an offset is negative: the
+            // timeline puts decode times at presentation times (ISO/IEC 14496-12 §8.8.8).
+            let version = u8::from(timing.samples.iter().any(|s| s.composition_offset < 0));
+            write_full_box(buf, b"trun", version, trun_flags, |buf| {
                 put_u32(buf, sample_count); // sample_count
                 put_u32(buf, data_offset as u32); // data_offset (i32, ≥ 0: from the moof start to the first sample)
                 for sample in &timing.samples {
@@ -568,9 +570,8 @@ pub fn media_segment_header(
                         },
                     ); // sample_flags
                     if offsets {
-                        let offset = u32::try_from(sample.composition_offset)
-                            .map_err(|_| Fmp4Error::OutOfRange("negative composition offset"))?;
-                        put_u32(buf, offset); // sample_composition_time_offset
+                        // sample_composition_time_offset: u32 in version 0, i32 in version 1.
+                        put_u32(buf, sample.composition_offset as u32);
                     }
                 }
                 Ok(())

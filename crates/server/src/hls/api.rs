@@ -453,9 +453,12 @@ async fn first_fragment(
 /// presentation times; tfdt cannot go below zero), so playback starts at ~0. LIVE: far enough
 /// before the newest fragment that the whole initial window is after it.
 fn timeline_origin(request: &SessionRequest, first: &store::FragmentRecord) -> Timestamp {
-    let selected = match request.selector {
-        store::TimestampKind::Server => first.server_timestamp,
-        store::TimestampKind::Producer => first.producer_timestamp,
+    // The same choice as `Session::timeline_timestamp`.
+    let selected = match (request.selector, request.discontinuity) {
+        (_, DiscontinuityMode::Always) | (store::TimestampKind::Producer, _) => {
+            first.producer_timestamp
+        }
+        (store::TimestampKind::Server, _) => first.server_timestamp,
     };
     if request.mode == PlaybackMode::Live {
         let window_ms = (i64::from(request.max_fragments) + 1) * MAX_FRAGMENT_MS;
@@ -473,8 +476,10 @@ fn timeline_origin(request: &SessionRequest, first: &store::FragmentRecord) -> T
 /// Longest fragment PutMedia accepts (CONTRACT.md D3).
 const MAX_FRAGMENT_MS: i64 = 20_000;
 
-/// How far before the fragment start the earliest decode time of a track falls: its earliest
-/// presentation offset below zero, plus the B-frame reorder delay (sorted PTS minus PTS, at most).
+/// How far before the fragment start the earliest decode time of a track can fall: its earliest
+/// presentation offset below zero, plus the B-frame reorder delay (sorted PTS minus PTS, at
+/// most) that MPEG-TS decode times need (fMP4 puts decode times at presentation times and
+/// merely starts that much later).
 fn decode_lead_ns(samples: &[store::SampleEntry]) -> i64 {
     let mut sorted: Vec<i64> = samples.iter().map(|s| s.pts_offset_ns).collect();
     sorted.sort_unstable();

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use media::codec::{AacConfig, AvcConfig, HevcConfig};
-use media::timeline::{self, StoredSample, TrackTiming};
+use media::timeline::{self, DecodeTimes, StoredSample, TrackTiming};
 use media::TrackNumber;
 use serde::Deserialize;
 use store::{
@@ -233,17 +233,29 @@ pub(super) fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&Fragme
 /// before the origin (a producer clock that went back in a LIVE session) is pinned to zero.
 fn start_ns(session: &Session, f: &FragmentRecord) -> u64 {
     let ms = session
-        .selected_timestamp(f)
+        .timeline_timestamp(f)
         .0
         .saturating_sub(session.origin.0);
     u64::try_from(ms).unwrap_or(0).saturating_mul(1_000_000)
 }
 
+/// A track's sample timing with decode times never after presentation times (MPEG-TS; also
+/// what EXTINF is computed from: the span is the same either way).
 pub(super) fn timing(
     session: &Session,
     f: &FragmentRecord,
     track: &FragmentTrack,
     codec: &Codec,
+) -> Result<TrackTiming, ApiError> {
+    timing_with(session, f, track, codec, DecodeTimes::BeforePresentation)
+}
+
+fn timing_with(
+    session: &Session,
+    f: &FragmentRecord,
+    track: &FragmentTrack,
+    codec: &Codec,
+    decode_times: DecodeTimes,
 ) -> Result<TrackTiming, ApiError> {
     let samples: Vec<StoredSample> = track
         .samples
@@ -260,7 +272,7 @@ pub(super) fn timing(
         Codec::Aac(aac) => {
             timeline::audio_timing(start, &samples, aac.sample_rate, aac.frame_length)
         }
-        _ => timeline::video_timing(start, &samples, VIDEO_TIMESCALE, None),
+        _ => timeline::video_timing_with(start, &samples, VIDEO_TIMESCALE, None, decode_times),
     };
     result.map_err(|e| {
         ApiError::Internal(format!(
@@ -815,7 +827,9 @@ pub async fn media_fragment(
     })?;
     let mut configs = Configs::load(&state, &stream, Some(t.codec_config)).await?;
     let codec = configs.codec(t.codec_config)?;
-    let timing = timing(&session, &fragment, t, &codec)?;
+    // Decode times at presentation times (negative composition offsets in a version 1 trun):
+    // hls.js aligns a discontinuous fragment by its first decode time (see media::timeline).
+    let timing = timing_with(&session, &fragment, t, &codec, DecodeTimes::AtPresentation)?;
     let sequence_number = (fragment.sequence % u64::from(u32::MAX)) as u32 + 1;
     let head = media::fmp4::media_segment_header(sequence_number, &timing)
         .map_err(|e| ApiError::Internal(format!("moof of fragment {number}: {e}")))?;

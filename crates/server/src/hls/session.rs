@@ -279,6 +279,19 @@ impl Session {
         })
     }
 
+    /// Where a fragment starts on the session's media timeline (tfdt). The selected timestamp,
+    /// except that a SERVER_TIMESTAMP session with a discontinuity before every fragment (the
+    /// default, ALWAYS) lays fragments out by producer time: the player resets its timeline at
+    /// each fragment anyway, and arrival times (all but equal after a fast upload) would stack
+    /// fragments on one instant, which some players (GStreamer's hlsdemux2) cannot preroll.
+    pub fn timeline_timestamp(&self, f: &store::FragmentRecord) -> Timestamp {
+        if self.discontinuity == DiscontinuityMode::Always {
+            f.producer_timestamp
+        } else {
+            self.selected_timestamp(f)
+        }
+    }
+
     /// The timestamp this session selects on for a fragment (per FragmentSelectorType).
     pub fn selected_timestamp(&self, f: &store::FragmentRecord) -> Timestamp {
         match self.selector {
