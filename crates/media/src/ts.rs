@@ -27,7 +27,9 @@
 //!   fragment's last video frame). PAT and PMT are one packet each and set it too.
 //! - **AAC**: frames are packed into one PES while the PES stays within
 //!   [`AUDIO_PES_MAX_DURATION_90K`] and 16-bit `PES_packet_length`, which removes most per-PES
-//!   overhead (stuffing of the last packet, PES header) without delaying audio much.
+//!   overhead (stuffing of the last packet, PES header) without delaying audio much. Measured
+//!   on the fixtures (TS bytes over fMP4 bytes, h264_aac / aac_only): one frame per PES +16.5 % /
+//!   +42 %; 100 ms +10.3 / +14.2 %; 250 ms +8.6 / +6.8 %; 500 ms +8.1 / +4.2 %; 1 s +7.9 / +4.2 %.
 //! - **H.264**: every access unit starts with an access unit delimiter (NAL type 9); AUDs found in
 //!   the sample are dropped. Key frames get the avcC's SPS and PPS in front unless the sample
 //!   carries both itself. 4-byte start codes before the AUD, SPS, PPS (and subset SPS), where
