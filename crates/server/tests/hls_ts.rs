@@ -29,7 +29,7 @@ fn frames_by_cluster(mkv: &[u8]) -> Vec<BTreeMap<u64, Vec<Bytes>>> {
     let mut reader = MkvReader::default();
     reader.push(Bytes::copy_from_slice(mkv));
     let mut out: Vec<BTreeMap<u64, Vec<Bytes>>> = Vec::new();
-    let mut next = |r: &mut MkvReader, end: bool| if end { r.finish() } else { r.next_event() };
+    let next = |r: &mut MkvReader, end: bool| if end { r.finish() } else { r.next_event() };
     for end in [false, true] {
         while let Some(event) = next(&mut reader, end).unwrap() {
             match event {
