@@ -144,6 +144,20 @@ def test_hlsjs_plays_ts_on_demand_to_end(server, ingested, name):
         assert (last["videoWidth"], last["videoHeight"]) == (640, 360), "resolution change not followed"
 
 
+@pytest.mark.parametrize("name", ["h264_aac.mkv", "h264_aac_bframes.mkv"])
+def test_hlsjs_plays_ts_with_discontinuities_to_end(server, ingested, name):
+    """SERVER_TIMESTAMP: DiscontinuityMode ALWAYS, an EXT-X-DISCONTINUITY before every segment. hls.js realigns
+    each segment (B-frames: decode times one frame before the first picture) and still plays to `ended`."""
+    url = ts_session(server, ingested, name, "SERVER_TIMESTAMP")
+    assert fetch(media_playlist(url)[1]).decode().count("#EXT-X-DISCONTINUITY\n") == 4
+    r = play(url, "ondemand", "--timeout", 60)
+    check_cross_origin(r)
+    assert r["fatal"] is None, f"fatal hls.js error: {r['fatal']}"
+    assert r["ended"], f"did not reach `ended` (currentTime {r['finalCurrentTime']}, stuck {r.get('stalledMs')} ms)"
+    print(f"{name} ALWAYS: ended at currentTime {r['finalCurrentTime']:.3f} s")
+    assert r["samples"][-1]["decodedFrames"] >= 118, r["samples"][-1]
+
+
 def test_hlsjs_plays_ts_live(server, tmp_path):
     """A LIVE MPEG_TS session fed in real time (h264_aac.mkv looped by a paced PutMedia) keeps hls.js playing for
     20 s with no fatal error and no long stall."""
