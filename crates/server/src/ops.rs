@@ -127,11 +127,20 @@ fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::handler))
-        .route("/hls/v1/getHLSMasterPlaylist.m3u8", get(serve::master_playlist))
-        .route("/hls/v1/getHLSMediaPlaylist.m3u8", get(serve::media_playlist))
+        .route(
+            "/hls/v1/getHLSMasterPlaylist.m3u8",
+            get(serve::master_playlist),
+        )
+        .route(
+            "/hls/v1/getHLSMediaPlaylist.m3u8",
+            get(serve::media_playlist),
+        )
         .route("/hls/v1/getMP4InitFragment.mp4", get(serve::init_fragment))
         .route("/hls/v1/getTSFragment.ts", get(crate::hls::ts::ts_fragment))
-        .route("/hls/v1/getMP4MediaFragment.mp4", get(serve::media_fragment))
+        .route(
+            "/hls/v1/getMP4MediaFragment.mp4",
+            get(serve::media_fragment),
+        )
 }
 
 /// The whole HTTP surface.
@@ -140,7 +149,10 @@ pub fn router(state: AppState) -> Router {
         .merge(signed_routes(&state))
         .merge(public_routes())
         .fallback(|| async { ApiError::UnknownOperation })
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::layer,
+        ))
         .layer(axum::middleware::from_fn(wire::cors_layer))
         .layer(axum::middleware::from_fn(wire::request_id_layer))
         .with_state(state)
