@@ -52,9 +52,21 @@ impl dyn Clock {
     }
 }
 
-/// Shared state of every handler.
+/// Shared state of every handler: a handle, cloned per request by axum's extractors and layers,
+/// so it is one `Arc` (one atomic increment), not a struct of them.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What every handler shares (reached through [`AppState`]).
+#[derive(Clone)]
+pub struct Shared {
     pub catalog: Arc<dyn store::Catalog>,
     pub media: Arc<dyn store::MediaStore>,
     pub archive: Arc<store::Archive>,
@@ -68,6 +80,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Counters behind `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
+    /// LIVE media playlists' segment lists, shared between requests and sessions.
+    pub playlists: Arc<hls::serve::PlaylistCache>,
 }
 
 impl AppState {
@@ -85,7 +99,7 @@ impl AppState {
         }
         let hls_limits = Arc::new(hls::limits::RateLimiter::new(config.hls_limits.clone()));
         let archive = store::Archive::new(catalog.clone(), media.clone());
-        AppState {
+        AppState(Arc::new(Shared {
             catalog,
             media,
             archive,
@@ -95,12 +109,19 @@ impl AppState {
             hls_limits,
             shutdown: CancellationToken::new(),
             metrics: Arc::new(metrics::Metrics::new()),
-        }
+            playlists: Arc::new(hls::serve::PlaylistCache::default()),
+        }))
     }
 
-    /// Replaces the clock (tests).
+    /// Replaces the clock (tests); before the state is shared.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        Arc::make_mut(&mut self.0).clock = clock;
+        self
+    }
+
+    /// Replaces the ingest limits (tests); before the state is shared.
+    pub fn with_ingest(mut self, ingest: ingest::IngestState) -> Self {
+        Arc::make_mut(&mut self.0).ingest = Arc::new(ingest);
         self
     }
 

@@ -152,16 +152,14 @@ impl Metrics {
 /// Records every request routed to a known resource (unknown paths count as `other`, so a
 /// scanner cannot grow the label set).
 pub async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let resource = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "other".to_owned());
+    // MatchedPath is an Arc'd string: keeping it costs no allocation.
+    let resource = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
     let bytes = response.body().size_hint().exact().unwrap_or(0);
+    let resource = resource.as_ref().map_or("other", MatchedPath::as_str);
     state.metrics.record(
-        &resource,
+        resource,
         response.status().as_u16(),
         bytes,
         started.elapsed(),

@@ -22,7 +22,7 @@ fn frames_by_cluster(mkv: &[u8]) -> Vec<std::collections::BTreeMap<u64, Vec<u8>>
     let mut reader = MkvReader::default();
     reader.push(Bytes::copy_from_slice(mkv));
     let mut out: Vec<std::collections::BTreeMap<u64, Vec<u8>>> = Vec::new();
-    let mut next = |r: &mut MkvReader, end: bool| if end { r.finish() } else { r.next_event() };
+    let next = |r: &mut MkvReader, end: bool| if end { r.finish() } else { r.next_event() };
     for end in [false, true] {
         while let Some(event) = next(&mut reader, end).unwrap() {
             match event {

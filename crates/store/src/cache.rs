@@ -95,6 +95,21 @@ impl CachingCatalog {
         }
     }
 
+    /// The newest [`LIVE_EDGE`] fragments of `stream`, from memory when no commit happened since.
+    async fn live_edge(&self, stream: StreamId) -> Result<Arc<Vec<FragmentRecord>>, StoreError> {
+        if let Some(edge) = lock(&self.live_edge).get(&stream).cloned() {
+            return Ok(edge);
+        }
+        // A commit between this read and caching it would make it stale: then don't cache.
+        let before = self.commits.load(Ordering::SeqCst);
+        let fresh = Arc::new(self.inner.latest_fragments(stream, LIVE_EDGE).await?);
+        let mut edges = lock(&self.live_edge);
+        if self.commits.load(Ordering::SeqCst) == before {
+            edges.insert(stream, fresh.clone());
+        }
+        Ok(fresh)
+    }
+
     fn forget_stream(&self, stream: StreamId) {
         lock(&self.streams).remove(&stream);
         lock(&self.configs).remove(&stream);
@@ -237,7 +252,12 @@ impl Catalog for CachingCatalog {
         &self,
         stream: StreamId,
     ) -> Result<Option<FragmentNumber>, StoreError> {
-        self.inner.last_fragment_number(stream).await
+        // The live edge holds the newest fragment (it is refreshed on every commit); an empty
+        // edge (nothing left after retention) asks the catalog, which remembers the last number.
+        match self.live_edge(stream).await?.last() {
+            Some(newest) => Ok(Some(newest.number)),
+            None => self.inner.last_fragment_number(stream).await,
+        }
     }
 
     async fn fragment(
@@ -266,20 +286,7 @@ impl Catalog for CachingCatalog {
         if limit > LIVE_EDGE {
             return self.inner.latest_fragments(stream, limit).await;
         }
-        let cached = lock(&self.live_edge).get(&stream).cloned();
-        let edge = match cached {
-            Some(edge) => edge,
-            None => {
-                // A commit between this read and caching it would make it stale: then don't cache.
-                let before = self.commits.load(Ordering::SeqCst);
-                let fresh = Arc::new(self.inner.latest_fragments(stream, LIVE_EDGE).await?);
-                let mut edges = lock(&self.live_edge);
-                if self.commits.load(Ordering::SeqCst) == before {
-                    edges.insert(stream, fresh.clone());
-                }
-                fresh
-            }
-        };
+        let edge = self.live_edge(stream).await?;
         Ok(edge[edge.len().saturating_sub(limit)..].to_vec())
     }
 

@@ -61,7 +61,7 @@ pub struct MediaPlaylist<'a> {
     pub discontinuity_sequence: u64,
     /// A lower bound for `EXT-X-TARGETDURATION`, so live playlists keep a steady value.
     pub min_target_duration: u64,
-    pub segments: Vec<Segment>,
+    pub segments: &'a [Segment],
     /// `EXT-X-ENDLIST`: no segment will be added.
     pub ended: bool,
 }
@@ -167,7 +167,7 @@ pub fn render_media(p: &MediaPlaylist) -> String {
     }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
     let mut current_init = None;
-    for s in &p.segments {
+    for s in p.segments {
         if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
@@ -287,7 +287,7 @@ mod tests {
             media_sequence: 0,
             discontinuity_sequence: 0,
             min_target_duration: 1,
-            segments: vec![
+            segments: &[
                 seg(
                     "00000000000000000000000000179557516846700000000",
                     1.0,
@@ -335,7 +335,7 @@ mod tests {
             media_sequence: 41,
             discontinuity_sequence: 3,
             min_target_duration: 2,
-            segments: vec![
+            segments: &[
                 seg("41", 1.024, false, 0, None),
                 seg("42", 0.981, true, 0, None),
             ],

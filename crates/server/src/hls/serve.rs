@@ -681,13 +681,70 @@ pub async fn media_playlist(
         // One muxed playlist (no TrackNumber); EXTINF from track 1: the video, or the only audio.
         ContainerFormat::MpegTs => (TrackNumber(1), Container::MpegTs),
     };
-    let mut w = window(&state, &session).await?;
+    // LIVE playlists are asked for again and again while the stream's newest fragment stays
+    // the same: reuse the segment list (not the text: it carries this session's token).
+    let live_key = match session.mode {
+        PlaybackMode::Live => Some(LiveKey::new(
+            &session,
+            track,
+            state.catalog.last_fragment_number(stream.id).await?,
+        )),
+        _ => None,
+    };
+    let cached = live_key.as_ref().and_then(|k| state.playlists.get(k));
+    let list = match cached {
+        Some(list) => list,
+        None => {
+            let list = Arc::new(segment_list(&state, &session, &stream, track).await?);
+            if let Some(key) = live_key {
+                state.playlists.insert(key, list.clone());
+            }
+            list
+        }
+    };
+    let text = playlist::render_media(&MediaPlaylist {
+        token: q.token()?,
+        container,
+        track: track.0,
+        vod: session.mode == PlaybackMode::OnDemand,
+        media_sequence: list.media_sequence,
+        discontinuity_sequence: list.discontinuity_sequence,
+        min_target_duration: 1,
+        segments: &list.segments,
+        ended: list.ended,
+    });
+    let now = state.clock.timestamp();
+    let changes = !list.ended;
+    Ok(respond(
+        M3U8,
+        cache_control(&session, now, changes),
+        Body::from(text),
+        None,
+    ))
+}
+
+/// What a media playlist lists for one track of a session, before the token is written in.
+#[derive(Debug)]
+pub struct SegmentList {
+    segments: Vec<Segment>,
+    media_sequence: u64,
+    discontinuity_sequence: u64,
+    ended: bool,
+}
+
+async fn segment_list(
+    state: &AppState,
+    session: &Session,
+    stream: &StreamRecord,
+    track: TrackNumber,
+) -> Result<SegmentList, ApiError> {
+    let mut w = window(state, session).await?;
     let newest_config = w
         .fragments
         .iter()
         .flat_map(|f| f.tracks.iter().map(|t| t.codec_config))
         .max();
-    let mut configs = Configs::load(&state, &stream, newest_config).await?;
+    let mut configs = Configs::load(state, stream, newest_config).await?;
     compatible_prefix(&configs, &mut w);
     if w.fragments
         .first()
@@ -701,7 +758,7 @@ pub async fn media_playlist(
     for (f, discontinuity) in w.fragments.iter().zip(&w.discontinuity) {
         let Some(t) = track_of(f, track) else { break };
         let codec = configs.codec(t.codec_config)?;
-        let timing = timing(&session, f, t, &codec)?;
+        let timing = timing(session, f, t, &codec)?;
         segments.push(Segment {
             fragment_number: f.number.to_string(),
             duration_s: timing.duration as f64 / f64::from(timing.timescale),
@@ -712,25 +769,69 @@ pub async fn media_playlist(
                 .then(|| session.selected_timestamp(f).0),
         });
     }
-    let text = playlist::render_media(&MediaPlaylist {
-        token: q.token()?,
-        container,
-        track: track.0,
-        vod: session.mode == PlaybackMode::OnDemand,
+    Ok(SegmentList {
+        segments,
         media_sequence: w.media_sequence,
         discontinuity_sequence: w.discontinuity_sequence,
-        min_target_duration: 1,
-        segments,
         ended: w.ended,
-    });
-    let now = state.clock.timestamp();
-    let changes = !w.ended;
-    Ok(respond(
-        M3U8,
-        cache_control(&session, now, changes),
-        Body::from(text),
-        None,
-    ))
+    })
+}
+
+/// Everything a LIVE segment list depends on: the session's options and the stream's newest
+/// fragment (every commit changes it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LiveKey {
+    stream: store::StreamId,
+    stream_creation: i64,
+    track: u64,
+    container: bool,
+    selector: bool,
+    discontinuity: u8,
+    display_timestamp: bool,
+    max_fragments: u32,
+    origin: i64,
+    newest: Option<FragmentNumber>,
+}
+
+impl LiveKey {
+    fn new(session: &Session, track: TrackNumber, newest: Option<FragmentNumber>) -> Self {
+        LiveKey {
+            stream: session.stream_id,
+            stream_creation: session.stream_creation.0,
+            track: track.0,
+            container: session.container == ContainerFormat::MpegTs,
+            selector: session.selector == TimestampKind::Producer,
+            discontinuity: session.discontinuity as u8,
+            display_timestamp: session.display_timestamp,
+            max_fragments: session.max_fragments,
+            origin: session.origin.0,
+            newest,
+        }
+    }
+}
+
+/// Recently built LIVE segment lists, shared by every session with the same options.
+#[derive(Default)]
+pub struct PlaylistCache {
+    live: std::sync::Mutex<HashMap<LiveKey, Arc<SegmentList>>>,
+}
+
+/// Entries kept; past this the cache starts again empty (entries are cheap to rebuild).
+const PLAYLIST_CACHE_ENTRIES: usize = 4096;
+
+impl PlaylistCache {
+    fn get(&self, key: &LiveKey) -> Option<Arc<SegmentList>> {
+        self.live.lock().ok()?.get(key).cloned()
+    }
+
+    fn insert(&self, key: LiveKey, list: Arc<SegmentList>) {
+        if let Ok(mut live) = self.live.lock() {
+            if live.len() >= PLAYLIST_CACHE_ENTRIES {
+                live.clear();
+            }
+            live.insert(key, list);
+        }
+    }
 }
 
 /// `GET /hls/v1/getMP4InitFragment.mp4?TrackNumber=N&SequenceNumber=K`

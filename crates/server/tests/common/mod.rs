@@ -78,7 +78,7 @@ async fn start_full(
     let mut state = server::build(server::Config::new(addr, dir.path().to_owned()))
         .await
         .unwrap();
-    state.ingest = std::sync::Arc::new(ingest);
+    state = state.with_ingest(ingest);
     if let Some(clock) = clock {
         state = state.with_clock(clock);
     }
