@@ -62,6 +62,9 @@ TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export OPENKVS_BIN="${OPENKVS_BIN:-$TARGET/debug/openkvs}"
 
 if [ "${OPENKVS_SKIP_CARGO_TEST:-0}" != 1 ]; then
+  step "cargo fmt --check, cargo clippy -D warnings"
+  cargo fmt --all -- --check
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
   step "cargo test --workspace"
   cargo test --workspace
 fi

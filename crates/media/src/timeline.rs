@@ -408,7 +408,7 @@ mod tests {
         assert!(t
             .samples
             .iter()
-            .all(|s| s.dts + 0 == (s.pts as i128 - i128::from(s.composition_offset)) as u64));
+            .all(|s| s.dts == (s.pts as i128 - i128::from(s.composition_offset)) as u64));
     }
 
     #[test]

@@ -495,7 +495,11 @@ fn negative_composition_offsets_use_a_version_1_trun() {
     let mut negative = small_timing();
     negative.samples[1].composition_offset = -3600;
     let header = media_segment_header(1, &negative).unwrap();
-    assert_eq!(version_of_trun(&header), 1, "signed offsets need trun version 1 (ISO/IEC 14496-12 §8.8.8)");
+    assert_eq!(
+        version_of_trun(&header),
+        1,
+        "signed offsets need trun version 1 (ISO/IEC 14496-12 §8.8.8)"
+    );
     let at = header.windows(4).position(|w| w == b"trun").unwrap();
     // The second sample's composition offset is written as a two's-complement i32.
     let bytes = (-3600i32).to_be_bytes();

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "openkvs", version, about = "A self-hosted video archive with a Kinesis Video Streams compatible API")]
+#[command(
+    name = "openkvs",
+    version,
+    about = "A self-hosted video archive with a Kinesis Video Streams compatible API"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +50,10 @@ fn main() -> ExitCode {
         return runtime.block_on(client::run(args[1..].to_vec()));
     }
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("openkvs: cannot start the runtime: {e}");

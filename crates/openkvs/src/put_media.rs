@@ -569,7 +569,11 @@ async fn feed_body(
     let mut current_cluster: Option<usize> = None;
     let mut reported_parse_error = false;
     loop {
-        let mut buffer = BytesMut::with_capacity(if fast { FAST_READ_CHUNK_BYTES } else { READ_CHUNK_BYTES });
+        let mut buffer = BytesMut::with_capacity(if fast {
+            FAST_READ_CHUNK_BYTES
+        } else {
+            READ_CHUNK_BYTES
+        });
         let read = input
             .read_buf(&mut buffer)
             .await

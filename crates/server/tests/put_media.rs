@@ -59,8 +59,8 @@ fn producer_mkv(first_timecode: u64, clusters: usize) -> (Vec<u8>, Vec<Vec<u8>>)
     for c in 0..clusters {
         w.start_cluster(first_timecode + c as u64 * 1000, MasterSize::Unknown);
         for i in 0..10u8 {
-            let v = vec![c as u8, i, 0xAA].repeat(50 + i as usize);
-            let a = vec![c as u8, i, 0x55].repeat(7);
+            let v = [c as u8, i, 0xAA].repeat(50 + i as usize);
+            let a = [c as u8, i, 0x55].repeat(7);
             w.simple_block(1, i16::from(i) * 100, i == 0, &v);
             w.simple_block(2, i16::from(i) * 100 + 1, false, &a);
             frames.push(v);

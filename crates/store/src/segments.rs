@@ -196,7 +196,7 @@ fn append_blocking(
     parts: Vec<Bytes>,
 ) -> Result<MediaLocation, StoreError> {
     let root = root.to_owned();
-    let mut guard = lock(&inner)?;
+    let mut guard = lock(inner)?;
     let inner = &mut *guard;
     let needs_new = match inner.writers.get(&stream) {
         Some(w) => w.len >= segment_bytes || w.opened.elapsed() >= SEGMENT_MAX_AGE,

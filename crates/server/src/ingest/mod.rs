@@ -684,9 +684,7 @@ impl Connection {
     }
 
     async fn on_cluster_end(&mut self) -> Option<Stop> {
-        let Some(builder) = self.current.take() else {
-            return None;
-        };
+        let builder = self.current.take()?;
         if self.skip_cluster {
             return None;
         }
