@@ -326,3 +326,87 @@ async fn live_window_numbers_are_stable_across_reloads() {
         golden(&format!("live_{suffix}_after.m3u8"), &after);
     }
 }
+
+#[tokio::test]
+async fn a_live_session_outlives_a_producer_pause() {
+    let h = Harness::new().await;
+    ingest(&h.s, &h.stream, 3).await;
+    h.clock.set(at_ms(T0_MS + 3_000));
+    let master = h
+        .session(json!({"StreamName": "modes", "PlaybackMode": "LIVE", "MaxMediaPlaylistFragmentResults": 3,
+                        "DiscontinuityMode": "NEVER"}))
+        .await;
+    let before = h.media_playlist(&master).await;
+    // The producer goes quiet for a minute: the session keeps answering with the last window.
+    h.clock.set(at_ms(T0_MS + 63_000));
+    assert_eq!(h.media_playlist(&master).await, before);
+    // It comes back 60 s later: the new fragment follows after a discontinuity, numbering goes on.
+    let last =
+        h.s.state
+            .catalog
+            .last_fragment_number(h.stream.id)
+            .await
+            .unwrap();
+    let config = h.s.state.catalog.codec_configs(h.stream.id).await.unwrap()[0].0;
+    let samples: Vec<SampleEntry> = (0..30)
+        .map(|i| SampleEntry {
+            pts_offset_ns: i * 33_333_333,
+            duration_ns: None,
+            size: 4,
+            keyframe: i == 0,
+        })
+        .collect();
+    h.s.state
+        .archive
+        .persist(PendingFragment {
+            parts: vec![Bytes::from(vec![0u8; 120])],
+            row: NewFragment {
+                stream: h.stream.id,
+                number: FragmentNumber::next(last, Timestamp(T0_MS + 62_500)),
+                producer_timestamp: Timestamp(T0_MS + 62_500),
+                server_timestamp: Timestamp(T0_MS + 62_500),
+                duration_ms: 1000,
+                tracks: vec![FragmentTrack {
+                    track: TrackNumber(1),
+                    codec_config: config,
+                    data_offset: 0,
+                    data_len: 120,
+                    samples,
+                }],
+                tags: vec![],
+                media: MediaLocation {
+                    segment: 0,
+                    offset: 0,
+                    len: 0,
+                },
+            },
+        })
+        .await
+        .unwrap();
+    let after = h.media_playlist(&master).await;
+    assert!(before.contains("#EXT-X-MEDIA-SEQUENCE:0\n"), "{before}");
+    assert!(after.contains("#EXT-X-MEDIA-SEQUENCE:1\n"), "{after}");
+    let tail = after.split("FragmentNumber=").last().unwrap();
+    assert!(
+        tail.starts_with(&format!(
+            "{:047}",
+            FragmentNumber::next(last, Timestamp(T0_MS + 62_500)).0
+        )),
+        "{after}"
+    );
+    let lines: Vec<&str> = after.lines().collect();
+    let last_extinf = lines
+        .iter()
+        .rposition(|l| l.starts_with("#EXTINF"))
+        .unwrap();
+    assert_eq!(
+        lines[last_extinf - 1],
+        "#EXT-X-DISCONTINUITY",
+        "the resumed fragment starts a new timeline:\n{after}"
+    );
+    assert_eq!(
+        after.matches("#EXT-X-DISCONTINUITY\n").count(),
+        1,
+        "only the resumed fragment starts a new timeline:\n{after}"
+    );
+}
