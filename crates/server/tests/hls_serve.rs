@@ -3,63 +3,8 @@
 
 mod common;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use bytes::Bytes;
 use common::*;
-use media::mkv::{Event, MkvReader};
 use serde_json::json;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Per cluster, per track: the frames' bytes concatenated in ingest order.
-fn frames_by_cluster(mkv: &[u8]) -> Vec<std::collections::BTreeMap<u64, Vec<u8>>> {
-    let mut reader = MkvReader::default();
-    reader.push(Bytes::copy_from_slice(mkv));
-    let mut out: Vec<std::collections::BTreeMap<u64, Vec<u8>>> = Vec::new();
-    let next = |r: &mut MkvReader, end: bool| if end { r.finish() } else { r.next_event() };
-    for end in [false, true] {
-        while let Some(event) = next(&mut reader, end).unwrap() {
-            match event {
-                Event::ClusterStart { .. } => out.push(Default::default()),
-                Event::Frame(f) => out
-                    .last_mut()
-                    .unwrap()
-                    .entry(f.track.0)
-                    .or_default()
-                    .extend_from_slice(&f.data),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-fn now_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// The path and query of `url` (the server's own address).
-fn path_of(url: &str) -> String {
-    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
-    after_scheme[after_scheme.find('/').unwrap()..].to_owned()
-}
-
-fn uris(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// Finds a top-level box; returns (offset, size).
 fn find_box(data: &[u8], fourcc: &[u8; 4]) -> Option<(usize, usize)> {
@@ -194,7 +139,7 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
             let (offset, size) = find_box(&fragment, b"mdat").unwrap();
             assert_eq!(
                 &fragment[offset..offset + size],
-                &expected[i][&track][..],
+                &expected[i][&track].concat()[..],
                 "track {track} fragment {i}: mdat = ingested bytes"
             );
         }

@@ -7,65 +7,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use common::*;
-use media::mkv::{Event, MkvReader};
 use serde_json::json;
 
 const PID_VIDEO: u16 = 0x100;
 const PID_AUDIO: u16 = 0x101;
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Per cluster, per track: each frame's bytes, in ingest order.
-fn frames_by_cluster(mkv: &[u8]) -> Vec<BTreeMap<u64, Vec<Bytes>>> {
-    let mut reader = MkvReader::default();
-    reader.push(Bytes::copy_from_slice(mkv));
-    let mut out: Vec<BTreeMap<u64, Vec<Bytes>>> = Vec::new();
-    let next = |r: &mut MkvReader, end: bool| if end { r.finish() } else { r.next_event() };
-    for end in [false, true] {
-        while let Some(event) = next(&mut reader, end).unwrap() {
-            match event {
-                Event::ClusterStart { .. } => out.push(Default::default()),
-                Event::Frame(f) => out
-                    .last_mut()
-                    .unwrap()
-                    .entry(f.track.0)
-                    .or_default()
-                    .push(f.data),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-fn now_s() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn path_of(url: &str) -> String {
-    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
-    after_scheme[after_scheme.find('/').unwrap()..].to_owned()
-}
-
-fn uris(playlist: &str) -> Vec<String> {
-    playlist
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// One PES packet: PTS (90 kHz) and payload.
 struct Pes {

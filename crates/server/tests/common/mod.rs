@@ -267,3 +267,58 @@ pub async fn get(s: &TestServer, path_and_query: &str) -> (u16, String, Vec<u8>)
     let (status, body) = parse_response(&raw);
     (status, head, body)
 }
+
+/// A file of tests/fixtures.
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Per cluster, per track: each frame's bytes, in ingest order (read with the MKV reader).
+pub fn frames_by_cluster(mkv: &[u8]) -> Vec<std::collections::BTreeMap<u64, Vec<bytes::Bytes>>> {
+    use media::mkv::{Event, MkvReader};
+    let mut reader = MkvReader::default();
+    reader.push(bytes::Bytes::copy_from_slice(mkv));
+    let mut out: Vec<std::collections::BTreeMap<u64, Vec<bytes::Bytes>>> = Vec::new();
+    let next = |r: &mut MkvReader, end: bool| if end { r.finish() } else { r.next_event() };
+    for end in [false, true] {
+        while let Some(event) = next(&mut reader, end).unwrap() {
+            match event {
+                Event::ClusterStart { .. } => out.push(Default::default()),
+                Event::Frame(f) => out
+                    .last_mut()
+                    .unwrap()
+                    .entry(f.track.0)
+                    .or_default()
+                    .push(f.data),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Now, in epoch seconds (request timestamps).
+pub fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The path and query of an absolute URL.
+pub fn path_of(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, r)| r);
+    after_scheme[after_scheme.find('/').unwrap()..].to_owned()
+}
+
+/// The URI lines of a playlist.
+pub fn uris(playlist: &str) -> Vec<String> {
+    playlist
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
