@@ -27,8 +27,6 @@ struct Job {
 
 /// The write path of the archive, shared by all ingest connections.
 pub struct Archive {
-    catalog: Arc<dyn Catalog>,
-    media: Arc<dyn MediaStore>,
     queue: mpsc::Sender<Job>,
 }
 
@@ -36,20 +34,8 @@ impl Archive {
     /// Starts the committer task on the current tokio runtime.
     pub fn new(catalog: Arc<dyn Catalog>, media: Arc<dyn MediaStore>) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run_committer(catalog.clone(), media.clone(), rx));
-        Arc::new(Archive {
-            catalog,
-            media,
-            queue,
-        })
-    }
-
-    pub fn catalog(&self) -> &Arc<dyn Catalog> {
-        &self.catalog
-    }
-
-    pub fn media(&self) -> &Arc<dyn MediaStore> {
-        &self.media
+        tokio::spawn(run_committer(catalog, media, rx));
+        Arc::new(Archive { queue })
     }
 
     /// Queues a fragment; the returned receiver resolves with its number once bytes and row are

@@ -21,12 +21,6 @@ impl Timestamp {
     pub fn as_epoch_seconds(self) -> f64 {
         self.0 as f64 / 1000.0
     }
-    pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Timestamp(d.as_millis() as i64)
-    }
 }
 
 /// Width of every fragment number, so text order is numeric order (CONTRACT.md D4: real ones are 47 digits).

@@ -160,11 +160,13 @@ fn decode(config: &CodecConfig) -> Result<Codec, ApiError> {
     })
 }
 
-/// A stream's codec configs, decoded on demand, with each one's init `SequenceNumber`.
+/// A stream's codec configs, each decoded once, with each one's init `SequenceNumber`. Built
+/// once per change of the stream's config list and shared by every request ([`PlaylistCache`]),
+/// so fragment requests neither copy the rows nor re-parse SPS / AudioSpecificConfig.
 pub(super) struct Configs {
     rows: HashMap<CodecConfigId, (CodecConfig, u32)>,
     per_track: HashMap<TrackNumber, Vec<CodecConfigId>>,
-    decoded: HashMap<CodecConfigId, Arc<Codec>>,
+    decoded: HashMap<CodecConfigId, Result<Arc<Codec>, ApiError>>,
 }
 
 impl Configs {
@@ -174,34 +176,45 @@ impl Configs {
         state: &AppState,
         stream: &StreamRecord,
         needed: Option<CodecConfigId>,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Arc<Self>, ApiError> {
         let shared = state
             .catalog
             .codec_configs_shared(stream.id, needed)
             .await?;
-        Ok(Self::from_rows(shared.iter().cloned()))
+        // The list is append-only: its length and newest id identify it.
+        let version = (shared.len(), shared.last().map(|(id, _)| *id));
+        if let Some(hit) = state.playlists.configs(stream.id, version) {
+            return Ok(hit);
+        }
+        let configs = Arc::new(Self::from_rows(shared.iter().cloned()));
+        state
+            .playlists
+            .insert_configs(stream.id, version, configs.clone());
+        Ok(configs)
     }
 
     /// Re-reads the stream's configs from the catalog itself.
-    async fn load_fresh(state: &AppState, stream: &StreamRecord) -> Result<Self, ApiError> {
-        Ok(Self::from_rows(
+    async fn load_fresh(state: &AppState, stream: &StreamRecord) -> Result<Arc<Self>, ApiError> {
+        Ok(Arc::new(Self::from_rows(
             state.catalog.codec_configs(stream.id).await?.into_iter(),
-        ))
+        )))
     }
 
     fn from_rows(all: impl Iterator<Item = (CodecConfigId, CodecConfig)>) -> Self {
         let mut rows = HashMap::new();
         let mut per_track: HashMap<TrackNumber, Vec<CodecConfigId>> = HashMap::new();
+        let mut decoded = HashMap::new();
         for (id, config) in all {
             let list = per_track.entry(config.track).or_default();
             let sequence = u32::try_from(list.len()).unwrap_or(u32::MAX);
             list.push(id);
+            decoded.insert(id, decode(&config).map(Arc::new));
             rows.insert(id, (config, sequence));
         }
         Configs {
             rows,
             per_track,
-            decoded: HashMap::new(),
+            decoded,
         }
     }
 
@@ -211,13 +224,11 @@ impl Configs {
             .ok_or_else(|| ApiError::Internal(format!("codec config {id:?} missing")))
     }
 
-    pub(super) fn codec(&mut self, id: CodecConfigId) -> Result<Arc<Codec>, ApiError> {
-        if let Some(c) = self.decoded.get(&id) {
-            return Ok(c.clone());
-        }
-        let codec = Arc::new(decode(&self.row(id)?.0)?);
-        self.decoded.insert(id, codec.clone());
-        Ok(codec)
+    pub(super) fn codec(&self, id: CodecConfigId) -> Result<Arc<Codec>, ApiError> {
+        self.decoded
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Err(ApiError::Internal(format!("codec config {id:?} missing"))))
     }
 
     fn codec_id(&self, id: CodecConfigId) -> Option<&str> {
@@ -621,7 +632,7 @@ pub async fn master_playlist(
         .iter()
         .flat_map(|f| f.tracks.iter().map(|t| t.codec_config))
         .max();
-    let mut configs = Configs::load(&state, &stream, newest_config).await?;
+    let configs = Configs::load(&state, &stream, newest_config).await?;
     compatible_prefix(&configs, &mut w);
     let first = w.fragments.first().ok_or_else(|| {
         ApiError::ResourceNotFound("No fragments are available in this streaming session.".into())
@@ -744,7 +755,7 @@ async fn segment_list(
         .iter()
         .flat_map(|f| f.tracks.iter().map(|t| t.codec_config))
         .max();
-    let mut configs = Configs::load(state, stream, newest_config).await?;
+    let configs = Configs::load(state, stream, newest_config).await?;
     compatible_prefix(&configs, &mut w);
     if w.fragments
         .first()
@@ -814,12 +825,38 @@ impl LiveKey {
 #[derive(Default)]
 pub struct PlaylistCache {
     live: std::sync::Mutex<HashMap<LiveKey, Arc<SegmentList>>>,
+    /// Per stream: its decoded codec configs and the (length, newest id) of the list they came from.
+    configs: std::sync::Mutex<HashMap<store::StreamId, (ConfigsVersion, Arc<Configs>)>>,
 }
+
+type ConfigsVersion = (usize, Option<CodecConfigId>);
 
 /// Entries kept; past this the cache starts again empty (entries are cheap to rebuild).
 const PLAYLIST_CACHE_ENTRIES: usize = 4096;
 
 impl PlaylistCache {
+    fn configs(&self, stream: store::StreamId, version: ConfigsVersion) -> Option<Arc<Configs>> {
+        let configs = self.configs.lock().ok()?;
+        configs
+            .get(&stream)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, c)| c.clone())
+    }
+
+    fn insert_configs(
+        &self,
+        stream: store::StreamId,
+        version: ConfigsVersion,
+        configs: Arc<Configs>,
+    ) {
+        if let Ok(mut all) = self.configs.lock() {
+            if all.len() >= PLAYLIST_CACHE_ENTRIES {
+                all.clear();
+            }
+            all.insert(stream, (version, configs));
+        }
+    }
+
     fn get(&self, key: &LiveKey) -> Option<Arc<SegmentList>> {
         self.live.lock().ok()?.get(key).cloned()
     }
@@ -926,7 +963,7 @@ pub async fn media_fragment(
     let t = track_of(&fragment, track).ok_or_else(|| {
         ApiError::InvalidArgument(format!("Fragment {number} has no track {track}."))
     })?;
-    let mut configs = Configs::load(&state, &stream, Some(t.codec_config)).await?;
+    let configs = Configs::load(&state, &stream, Some(t.codec_config)).await?;
     let codec = configs.codec(t.codec_config)?;
     // Decode times at presentation times (negative composition offsets in a version 1 trun):
     // hls.js aligns a discontinuous fragment by its first decode time (see media::timeline).

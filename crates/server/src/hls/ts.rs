@@ -47,7 +47,7 @@ pub async fn ts_fragment(
     let mut tracks: Vec<_> = fragment.tracks.iter().collect();
     tracks.sort_by_key(|t| t.track);
     let newest_config = tracks.iter().map(|t| t.codec_config).max();
-    let mut configs = Configs::load(&state, &stream, newest_config).await?;
+    let configs = Configs::load(&state, &stream, newest_config).await?;
     let mut parts = Vec::with_capacity(tracks.len());
     for t in &tracks {
         let codec = configs.codec(t.codec_config)?;
