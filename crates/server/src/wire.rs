@@ -86,9 +86,78 @@ pub async fn request_id_layer(mut request: Request, next: Next) -> Response {
             response.headers_mut().insert(X_AMZN_REQUEST_ID, value);
         }
     }
+    response.extensions_mut().extend(aws_header_case().clone());
     tracing::debug!(request_id = %id, %method, %path, status = response.status().as_u16(), "served");
     response
 }
+
+/// The spellings AWS uses for its own response headers, as a hyper header-case map.
+///
+/// `http` stores header names in lower case and hyper writes them so, but AWS's C producer SDK finds
+/// `x-amzn-RequestId` with a case-sensitive compare (`KVS_REQUEST_ID_HEADER_NAME`), so the name must
+/// go out spelt as AWS spells it (docs/wire.md#responses). hyper writes a response's header names in
+/// the spelling of the header-case map in its extensions, a type it keeps private; the only way to
+/// get one is to let hyper parse a request that carries those spellings with `preserve_header_case`
+/// on. That is done once, over an in-memory pipe, and every response gets a clone of the map.
+pub fn aws_header_case() -> &'static http::Extensions {
+    static CASE: std::sync::OnceLock<http::Extensions> = std::sync::OnceLock::new();
+    CASE.get_or_init(|| {
+        // Its own thread and runtime: this may first run inside a runtime, which cannot block on another.
+        std::thread::spawn(parse_header_case)
+            .join()
+            .unwrap_or_default()
+    })
+}
+
+fn parse_header_case() -> http::Extensions {
+    use hyper_util::rt::TokioIo;
+    use tokio::io::AsyncWriteExt;
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
+        return http::Extensions::new();
+    };
+    runtime.block_on(async {
+        let (client, server) = tokio::io::duplex(1024);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = std::sync::Mutex::new(Some(tx));
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                if let Some(tx) = tx.lock().ok().and_then(|mut tx| tx.take()) {
+                    let _ = tx.send(request.extensions().clone());
+                }
+                async {
+                    Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Empty::<
+                        bytes::Bytes,
+                    >::new(
+                    )))
+                }
+            });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .serve_connection(TokioIo::new(server), service);
+        let mut client = client;
+        let request = format!(
+            "GET / HTTP/1.1\r\nhost: x\r\n{}\r\nconnection: close\r\n\r\n",
+            AWS_HEADER_SPELLINGS
+                .map(|name| format!("{name}: x"))
+                .join("\r\n")
+        );
+        let write = async move {
+            let _ = client.write_all(request.as_bytes()).await;
+            let mut sink = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut client, &mut sink).await;
+        };
+        let _ = tokio::join!(connection, write);
+        rx.await.unwrap_or_default()
+    })
+}
+
+/// AWS's spelling of the response headers openkvs sends that clients may look up case-sensitively.
+const AWS_HEADER_SPELLINGS: [&str; 4] = [
+    "x-amzn-RequestId",
+    "x-amz-RequestId",
+    "x-amzn-ErrorType",
+    "x-amz-ErrorType",
+];
 
 /// Headers a browser may send to the POST APIs (CONTRACT.md F, last bullet).
 const CORS_ALLOW_HEADERS: &str =

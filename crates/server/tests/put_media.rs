@@ -172,6 +172,50 @@ async fn producer_sdk_style_ingest_is_acknowledged_and_stored_byte_exact() {
     }
 }
 
+/// AWS's C producer SDK parses each HTTP chunk of the ack stream as one ack (at most 1,024 bytes,
+/// the upload handle read once per chunk) and finds `x-amzn-RequestId` case-sensitively. A fast
+/// upload makes many acks ready at once: each must still be its own chunk.
+#[tokio::test]
+async fn every_ack_is_its_own_http_chunk_and_the_request_id_is_spelt_as_aws_does() {
+    let s = start().await;
+    create_stream(&s, "cam1").await;
+    let (mkv, _) = producer_mkv(1_700_000_000_000, 40);
+    let headers = [
+        ("x-amzn-stream-name", "cam1"),
+        ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+        ("x-amzn-producer-start-timestamp", "1795570809.39"),
+    ];
+    // One body chunk: every fragment arrives before the first commit finishes.
+    let raw = post_raw_at(
+        &s,
+        "/putMedia",
+        &headers,
+        vec![mkv],
+        true,
+        SystemTime::now(),
+    )
+    .await;
+    let (head, chunks) = http_chunks(&raw);
+    assert!(head.contains("\r\nx-amzn-RequestId: "), "{head}");
+    assert_eq!(
+        chunks.len(),
+        3 * 40,
+        "one chunk per BUFFERING, RECEIVED and PERSISTED ack"
+    );
+    for chunk in &chunks {
+        assert!(chunk.len() <= 1024);
+        assert_eq!(
+            chunk.iter().filter(|b| **b == b'\n').count(),
+            1,
+            "{:?}",
+            String::from_utf8_lossy(chunk)
+        );
+        assert_eq!(chunk.last(), Some(&b'\n'));
+        let ack: Value = serde_json::from_slice(chunk).unwrap();
+        assert!(ack["EventType"].is_string());
+    }
+}
+
 #[tokio::test]
 async fn relative_timecodes_add_the_producer_start_timestamp() {
     let s = start().await;

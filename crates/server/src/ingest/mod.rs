@@ -257,27 +257,13 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
         let _claim = claim;
         connection.run(first, body).await;
     });
-    // Ack lines that are ready together go out as one HTTP chunk (fewer writes under fast ingest).
+    // Every ack event is its own HTTP chunk holding exactly one JSON line (docs/wire.md#putmedia-acks):
+    // AWS's C producer SDK parses each chunk as one ack buffer of at most 1,024 bytes and reads the
+    // upload handle once per buffer, so two acks in one chunk lose the second (PIC AckParser.c).
+    // hyper still writes the chunks that are ready together in one socket write.
     let stream = futures::stream::unfold(ack_rx, |mut rx| async move {
-        let first = rx.recv().await?;
-        let mut more = Vec::new();
-        while let Ok(line) = rx.try_recv() {
-            more.push(line);
-            if more.len() >= ACK_CHANNEL_DEPTH {
-                break;
-            }
-        }
-        let chunk = if more.is_empty() {
-            first
-        } else {
-            let mut joined = bytes::BytesMut::with_capacity(
-                first.len() + more.iter().map(Bytes::len).sum::<usize>(),
-            );
-            joined.extend_from_slice(&first);
-            more.iter().for_each(|l| joined.extend_from_slice(l));
-            joined.freeze()
-        };
-        Some((Ok::<_, std::convert::Infallible>(chunk), rx))
+        let line = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(line), rx))
     });
     Ok((
         StatusCode::OK,

@@ -121,6 +121,18 @@ pub async fn post_at(
     chunked: bool,
     time: SystemTime,
 ) -> (u16, Vec<u8>) {
+    parse_response(&post_raw_at(s, path, extra, parts, chunked, time).await)
+}
+
+/// [`post_at`], returning the raw response bytes (heads, chunk framing and all).
+pub async fn post_raw_at(
+    s: &TestServer,
+    path: &str,
+    extra: &[(&str, &str)],
+    parts: Vec<Vec<u8>>,
+    chunked: bool,
+    time: SystemTime,
+) -> Vec<u8> {
     let host = s.addr.to_string();
     let len = parts.iter().map(Vec::len).sum::<usize>().to_string();
     let mut headers: Vec<(&str, &str)> =
@@ -193,7 +205,43 @@ pub async fn post_at(
         .expect("response within 60 s")
         .unwrap();
     drop(writer.await);
-    parse_response(&raw)
+    raw
+}
+
+/// The final (non-100) response head as sent (header names in their original case) and the
+/// payloads of its HTTP chunks, one entry per chunk.
+pub fn http_chunks(raw: &[u8]) -> (String, Vec<Vec<u8>>) {
+    let mut rest = raw;
+    loop {
+        let end = rest
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("header end")
+            + 4;
+        let head = std::str::from_utf8(&rest[..end]).unwrap().to_owned();
+        rest = &rest[end..];
+        if head.starts_with("HTTP/1.1 100") {
+            continue;
+        }
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("transfer-encoding: chunked"),
+            "{head}"
+        );
+        let mut chunks = Vec::new();
+        loop {
+            let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
+            rest = &rest[line_end + 2..];
+            if size == 0 {
+                return (head, chunks);
+            }
+            chunks.push(rest[..size].to_vec());
+            rest = &rest[size + 2..];
+        }
+    }
 }
 
 pub fn parse_response(raw: &[u8]) -> (u16, Vec<u8>) {
