@@ -33,7 +33,7 @@ enum Token {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Cmp {
+pub enum Cmp {
     Eq,
     Ne,
     Lt,
@@ -44,7 +44,7 @@ pub(crate) enum Cmp {
 
 /// A parsed expression.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Node {
+pub enum Node {
     Identity,
     Current,
     Field(String),
@@ -244,7 +244,7 @@ struct Parser {
 }
 
 /// Compiles an expression.
-pub(crate) fn compile(text: &str) -> Result<Node, String> {
+pub fn compile(text: &str) -> Result<Node, String> {
     let mut parser = Parser {
         tokens: lex(text)?,
         pos: 0,
@@ -553,7 +553,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 /// Evaluates a compiled expression.
-pub(crate) fn search(node: &Node, value: &Value) -> Result<Value, String> {
+pub fn search(node: &Node, value: &Value) -> Result<Value, String> {
     Ok(match node {
         Node::Identity | Node::Current => value.clone(),
         Node::Field(name) => value.get(name).cloned().unwrap_or(Value::Null),

@@ -10,13 +10,13 @@
 //! 254 service errors, 255 anything else (e.g. the endpoint cannot be reached).
 
 mod config;
-mod jmespath;
+pub mod jmespath;
 mod model;
 mod output;
 mod params;
-mod shorthand;
+pub mod shorthand;
 mod timefmt;
-mod value;
+pub mod value;
 mod yaml;
 
 use model::{Operation, Service};
@@ -28,7 +28,7 @@ use std::time::{Duration, SystemTime};
 use value::{parse_json, to_json_compact, Value};
 
 /// CLI service names this client knows.
-pub(crate) const SERVICE_NAMES: &[&str] = &["kinesisvideo", "kinesis-video-archived-media"];
+pub const SERVICE_NAMES: &[&str] = &["kinesisvideo", "kinesis-video-archived-media"];
 
 const EXIT_USAGE: u8 = 252;
 const EXIT_CONFIG: u8 = 253;
@@ -160,7 +160,7 @@ fn choice(name: &str, value: &str, choices: &[&str]) -> Result<(), CliError> {
 
 /// The first word of `argv` that is neither an option nor the value of a global option (the service, for the
 /// client commands; `serve` / `put-media` otherwise).
-pub(crate) fn command_word(argv: &[String]) -> Option<&str> {
+pub fn command_word(argv: &[String]) -> Option<&str> {
     let mut i = 0;
     while i < argv.len() {
         let token = argv[i].as_str();
@@ -248,7 +248,7 @@ fn parse_globals(argv: &[String]) -> Result<(Globals, Vec<String>), CliError> {
 }
 
 /// Entry point: `argv` without the program name. Prints, returns the exit status.
-pub(crate) async fn run(argv: Vec<String>) -> ExitCode {
+pub async fn run(argv: Vec<String>) -> ExitCode {
     let debug = argv.iter().any(|a| a == "--debug");
     match run_inner(argv).await {
         Ok(out) => {

@@ -6,9 +6,9 @@ use super::value::Value;
 
 /// A parse failure, worded as awscli words it (`Expected: '=', received: 'EOF' for input:` + a caret line).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ShorthandError(pub(crate) String);
+pub struct ShorthandError(pub String);
 
-pub(crate) fn parse(input: &str) -> Result<Value, ShorthandError> {
+pub fn parse(input: &str) -> Result<Value, ShorthandError> {
     let chars: Vec<char> = input.chars().collect();
     let mut parser = Parser {
         input,

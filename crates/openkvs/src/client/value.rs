@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 /// A JSON value whose objects keep their key order.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     Null,
     Bool(bool),
     Int(i64),
@@ -156,7 +156,7 @@ pub(crate) fn to_json_pretty(value: &Value) -> String {
 }
 
 /// `json.dumps(value)` (separators `, ` and `: `, non-ASCII as `\uXXXX`), as botocore sends request bodies.
-pub(crate) fn to_json_compact(value: &Value) -> String {
+pub fn to_json_compact(value: &Value) -> String {
     let mut out = String::new();
     write_json(&mut out, value, None, 0, true);
     out
@@ -249,7 +249,7 @@ fn write_json_string(out: &mut String, s: &str, ascii: bool) {
 
 /// A JSON syntax error, worded like Python's `json` module (`Expecting value: line 1 column 1 (char 0)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct JsonError(pub(crate) String);
+pub struct JsonError(pub String);
 
 impl std::fmt::Display for JsonError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -258,7 +258,7 @@ impl std::fmt::Display for JsonError {
 }
 
 /// Parses JSON keeping object key order (later duplicates replace earlier ones, as in Python).
-pub(crate) fn parse_json(text: &str) -> Result<Value, JsonError> {
+pub fn parse_json(text: &str) -> Result<Value, JsonError> {
     let mut parser = JsonParser {
         text,
         bytes: text.as_bytes(),
