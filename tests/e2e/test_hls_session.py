@@ -286,11 +286,25 @@ def test_invalid_arguments(server, good):
         assert error_code(lambda: am.get_hls_streaming_session_url(**args)) == "InvalidArgumentException", args
 
 
-def test_client_limit_per_stream(server, good):
-    """25 TPS per stream with a 2 s burst: 200 requests from 8 threads (far faster than 25/s) hit it."""
+def test_no_rate_limit_by_default(server, good):
+    """A self-hosted archive does not throttle its own users: 200 session URLs from 8 threads all succeed."""
     from concurrent.futures import ThreadPoolExecutor
     name, _, t0, t1 = good
     am = server.am()
+    with ThreadPoolExecutor(8) as pool:
+        urls = list(pool.map(lambda _: am.get_hls_streaming_session_url(**on_demand(name, t0, t1)), range(200)))
+    assert all(u["HLSStreamingSessionURL"] for u in urls)
+
+
+def test_client_limit_per_stream_with_aws_quotas(server_factory, workroot):
+    """`[hls_rate_limits] mode = "aws"` with no waiting: 25 TPS per stream with a 2 s burst; 200 requests
+    from 8 threads (far faster than 25/s) hit it."""
+    from concurrent.futures import ThreadPoolExecutor
+    conf = workroot / "aws-quotas.toml"
+    conf.write_text('[hls_rate_limits]\nmode = "aws"\nmax_delay_seconds = 0\n')
+    s = server_factory(extra_args=["--config", str(conf)])
+    name, _, t0, t1 = ingest(s, H264_AAC.read_bytes())
+    am = s.am()
 
     def one(_):
         try:
@@ -308,7 +322,7 @@ def test_client_limit_per_stream(server, good):
         assert "ClientLimitExceededException" in codes, (elapsed, codes)
     assert codes.count("ok") >= 40, codes  # the burst
     # Other streams are not affected.
-    other, _, o0, o1 = ingest(server, H264_AAC.read_bytes())
+    other, _, o0, o1 = ingest(s, H264_AAC.read_bytes())
     assert am.get_hls_streaming_session_url(**on_demand(other, o0, o1))["HLSStreamingSessionURL"]
 
 

@@ -16,8 +16,10 @@
 //! session_key_file = "/etc/openkvs/session.keys"  # or inline: session_keys = ["<64 hex digits>"]
 //! session_expires_min = 300       # bounds of GetHLSStreamingSessionURL Expires, seconds
 //! session_expires_max = 43200
-//! [hls_rate_limits]               # requests per second per session (0 = unlimited); AWS's defaults
-//! master_playlist_tps = 5
+//! [hls_rate_limits]               # off unless asked for (docs/choices.md#hls-rate-limits)
+//! mode = "aws"                    # "off" (the default) or "aws": AWS's quotas, below; values given here override
+//! max_delay_seconds = 2           # a request over the rate waits up to this long for its turn before it is refused
+//! master_playlist_tps = 5         # requests per second per session (0 = unlimited)
 //! media_playlist_tps = 5
 //! init_fragment_tps = 5
 //! media_fragment_tps = 20         # GetMP4MediaFragment and GetTSFragment
@@ -106,16 +108,26 @@ struct FileConfig {
     hls_rate_limits: Option<HlsRateLimitsFile>,
 }
 
-/// `[hls_rate_limits]`: requests per second per session (0 = unlimited).
+/// `[hls_rate_limits]`: `mode` picks the starting point (no limits, or AWS's quotas); the rates
+/// given (requests per second per session, 0 = unlimited) override it.
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
 struct HlsRateLimitsFile {
+    mode: Option<HlsRateLimitMode>,
+    max_delay_seconds: Option<f64>,
     master_playlist_tps: Option<f64>,
     media_playlist_tps: Option<f64>,
     init_fragment_tps: Option<f64>,
     media_fragment_tps: Option<f64>,
     session_url_tps_per_stream: Option<f64>,
     burst_seconds: Option<f64>,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum HlsRateLimitMode {
+    Off,
+    Aws,
 }
 
 /// HLS session keys: the first source given wins (flag/env keys, flag/env key file, config-file
@@ -245,6 +257,10 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     }
     if let Some(l) = file.hls_rate_limits {
         let limits = &mut config.hls_limits;
+        *limits = match l.mode {
+            Some(HlsRateLimitMode::Aws) => server::hls::limits::HlsLimits::aws(),
+            Some(HlsRateLimitMode::Off) | None => server::hls::limits::HlsLimits::default(),
+        };
         for (value, into) in [
             (l.master_playlist_tps, &mut limits.master_playlist_tps),
             (l.media_playlist_tps, &mut limits.media_playlist_tps),
@@ -255,6 +271,7 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
                 &mut limits.session_url_tps_per_stream,
             ),
             (l.burst_seconds, &mut limits.burst_seconds),
+            (l.max_delay_seconds, &mut limits.max_delay_seconds),
         ] {
             if let Some(v) = value {
                 if !(v.is_finite() && v >= 0.0) {
@@ -432,6 +449,12 @@ mod tests {
         assert!(s.config.session_keys.is_empty());
         assert_eq!(s.config.session_expires_min, 300);
         assert_eq!(s.config.session_expires_max, 43200);
+        assert_eq!(
+            s.config.hls_limits,
+            server::hls::limits::HlsLimits::default(),
+            "no HLS rate limit unless asked for"
+        );
+        assert_eq!(s.config.hls_limits.media_fragment_tps, 0.0);
     }
 
     #[test]
@@ -444,7 +467,7 @@ mod tests {
         let conf = dir.path().join("openkvs.toml");
         std::fs::write(
             &conf,
-            "session_expires_max = 86400\n[hls_rate_limits]\nmedia_fragment_tps = 0\n",
+            "session_expires_max = 86400\n[hls_rate_limits]\nmode = \"aws\"\nmedia_fragment_tps = 0\n",
         )
         .unwrap();
         let s = settings(parse(&[
@@ -460,7 +483,7 @@ mod tests {
         assert_eq!(s.config.session_expires_min, 1);
         assert_eq!(s.config.session_expires_max, 86400);
         assert_eq!(s.config.hls_limits.media_fragment_tps, 0.0);
-        assert_eq!(s.config.hls_limits.master_playlist_tps, 5.0);
+        assert_eq!(s.config.hls_limits.master_playlist_tps, 5.0, "mode = aws");
         // Inline keys win over the file.
         let s = settings(parse(&[
             "--session-key",

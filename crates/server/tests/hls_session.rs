@@ -525,9 +525,35 @@ async fn expires_bounds_are_server_settings() {
     assert_eq!(session.expires, Timestamp(now + 1000));
 }
 
+/// `[hls_rate_limits] mode = "aws"`, `max_delay_seconds = 0`: over the rate is refused at once.
+fn aws_quotas_without_waiting(c: &mut server::Config) {
+    c.hls_limits = server::hls::limits::HlsLimits {
+        max_delay_seconds: 0.0,
+        ..server::hls::limits::HlsLimits::aws()
+    };
+}
+
+#[tokio::test]
+async fn no_rate_limit_by_default() {
+    let t = start().await;
+    let now = t.now_ms();
+    let s = t.create_stream("cam1", 24).await;
+    t.ingest(&s, now - 1000, now - 1000, H264_AAC).await;
+    // At one pinned instant, far past any of AWS's quotas.
+    for _ in 0..200 {
+        t.ok_url(json!({"StreamName": "cam1"})).await;
+    }
+    let token = token_of(&t.ok_url(json!({"StreamName": "cam1"})).await).to_owned();
+    for _ in 0..500 {
+        hls::authorize(&t.state, &token, HlsResource::MediaFragment)
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn session_url_rate_limit_per_stream() {
-    let t = start().await;
+    let t = start_with(aws_quotas_without_waiting).await;
     let now = t.now_ms();
     let a = t.create_stream("a", 24).await;
     let b = t.create_stream("b", 24).await;
@@ -611,7 +637,7 @@ async fn authorize_refuses_expired_tampered_and_other_incarnations() {
 
 #[tokio::test]
 async fn authorize_applies_the_session_rate_limit() {
-    let t = start().await;
+    let t = start_with(aws_quotas_without_waiting).await;
     let now = t.now_ms();
     let s = t.create_stream("cam1", 24).await;
     t.ingest(&s, now - 1000, now - 1000, H264_AAC).await;

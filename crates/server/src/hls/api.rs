@@ -509,7 +509,8 @@ pub async fn get_hls_streaming_session_url(
     .await?;
     state
         .hls_limits
-        .check(&stream.id.0.to_be_bytes(), HlsResource::SessionUrl, now)?;
+        .admit(&stream.id.0.to_be_bytes(), HlsResource::SessionUrl, now)
+        .await?;
     if stream.data_retention_hours == 0 {
         return Err(ApiError::NoDataRetention(format!(
             "The stream {} has no data retention (DataRetentionInHours 0); HLS plays stored \

@@ -1,13 +1,21 @@
-//! Request-rate limits of the HLS resources (CONTRACT.md E), with AWS's rates as defaults:
+//! Optional request-rate limits of the HLS resources (docs/choices.md#hls-rate-limits).
+//!
+//! Off by default: a self-hosted archive must never hand a fast reader (`ffmpeg -i URL -c copy`,
+//! a downloader, a player catching up) a recording with holes, and AWS's per-session quotas did
+//! exactly that: ffmpeg skips a segment answered with an error and exits 0. An operator who wants
+//! AWS's quotas turns them on with [`HlsLimits::aws`] (`[hls_rate_limits] mode = "aws"`):
 //! GetHLSMasterPlaylist, GetHLSMediaPlaylist and GetMP4InitFragment 5 TPS per session,
-//! GetMP4MediaFragment and GetTSFragment 20 TPS per session, GetHLSStreamingSessionURL 25 TPS
-//! per stream. Exceeding one answers `ClientLimitExceededException` 400.
+//! GetMP4MediaFragment and GetTSFragment 20 TPS per session, GetHLSStreamingSessionURL 25 TPS per
+//! stream. Even then a request over the rate is first *delayed* until its turn, up to
+//! [`HlsLimits::max_delay_seconds`]; only a request that would wait longer is refused with
+//! `ClientLimitExceededException` 400. A sequential reader is thus paced, never truncated.
 //!
 //! Each (session, resource) has a token bucket refilled at the rate. Burst: a bucket holds
-//! [`HlsLimits::burst_seconds`] (default 2) seconds' worth of requests, so a player that starts
-//! by fetching the master playlist, both media playlists, both init fragments and the first
-//! several fragments at once is not throttled, while the sustained rate stays AWS's. A rate of 0
-//! disables that limit (benchmarks, trusted players).
+//! [`HlsLimits::burst_seconds`] seconds' worth of requests, so a player that starts by fetching
+//! the master playlist, both media playlists, both init fragments and the first several fragments
+//! at once is not slowed down. A delayed request reserves its token (the bucket goes below zero),
+//! so waiting requests are bounded too: at most `rate × max_delay` per bucket. A rate of 0 disables
+//! that limit.
 //!
 //! Memory is bounded: a bucket that has refilled completely carries no information (a fresh one
 //! would behave the same), so it is dropped; a sweep runs at most once a second and whenever the
@@ -54,6 +62,7 @@ impl HlsResource {
 }
 
 /// Requests per second per session (per stream for the session URL); 0 = unlimited.
+/// [`Default`] is no limit at all; [`HlsLimits::aws`] is AWS's quotas.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HlsLimits {
     pub master_playlist_tps: f64,
@@ -64,23 +73,38 @@ pub struct HlsLimits {
     pub session_url_tps_per_stream: f64,
     /// Bucket size in seconds of the rate (at least one request).
     pub burst_seconds: f64,
+    /// How long a request over the rate may wait for its turn before it is refused.
+    pub max_delay_seconds: f64,
 }
 
 impl Default for HlsLimits {
-    /// AWS's quotas (CONTRACT.md E).
+    /// No limit (docs/choices.md#hls-rate-limits).
     fn default() -> Self {
+        HlsLimits {
+            master_playlist_tps: 0.0,
+            media_playlist_tps: 0.0,
+            init_fragment_tps: 0.0,
+            media_fragment_tps: 0.0,
+            session_url_tps_per_stream: 0.0,
+            burst_seconds: 2.0,
+            max_delay_seconds: 2.0,
+        }
+    }
+}
+
+impl HlsLimits {
+    /// AWS's quotas (docs/wire.md#hls-quotas).
+    pub fn aws() -> Self {
         HlsLimits {
             master_playlist_tps: 5.0,
             media_playlist_tps: 5.0,
             init_fragment_tps: 5.0,
             media_fragment_tps: 20.0,
             session_url_tps_per_stream: 25.0,
-            burst_seconds: 2.0,
+            ..HlsLimits::default()
         }
     }
-}
 
-impl HlsLimits {
     pub fn rate(&self, resource: HlsResource) -> f64 {
         match resource {
             HlsResource::MasterPlaylist => self.master_playlist_tps,
@@ -141,19 +165,36 @@ impl RateLimiter {
         &self.limits
     }
 
-    /// Takes one request from the bucket of (`session_key`, `resource`) at `now`; refuses with
-    /// `ClientLimitExceededException` when it is empty. `session_key` is the session id
-    /// ([`super::token::session_id`]), or for [`HlsResource::SessionUrl`] the stream id's bytes.
-    pub fn check(
+    /// Admits one request of (`session_key`, `resource`): waits for its turn when the bucket is
+    /// empty, refuses it when the wait would exceed the limit's maximum delay.
+    pub async fn admit(
         &self,
         session_key: &[u8],
         resource: HlsResource,
         now: Timestamp,
     ) -> Result<(), ApiError> {
+        let wait = self.check(session_key, resource, now)?;
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        Ok(())
+    }
+
+    /// Takes one request from the bucket of (`session_key`, `resource`) at `now` and says how
+    /// long it must wait for its turn (zero when a token is there); refuses with
+    /// `ClientLimitExceededException` when that wait would exceed the maximum delay.
+    /// `session_key` is the session id ([`super::token::session_id`]), or for
+    /// [`HlsResource::SessionUrl`] the stream id's bytes.
+    pub fn check(
+        &self,
+        session_key: &[u8],
+        resource: HlsResource,
+        now: Timestamp,
+    ) -> Result<std::time::Duration, ApiError> {
         let rate = self.limits.rate(resource);
         let limited = rate.is_finite() && rate > 0.0;
         if !limited {
-            return Ok(());
+            return Ok(std::time::Duration::ZERO);
         }
         let capacity = self.limits.capacity(rate);
         let mut key = [0u8; KEY_BYTES];
@@ -176,9 +217,10 @@ impl RateLimiter {
         let elapsed = now.saturating_sub(bucket.last).max(0) as f64 / 1000.0;
         bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
         bucket.last = bucket.last.max(now);
-        if bucket.tokens >= 1.0 {
+        let wait_seconds = ((1.0 - bucket.tokens) / rate).max(0.0);
+        if wait_seconds <= self.limits.max_delay_seconds.max(0.0) {
             bucket.tokens -= 1.0;
-            Ok(())
+            Ok(std::time::Duration::from_secs_f64(wait_seconds))
         } else {
             let whom = match resource {
                 HlsResource::SessionUrl => "this stream",
@@ -237,9 +279,61 @@ mod tests {
         Timestamp(ms)
     }
 
+    /// AWS's rates with no waiting: the bucket arithmetic alone.
+    fn refusing() -> HlsLimits {
+        HlsLimits {
+            max_delay_seconds: 0.0,
+            ..HlsLimits::aws()
+        }
+    }
+
+    fn zero(d: Result<std::time::Duration, ApiError>) -> bool {
+        matches!(d, Ok(d) if d.is_zero())
+    }
+
+    #[test]
+    fn off_by_default() {
+        let l = RateLimiter::new(HlsLimits::default());
+        for resource in [
+            HlsResource::MasterPlaylist,
+            HlsResource::MediaPlaylist,
+            HlsResource::InitFragment,
+            HlsResource::MediaFragment,
+            HlsResource::TsFragment,
+            HlsResource::SessionUrl,
+        ] {
+            for _ in 0..10_000 {
+                assert!(zero(l.check(b"s", resource, t(0))));
+            }
+        }
+        assert!(l.is_empty());
+    }
+
+    #[test]
+    fn over_the_rate_waits_for_its_turn_before_it_is_refused() {
+        let l = RateLimiter::new(HlsLimits::aws());
+        // 20 TPS, 2 s burst: 40 at once go straight through ...
+        for _ in 0..40 {
+            assert!(zero(l.check(b"s", HlsResource::MediaFragment, t(0))));
+        }
+        // ... the next ones wait 50 ms more each, up to the 2-s maximum delay ...
+        for i in 1..=40u64 {
+            let wait = l.check(b"s", HlsResource::MediaFragment, t(0)).unwrap();
+            assert_eq!((wait.as_secs_f64() * 1000.0).round() as u64, i * 50, "{i}");
+        }
+        // ... and only then is one refused.
+        let e = l.check(b"s", HlsResource::MediaFragment, t(0)).unwrap_err();
+        assert_eq!(e.aws_error_type(), "ClientLimitExceededException");
+        // A sequential reader one request every 50 ms is never refused, only paced.
+        for i in 1..1000 {
+            l.check(b"s", HlsResource::MediaFragment, t(2_000 + i * 50))
+                .unwrap();
+        }
+    }
+
     #[test]
     fn burst_then_sustained_rate() {
-        let l = RateLimiter::new(HlsLimits::default());
+        let l = RateLimiter::new(refusing());
         // 5 TPS with a 2-second burst: 10 at once, the 11th is refused.
         for i in 0..10 {
             l.check(b"s1", HlsResource::MasterPlaylist, t(0))
@@ -266,7 +360,7 @@ mod tests {
 
     #[test]
     fn fragment_rate_is_twenty() {
-        let l = RateLimiter::new(HlsLimits::default());
+        let l = RateLimiter::new(refusing());
         let ok = (0..100)
             .filter(|_| l.check(b"s", HlsResource::MediaFragment, t(0)).is_ok())
             .count();
@@ -281,7 +375,7 @@ mod tests {
     fn zero_means_unlimited() {
         let l = RateLimiter::new(HlsLimits {
             media_fragment_tps: 0.0,
-            ..HlsLimits::default()
+            ..refusing()
         });
         for _ in 0..10_000 {
             l.check(b"s", HlsResource::MediaFragment, t(0)).unwrap();
@@ -291,7 +385,7 @@ mod tests {
 
     #[test]
     fn refilled_buckets_are_evicted() {
-        let l = RateLimiter::new(HlsLimits::default());
+        let l = RateLimiter::new(HlsLimits::aws());
         for i in 0u32..1000 {
             l.check(&i.to_be_bytes(), HlsResource::MediaPlaylist, t(0))
                 .unwrap();
@@ -304,7 +398,7 @@ mod tests {
 
     #[test]
     fn table_is_bounded() {
-        let l = RateLimiter::with_capacity(HlsLimits::default(), 100);
+        let l = RateLimiter::with_capacity(HlsLimits::aws(), 100);
         for i in 0u32..10_000 {
             l.check(
                 &i.to_be_bytes(),
@@ -318,7 +412,7 @@ mod tests {
 
     #[test]
     fn clock_going_backwards_does_not_mint_tokens() {
-        let l = RateLimiter::new(HlsLimits::default());
+        let l = RateLimiter::new(refusing());
         for _ in 0..10 {
             l.check(b"s", HlsResource::InitFragment, t(10_000)).unwrap();
         }

@@ -53,7 +53,7 @@ pub async fn authorize(
     })?;
     let session_id = token::session_id(query_token)
         .ok_or_else(|| ApiError::InvalidSessionToken(TOKEN_INVALID.into()))?;
-    state.hls_limits.check(&session_id, resource, now)?;
+    state.hls_limits.admit(&session_id, resource, now).await?;
     match state.catalog.stream_by_id(session.stream_id).await? {
         Some(stream) if stream.creation_time == session.stream_creation => Ok((session, stream)),
         _ => Err(ApiError::InvalidSessionToken(STREAM_GONE.into())),
