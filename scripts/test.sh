@@ -10,7 +10,9 @@
 # tests/e2e/players; no browser is downloaded: the tests drive Debian's /usr/bin/chromium).
 # Environment: CARGO_TARGET_DIR (default target/), OPENKVS_BIN (default $CARGO_TARGET_DIR/debug/openkvs),
 # OPENKVS_SKIP_CARGO_TEST=1 to skip `cargo test`, OPENKVS_KEEP_TMP=1 to keep the e2e temp dirs,
-# OPENKVS_E2E_TIMEOUT (seconds, default 1200) caps the end-to-end run.
+# OPENKVS_E2E_TIMEOUT (seconds, default 1200) caps the end-to-end run. AWS's C producer SDK is built from the
+# pinned tarballs by scripts/build-kvs-producer-c.sh (cached in ${OPENKVS_CACHE_DIR:-~/.cache/openkvs}); a
+# preset OPENKVS_KVS_PRODUCER_DRIVER skips that build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -71,6 +73,15 @@ fi
 
 step "cargo build -p openkvs"
 cargo build -p openkvs
+
+step "AWS C producer SDK (for tests/e2e/test_producer_c.py)"
+# A failed build does not stop the run: test_producer_c.py then fails with this message.
+if [ -z "${OPENKVS_KVS_PRODUCER_DRIVER:-}" ]; then
+  OPENKVS_KVS_PRODUCER_DRIVER="$(scripts/build-kvs-producer-c.sh)" ||
+    OPENKVS_KVS_PRODUCER_DRIVER="scripts/build-kvs-producer-c.sh failed (see its output above)"
+fi
+export OPENKVS_KVS_PRODUCER_DRIVER
+echo "$OPENKVS_KVS_PRODUCER_DRIVER"
 
 step "fixtures"
 scripts/make-fixtures.sh --check
