@@ -1,4 +1,4 @@
-"""Bad PutMedia input (CONTRACT.md A2 ErrorIds, D1 track rules): an ERROR ack or an AWS error, the
+"""Bad PutMedia input (docs/wire.md#putmedia-errors, docs/wire.md#putmedia-body): an ERROR ack or an AWS error, the
 server stays up, and the good fragments sent before the bad part stay listed.
 
 ErrorIds: 4000 error reading stream; 4001 fragment > 50 MB; 4002 duration > max (20 s); 4004 timecode

@@ -1,4 +1,4 @@
-"""Control plane (CONTRACT.md A1, C): the real AWS CLI for the main path, boto3 and raw HTTP where easier."""
+"""Control plane (docs/wire.md#control-plane, docs/wire.md#errors): the real AWS CLI for the main path, boto3 and raw HTTP where easier."""
 
 from __future__ import annotations
 
@@ -308,7 +308,7 @@ ERROR_REQUESTS = [
 
 @pytest.mark.parametrize("path,payload,status,code", ERROR_REQUESTS)
 def test_error_wire_format(server, path, payload, status, code):
-    """Every error: x-amzn-RequestId, x-amzn-ErrorType and a JSON body with "Message" (CONTRACT.md C2)."""
+    """Every error: x-amzn-RequestId, x-amzn-ErrorType and a JSON body with "Message" (docs/wire.md#errors)."""
     st, headers, body = raw_post(server.endpoint, path, payload)
     assert st == status, (st, body)
     assert headers.get("x-amzn-requestid"), headers
@@ -364,7 +364,7 @@ def test_auth_archived_media_too(auth_server):
 
 
 def test_no_credentials_accepts_any_key(server):
-    """Without a credentials file any well-formed signature is accepted (DESIGN.md Authentication)."""
+    """Without a credentials file any well-formed signature is accepted (docs/choices.md#unsigned-mode)."""
     kv = server.client(access_key="AKIDANYTHING", secret_key="whatever")
     kv.list_streams(MaxResults=1)
     assert ACCESS_KEY  # the default pair works too

@@ -1,5 +1,5 @@
-"""GetHLSStreamingSessionURL end to end: the real AWS CLI with the seed's flags, boto3, and every
-error of CONTRACT.md A4 checked through the client's parsed error code; then what the session URL's
+"""GetHLSStreamingSessionURL end to end: the real AWS CLI with every flag set, boto3, and every
+error of docs/wire.md#gethlsstreamingsessionurl checked through the client's parsed error code; then what the session URL's
 token grants on the GET side (tampered, expired, deleted-stream and other-stream tokens are refused).
 
 Streams with unsupported or damaged codec private data are made from tests/fixtures/h264_aac.mkv by
@@ -129,7 +129,7 @@ def good(server):
     return ingest(server, H264_AAC.read_bytes())
 
 
-# -- the seed's CLI ----------------------------------------------------------------------------------
+# -- the AWS CLI, every flag set -------------------------------------------------------------------
 
 
 def test_cli_with_the_seed_flags(server, good):
@@ -175,7 +175,7 @@ def test_boto3_defaults_and_every_mode(server):
         assert "/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=" in url
 
 
-# -- every error of CONTRACT.md A4 -----------------------------------------------------------------
+# -- every error of docs/wire.md#gethlsstreamingsessionurl -----------------------------------------
 
 
 def test_unknown_stream_cli(server):

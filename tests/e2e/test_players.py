@@ -68,7 +68,7 @@ def ingested(server):
             frags = kvs.wait_fragments(server.am(), stream, len(mkv.parse_file(FIXTURES / name).clusters))
             assert len(frags) == 4, f"{name}: {len(frags)} fragments listed after ingest"
             # End after the end of the last fragment (server time), so the range holds every fragment whichever
-            # way the server compares (CONTRACT.md: End is inclusive vs a fragment's start); these tests are
+            # way the server compares (docs/wire.md#gethlsstreamingsessionurl: End is inclusive vs a fragment's start); these tests are
             # about players, not range edges.
             last_end = max(f["ServerTimestamp"].timestamp() + f["FragmentLengthInMilliseconds"] / 1000 for f in frags)
             time.sleep(max(0.05, last_end + 0.1 - time.time()))

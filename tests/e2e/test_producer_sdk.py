@@ -1,4 +1,4 @@
-"""What AWS's C producer SDK sends, byte for byte where it matters (CONTRACT.md D5).
+"""What AWS's C producer SDK sends, byte for byte where it matters (docs/wire.md#putmedia-body).
 
 The SDK's call sequence on a new stream, tab-pretty-printed JSON bodies, `Host` signed without its
 port, `content-type: application/json` on PutMedia, `Expect: 100-continue`, 65,524-byte chunks,
@@ -137,7 +137,7 @@ def test_c_producer_sdk_sequence_on_a_new_stream(server, fixture_files):
     persisted = [a for a in acks if a["EventType"] == "PERSISTED"]
     assert [a for a in acks if a["EventType"] == "ERROR"] == []
     assert len(persisted) == len(source.clusters)
-    # FragmentTimecode echoes the absolute cluster timecode (CONTRACT.md D5).
+    # FragmentTimecode echoes the absolute cluster timecode (docs/wire.md#putmedia-acks).
     assert [a["FragmentTimecode"] for a in persisted] == [t0 + c.timecode for c in source.clusters]
 
     frags = server.am().list_fragments(

@@ -1,4 +1,4 @@
-"""PutMedia ingest (CONTRACT.md A2) and ListFragments (A3), with `openkvs put-media` and a raw client.
+"""PutMedia ingest (docs/wire.md#putmedia-request) and ListFragments (docs/wire.md#listfragments), with `openkvs put-media` and a raw client.
 
 The oracle for "how many fragments" is tests/e2e/mkv.py's cluster count of the fixture.
 """

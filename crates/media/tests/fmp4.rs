@@ -11,7 +11,7 @@ use media::timeline::{TimedSample, TrackTiming};
 use mp4_atom::{Codec, Decode, Ftyp, Mdat, Moof, Moov};
 use sha2::{Digest, Sha256};
 
-/// CONTRACT.md D1: a KVS producer's avcC (Main, level 4.2, 1920x1080).
+/// A KVS producer's avcC (Main, level 4.2, 1920x1080; producer-sdk-cpp#109).
 const AVCC_D1: &str = "014d002affe1000b674d002a95a81e0089f95001000468ee3c80";
 /// AAC-LC, 48 kHz, stereo.
 const ASC_LC_48K_STEREO: [u8; 2] = [0x11, 0x90];

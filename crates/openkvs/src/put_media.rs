@@ -1,7 +1,7 @@
-//! `openkvs put-media`: stream an MKV file or standard input as one signed PutMedia (CONTRACT.md A2), printing
+//! `openkvs put-media`: stream an MKV file or standard input as one signed PutMedia (docs/wire.md#putmedia-request), printing
 //! the acks' outcome as one JSON line.
 //!
-//! - Signing (CONTRACT.md F, D5): like the C producer SDK, the canonical payload hash is the SHA-256 of the empty
+//! - Signing (docs/wire.md#sigv4): like the C producer SDK, the canonical payload hash is the SHA-256 of the empty
 //!   string and no `x-amz-content-sha256` is sent; the streaming body cannot be hashed up front, and this is the
 //!   variant every KVS-compatible server must accept for real cameras.
 //! - Body: `transfer-encoding: chunked`, read in 64 KiB chunks and never held whole. By default clusters go out in
@@ -96,7 +96,7 @@ impl TimecodeType {
     }
 }
 
-/// Accepts decimal epoch seconds (int or fraction), as servers parse it (CONTRACT.md A2).
+/// Accepts decimal epoch seconds (int or fraction), as servers parse it (docs/wire.md#putmedia-request).
 fn parse_producer_start_timestamp(text: &str) -> Result<String, String> {
     let valid = !text.is_empty()
         && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
@@ -157,7 +157,7 @@ struct SignedPutMedia {
     headers: Vec<(String, String)>,
 }
 
-/// Builds and signs `POST {endpoint}/putMedia` (CONTRACT.md A2 headers; F signing, empty-body hash).
+/// Builds and signs `POST {endpoint}/putMedia` (docs/wire.md#putmedia-request headers; docs/wire.md#sigv4 signing, empty-body hash).
 fn signed_put_media(
     endpoint_url: &str,
     stream: &StreamTarget,
@@ -465,7 +465,7 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
     }
 }
 
-/// `Message` (service errors) or `message` (auth errors) of an AWS JSON error body (CONTRACT.md C2/C3), else the
+/// `Message` (service errors) or `message` (auth errors) of an AWS JSON error body (docs/wire.md#errors), else the
 /// raw text.
 fn error_message(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)

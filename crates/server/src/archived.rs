@@ -1,7 +1,7 @@
-//! `kinesis-video-archived-media` operations (CONTRACT.md A3). ListFragments for now;
+//! `kinesis-video-archived-media` operations (docs/wire.md#listfragments). ListFragments for now;
 //! GetHLSStreamingSessionURL and the rest join here.
 //!
-//! ListFragments choices:
+//! ListFragments choices (docs/choices.md#pagination-tokens):
 //! - MaxResults defaults to 1000 (the model's maximum; AWS's default is undocumented).
 //! - Fragments come ascending by (selected timestamp, fragment number) — AWS promises no order,
 //!   ascending is allowed and what users want.

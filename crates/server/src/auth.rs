@@ -1,4 +1,4 @@
-//! SigV4 verification as one middleware in front of every signed operation (CONTRACT.md F), so
+//! SigV4 verification as one middleware in front of every signed operation (docs/wire.md#sigv4), so
 //! handlers never see an unauthenticated request.
 //!
 //! Payload hash rule: the literal `x-amz-content-sha256` when present (and for non-streaming
@@ -90,7 +90,7 @@ pub enum PayloadHash {
     OfBody,
 }
 
-/// The payload hash rule of CONTRACT.md F.
+/// The payload hash rule of docs/wire.md#sigv4.
 pub fn payload_hash_rule(content_sha256: Option<&str>, streaming: bool) -> PayloadHash {
     match content_sha256 {
         Some(v) if !streaming && v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()) => {

@@ -1,7 +1,7 @@
-//! `kinesisvideo` control plane over the [`store::Catalog`] (CONTRACT.md A1).
+//! `kinesisvideo` control plane over the [`store::Catalog`] (docs/wire.md#control-plane).
 //!
 //! Choices (documented here, where they are made):
-//! - Streams are ACTIVE as soon as CreateStream returns (CONTRACT.md D5: producers PutMedia at once).
+//! - Streams are ACTIVE as soon as CreateStream returns (docs/wire.md#putmedia-body: producers PutMedia at once).
 //! - Every metadata change (UpdateStream, UpdateDataRetention) gets a new random `Version` (32 hex
 //!   chars). Tag changes keep the version (see [`change_tags`]).
 //! - Name|ARN operations: neither given → InvalidArgumentException; both given and naming
@@ -23,9 +23,9 @@ use crate::validate::{self as v, Validator};
 use crate::wire::{epoch_seconds, AwsJson, Input};
 use crate::AppState;
 
-/// Most tags a stream may carry (CONTRACT.md A1).
+/// Most tags a stream may carry (docs/wire.md#control-plane).
 pub const MAX_TAGS: usize = 50;
-/// Longest retention (10 years, CONTRACT.md A1).
+/// Longest retention (10 years, docs/wire.md#control-plane).
 pub const MAX_RETENTION_HOURS: i64 = 87_600;
 /// ListStreams page size when MaxResults is absent (model doc: default 10,000).
 pub const LIST_STREAMS_DEFAULT: i64 = 10_000;

@@ -1,4 +1,4 @@
-//! The route table: every KVS operation path (CONTRACT.md 0: `POST /<operation>`, one listener
+//! The route table: every KVS operation path (docs/wire.md#requests: `POST /<operation>`, one listener
 //! for all three services) and the unsigned resources.
 //!
 //! To add an operation: write `async fn op(State<AppState>, AwsJson<OpInput>) -> Result<AwsJson<OpOutput>, ApiError>`
@@ -123,7 +123,7 @@ fn signed_routes(state: &AppState) -> Router<AppState> {
 /// Unsigned resources: health check (and, later, HLS GETs authorised by their session token).
 fn public_routes() -> Router<AppState> {
     use crate::hls::serve;
-    // HLS resources are authorised by their SessionToken alone, like KVS (CONTRACT.md F).
+    // HLS resources are authorised by their SessionToken alone, like KVS (docs/wire.md#hls-resources).
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::handler))

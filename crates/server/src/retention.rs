@@ -1,5 +1,5 @@
 //! Retention: a background task deletes fragments older than their stream's retention
-//! (CONTRACT.md A1 `DataRetentionInHours`). Rows go first, then the segments no row references,
+//! (`DataRetentionInHours`; docs/architecture.md#deletes-and-retention). Rows go first, then the segments no row references,
 //! so a crash in between leaves only unreferenced files, never rows without bytes.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use store::Timestamp;
 
 use crate::AppState;
 
-/// With retention 0 KVS keeps fragments only in a short buffer (CONTRACT.md A1: "5-min / 200 MB").
+/// With retention 0 KVS keeps fragments only in a short buffer (docs/choices.md#retention-0).
 pub const ZERO_RETENTION_BUFFER: Duration = Duration::from_secs(300);
 /// How often the task runs.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);

@@ -1,4 +1,4 @@
-//! Server-side validation of the model constraints (CONTRACT.md 0: botocore checks only required
+//! Server-side validation of the model constraints (docs/wire.md#validation: botocore checks only required
 //! and `min`; JS v3 nothing). Messages follow the Coral style AWS services answer with, e.g.
 //! `1 validation error detected: Value 'bad name!' at 'streamName' failed to satisfy constraint:
 //! Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+`, sent as

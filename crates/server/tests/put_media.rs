@@ -47,7 +47,7 @@ fn tracks() -> Vec<Track> {
     ]
 }
 
-/// KVS producer SDK style MKV (CONTRACT.md D1/D5): 8-byte sizes, unknown-size Segment and Clusters,
+/// KVS producer SDK style MKV (docs/wire.md#putmedia-body): 8-byte sizes, unknown-size Segment and Clusters,
 /// absolute ms timecodes, audio without the key-frame bit.
 fn producer_mkv(first_timecode: u64, clusters: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
     let mut w = MkvWriter::kvs();

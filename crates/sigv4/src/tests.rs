@@ -466,7 +466,7 @@ fn header_values_are_trimmed_and_names_case_insensitive() {
 
 #[test]
 fn host_without_port_as_the_c_producer_sends_it() {
-    // CONTRACT.md D5: the C SDK signs `Host: 127.0.0.1` and sends exactly that.
+    // docs/wire.md#sigv4: the C SDK signs `Host: 127.0.0.1` and sends exactly that.
     let mut base = put_media_headers();
     base[0] = ("Host", "127.0.0.1");
     base.push(("connection", "keep-alive"));

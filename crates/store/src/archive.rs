@@ -1,7 +1,8 @@
 //! Group commit. Fragments from every stream queue here; the committer takes what is waiting (up to
 //! a batch), appends each fragment's bytes to the media store, syncs the media once for the whole
 //! batch, then commits all catalog rows in one transaction. Only then does each caller learn its
-//! fragment number and may acknowledge PERSISTED (CONTRACT.md A2; invariants in `crates/store/DESIGN.md`).
+//! fragment number and may acknowledge PERSISTED (docs/architecture.md#group-commit; invariants in
+//! docs/architecture.md#crash-safety).
 
 use crate::{Catalog, FragmentNumber, MediaStore, NewFragment, StoreError};
 use bytes::Bytes;

@@ -23,7 +23,7 @@ pub const STREAM_TTL: Duration = Duration::from_secs(2);
 /// Fragment rows kept (per generation; at most twice this many in memory).
 const FRAGMENT_ENTRIES: usize = 8192;
 /// The live edge kept per stream: every LIVE viewer asks for the same newest few fragments
-/// (DESIGN.md, Storage). Requests for more go to the catalog.
+/// (docs/architecture.md#playback-path). Requests for more go to the catalog.
 const LIVE_EDGE: usize = 64;
 
 /// Two generations: lookups hit either; when the young one is full it becomes the old one and

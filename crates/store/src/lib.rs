@@ -1,7 +1,7 @@
 //! The archive: a [`Catalog`] of streams, codec configs and fragments, and a [`MediaStore`] of
 //! fragment bytes, with the embedded implementation (SQLite + append-only segment files).
 //!
-//! See `DESIGN.md` in this crate's folder for the row/file invariants and the order of durable steps.
+//! See docs/architecture.md#crash-safety for the row/file invariants and the order of durable steps.
 
 pub mod embedded;
 mod error;

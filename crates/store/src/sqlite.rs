@@ -1,5 +1,5 @@
 //! The embedded catalog: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
-//! transaction is durable when `COMMIT` returns (STYLE.md section 6; moonfire `server/db/db.rs`).
+//! transaction is durable when `COMMIT` returns (docs/architecture.md#crash-safety; moonfire `server/db/db.rs`).
 //!
 //! One writer connection serialises writes; a small pool of reader connections serves queries
 //! concurrently (WAL readers never block the writer). All calls run on tokio's blocking pool.

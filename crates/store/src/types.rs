@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Milliseconds since the Unix epoch. KVS reports server and producer timestamps with
-/// millisecond precision (CONTRACT.md A3 ListFragments rows, D4).
+/// millisecond precision (docs/wire.md#listfragments).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub i64);
 
@@ -17,18 +17,18 @@ impl Timestamp {
     pub fn millis(self) -> i64 {
         self.0
     }
-    /// Epoch seconds as a JSON number (CONTRACT.md section 0: timestamps are epoch-second numbers).
+    /// Epoch seconds as a JSON number (docs/wire.md#responses: timestamps are epoch-second numbers).
     pub fn as_epoch_seconds(self) -> f64 {
         self.0 as f64 / 1000.0
     }
 }
 
-/// Width of every fragment number, so text order is numeric order (CONTRACT.md D4: real ones are 47 digits).
+/// Width of every fragment number, so text order is numeric order (docs/choices.md#fragment-numbers: real ones are 47 digits).
 pub const FRAGMENT_NUMBER_DIGITS: usize = 47;
 
 /// A KVS fragment number: a decimal string, strictly increasing per stream in ingest order.
 ///
-/// Layout (INFERRED, CONTRACT.md D4 only fixes "decimal, increasing"): the number is
+/// Layout (docs/choices.md#fragment-numbers; AWS only fixes "decimal, increasing"): the number is
 /// `server_timestamp_ms * 10^8 + per-stream sequence`, printed zero-padded to 47 digits. A stream's
 /// ingest is owned by one node at a time, so (timestamp, sequence) is unique across nodes; the
 /// catalog guarantees monotonicity by taking `max(previous + 1, candidate)`.
@@ -110,7 +110,7 @@ impl StreamStatus {
     }
 }
 
-/// One stream as the catalog keeps it (DESIGN.md, Storage).
+/// One stream as the catalog keeps it (docs/architecture.md#data-directory).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamRecord {
     pub id: StreamId,
@@ -119,7 +119,7 @@ pub struct StreamRecord {
     pub device_name: Option<String>,
     pub media_type: Option<String>,
     pub kms_key_id: String,
-    /// Changes on every metadata update (CONTRACT.md A1: `Version` 1..64 `[a-zA-Z0-9]+`).
+    /// Changes on every metadata update (docs/choices.md#stream-version: `Version` 1..64 `[a-zA-Z0-9]+`).
     pub version: String,
     pub status: StreamStatus,
     pub creation_time: Timestamp,
@@ -170,7 +170,7 @@ pub struct SampleEntry {
 }
 
 /// One track's part of a fragment: its samples are contiguous in the fragment's media bytes,
-/// byte-identical to what was ingested (DESIGN.md, Storage).
+/// byte-identical to what was ingested (docs/architecture.md#data-directory).
 #[derive(Clone, Debug, PartialEq)]
 pub struct FragmentTrack {
     pub track: TrackNumber,
@@ -206,7 +206,7 @@ pub struct NewFragment {
 
 /// How a fragment joins the one ingested before it on its stream, decided once at commit so a
 /// LIVE playlist's EXT-X-DISCONTINUITY-SEQUENCE is the same on every reload (RFC 8216 §4.3.3.3;
-/// CONTRACT.md G #3, AVPlayer -12312).
+/// docs/choices.md#live-playlist-sequence-stability, AVPlayer -12312).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Continuity {
     /// `Continuity::*` bits for this fragment.
@@ -256,7 +256,7 @@ pub struct FragmentRecord {
     pub media: MediaLocation,
 }
 
-/// Which timestamp a fragment query selects on (CONTRACT.md A3 FragmentSelectorType).
+/// Which timestamp a fragment query selects on (docs/wire.md#listfragments, FragmentSelectorType).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimestampKind {
     Producer,
@@ -264,7 +264,7 @@ pub enum TimestampKind {
 }
 
 /// A page request over fragments whose start timestamp lies in `[start, end]` (both inclusive,
-/// CONTRACT.md A3), ascending by (timestamp, fragment number), resuming after `after`.
+/// docs/wire.md#listfragments), ascending by (timestamp, fragment number), resuming after `after`.
 #[derive(Clone, Debug)]
 pub struct FragmentQuery {
     pub stream: StreamId,

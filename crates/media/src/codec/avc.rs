@@ -285,7 +285,7 @@ fn skip_scaling_list(r: &mut BitReader<'_>, size: usize) -> Result<(), CodecErro
 mod tests {
     use super::*;
 
-    /// CONTRACT.md D1: the avcC a KVS producer sent (producer-sdk-cpp#109).
+    /// The avcC a KVS producer sent (producer-sdk-cpp#109; docs/wire.md#putmedia-body).
     const CONTRACT_D1: &str = "014d002affe1000b674d002a95a81e0089f95001000468ee3c80";
 
     fn hex(s: &str) -> Vec<u8> {

@@ -2,7 +2,7 @@
 //!
 //! One growable buffer; master elements of known size reserve their size field and are
 //! backpatched when closed. [`MkvWriter::kvs`] writes the way the KVS producer SDK does
-//! (CONTRACT.md D1): 8-byte size fields and 8-byte integers, with 1-byte unknown sizes
+//! (docs/wire.md#putmedia-body): 8-byte size fields and 8-byte integers, with 1-byte unknown sizes
 //! (`0xFF`) for Segment and Cluster.
 //!
 //! ```

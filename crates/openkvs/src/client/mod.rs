@@ -686,7 +686,7 @@ struct Pages {
 struct Client {
     http: reqwest::Client,
     region: String,
-    /// The models' `endpointPrefix` (`kinesisvideo` for all three KVS services, CONTRACT.md F).
+    /// The models' `endpointPrefix` (`kinesisvideo` for all three KVS services, docs/wire.md#sigv4).
     signing_name: String,
     credentials: Option<sigv4::Credentials>,
     /// `--endpoint-url` or its configured equivalents: every request goes there, as with the AWS CLI.

@@ -17,7 +17,7 @@ pub(crate) const SERVICES: &[(&str, &str)] = &[
 pub(crate) struct Service {
     /// The CLI command name (`kinesisvideo`, `kinesis-video-archived-media`).
     pub(crate) cli_name: String,
-    /// `metadata.endpointPrefix`: also the SigV4 signing name (CONTRACT.md F).
+    /// `metadata.endpointPrefix`: also the SigV4 signing name (docs/wire.md#sigv4).
     pub(crate) endpoint_prefix: String,
     pub(crate) operations: Vec<Operation>,
     shapes: Vec<Shape>,

@@ -1,4 +1,4 @@
-//! PutMedia acknowledgements (CONTRACT.md A2): counting them per `EventType`, matching PERSISTED / ERROR acks
+//! PutMedia acknowledgements (docs/wire.md#putmedia-acks): counting them per `EventType`, matching PERSISTED / ERROR acks
 //! to the clusters we sent, and the final JSON summary with persist latency.
 
 use serde::Serialize;

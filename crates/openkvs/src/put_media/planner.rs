@@ -154,7 +154,7 @@ pub(crate) mod tests {
         element(id, &value.to_be_bytes())
     }
 
-    /// A KVS-style MKV (CONTRACT.md D1/D5): unknown-size Segment and Clusters, one video track, one key frame
+    /// A KVS-style MKV (docs/wire.md#putmedia-body): unknown-size Segment and Clusters, one video track, one key frame
     /// per cluster. Returns the bytes and the offset of each Cluster.
     pub(crate) fn sample_mkv(cluster_timecodes: &[u64], frame_bytes: usize) -> (Vec<u8>, Vec<u64>) {
         let mut out = element(

@@ -1,6 +1,6 @@
 //! HLS playlists (RFC 8216) as pure functions of a session's segment list: no I/O, no clock.
 //!
-//! The layout follows what KVS emits (CONTRACT.md B1, B2): master `EXT-X-VERSION:1` with
+//! The layout follows what KVS emits (docs/wire.md#hls-playlists): master `EXT-X-VERSION:1` with
 //! attributes in KVS's order; media playlists `EXT-X-VERSION:7` (fMP4) with `EXTINF` at three
 //! decimals, trailing zeros trimmed; every other URI relative, carrying the session token.
 
@@ -24,7 +24,7 @@ pub struct MasterPlaylist<'a> {
     pub container: Container,
 }
 
-/// How segments are packaged (CONTRACT.md B).
+/// How segments are packaged (docs/wire.md#hls-segments).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Container {
     /// One media playlist per track; `getMP4InitFragment.mp4` + `getMP4MediaFragment.mp4`.
@@ -36,7 +36,7 @@ pub enum Container {
 /// One media segment (one stored fragment).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Segment {
-    /// The KVS fragment number, as ListFragments shows it (CONTRACT.md G #8: not a session index).
+    /// The KVS fragment number, as ListFragments shows it (docs/choices.md#playlist-details: not a session index).
     pub fragment_number: String,
     /// Exactly the time the segment spans in its own boxes (sum of its sample durations).
     pub duration_s: f64,

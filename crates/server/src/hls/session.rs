@@ -1,5 +1,5 @@
 //! What an HLS session URL grants, decided once at GetHLSStreamingSessionURL time and carried,
-//! sealed, in the `SessionToken` (DESIGN.md, Sessions; [`super::token`]).
+//! sealed, in the `SessionToken` (docs/choices.md#session-tokens; [`super::token`]).
 //!
 //! The binary form ([`Session::encode`] / [`Session::decode`]) is what the token encrypts. It is
 //! compact (about 40 bytes plus the stream name) so session URLs stay short:

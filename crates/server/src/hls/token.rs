@@ -1,4 +1,4 @@
-//! The `SessionToken`: a [`Session`] sealed with ChaCha20-Poly1305 (DESIGN.md, Sessions).
+//! The `SessionToken`: a [`Session`] sealed with ChaCha20-Poly1305 (docs/choices.md#session-tokens).
 //!
 //! Stateless: any node holding the key opens it; nothing is stored per session.
 //!
@@ -20,7 +20,7 @@
 //! so openkvs on ARM boards or CPUs without AES instructions neither slows down nor leaks timing,
 //! and at ~60-byte tokens AES-NI's speed-up does not matter. The RustCrypto crate is pure Rust.
 //!
-//! A typical token is about 100 characters (CONTRACT.md A4: base64url, ends with `~`; AWS's
+//! A typical token is about 100 characters (docs/choices.md#session-tokens: base64url, ends with `~`; AWS's
 //! are 130-150). Tokens are bearer credentials: never log them (the request log prints paths only).
 
 use base64::Engine;

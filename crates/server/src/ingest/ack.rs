@@ -1,10 +1,10 @@
-//! PutMedia acknowledgement events (CONTRACT.md A2): newline-separated JSON objects on the response.
+//! PutMedia acknowledgement events (docs/wire.md#putmedia-acks): newline-separated JSON objects on the response.
 
 use serde::Serialize;
 use store::FragmentNumber;
 
-/// The documented ack error ids (CONTRACT.md A2). The `ErrorCode` strings other than
-/// `MAX_FRAGMENT_DURATION_REACHED` are INFERRED from AWS's producer SDK enum names (open question 8).
+/// The documented ack error ids (docs/wire.md#putmedia-errors). The `ErrorCode` strings other than
+/// `MAX_FRAGMENT_DURATION_REACHED` are named after AWS's producer SDK status names (docs/choices.md#error-ack-behaviour).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckError {
     StreamRead,
@@ -73,12 +73,12 @@ pub enum EventType {
     Idle,
 }
 
-/// One ack line. Key names are the ones AWS's producer SDK parses (CONTRACT.md A2).
+/// One ack line. Key names are the ones AWS's producer SDK parses (docs/wire.md#putmedia-acks).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Ack {
     pub event_type: EventType,
-    /// The cluster timecode as sent, in milliseconds (CONTRACT.md D5).
+    /// The cluster timecode as sent, in milliseconds (docs/wire.md#putmedia-acks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fragment_timecode: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_string")]

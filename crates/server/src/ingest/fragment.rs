@@ -1,4 +1,4 @@
-//! Turns one Matroska Cluster into one archived fragment (CONTRACT.md A2: one Cluster is one
+//! Turns one Matroska Cluster into one archived fragment (docs/wire.md#putmedia-body: one Cluster is one
 //! fragment). Pure: frames in, a [`PendingFragment`] or an ack error out.
 
 use super::ack::AckError;
@@ -10,14 +10,14 @@ use store::{
     SampleEntry, StreamId, Timestamp,
 };
 
-/// Ingest limits (CONTRACT.md D3).
+/// Ingest limits (docs/wire.md#putmedia-limits).
 #[derive(Clone, Copy, Debug)]
 pub struct IngestLimits {
     pub max_fragment_bytes: u64,
     pub max_fragment_duration_ms: u64,
     pub max_tracks: usize,
     pub max_fragment_tags: usize,
-    /// A PutMedia connection is closed after this long (CONTRACT.md A2: 45 min, ErrorId 4003);
+    /// A PutMedia connection is closed after this long (docs/wire.md#putmedia-limits: 45 min, ErrorId 4003);
     /// producers reconnect.
     pub max_connection_duration: std::time::Duration,
     /// Fragments / bytes a connection may have awaiting commit before it stops reading its body.
@@ -115,7 +115,7 @@ impl FragmentBuilder {
             .find(|t| t.info.number == frame.track)
             .ok_or(AckError::TrackNumberMismatch)?;
         // A fragment must be decodable on its own: its video starts with a key frame. Audio
-        // frames need not carry the key-frame bit (CONTRACT.md D5).
+        // frames need not carry the key-frame bit (docs/wire.md#putmedia-body).
         if track.info.is_video && track.samples.is_empty() && !frame.keyframe {
             return Err(AckError::InvalidMkvData);
         }

@@ -1,4 +1,4 @@
-//! PutMedia ingest (CONTRACT.md A2, D): chunked MKV in, acknowledgement events out.
+//! PutMedia ingest (docs/wire.md#putmedia-request to #putmedia-limits): chunked MKV in, acknowledgement events out.
 //!
 //! The request body is parsed as it arrives by [`media::mkv::MkvReader`]; each Cluster becomes one
 //! fragment ([`fragment::FragmentBuilder`]) that is handed to the group-commit [`store::Archive`].
@@ -29,11 +29,11 @@ use ack::{Ack, AckError, EventType};
 use fragment::{FragmentBuilder, FragmentHeader, IngestLimits, TrackInfo};
 
 /// How long the producer may be quiet before each IDLE ack, and before the connection is closed
-/// (CONTRACT.md A2: IDLE "sent periodically for up to 30 s after last data; then the service closes").
+/// (docs/choices.md#idle-acks; AWS documents IDLE acks for up to 30 s after the last data, then closes).
 const IDLE_ACK_INTERVAL: Duration = Duration::from_secs(3);
 const IDLE_CLOSE_AFTER: Duration = Duration::from_secs(30);
 /// How long the handler waits for the first body bytes before answering 200 anyway. Polling the
-/// body makes hyper send `100 Continue` at once, which libcurl-based producers wait for (CONTRACT.md D5).
+/// body makes hyper send `100 Continue` at once, which libcurl-based producers wait for (docs/choices.md#putmedia-response-start).
 const FIRST_BYTES_WAIT: Duration = Duration::from_secs(2);
 /// Ack lines buffered towards a slow reader before ingest waits for it.
 const ACK_CHANNEL_DEPTH: usize = 64;
@@ -62,7 +62,7 @@ impl IngestState {
         }
     }
 
-    /// Claims the stream for one PutMedia connection (CONTRACT.md D3: 1 connection per stream).
+    /// Claims the stream for one PutMedia connection (docs/wire.md#putmedia-limits: 1 connection per stream).
     fn claim(self: &Arc<Self>, stream: StreamId) -> Option<ConnectionClaim> {
         let mut active = self.active.lock().ok()?;
         active.insert(stream).then(|| ConnectionClaim {
@@ -115,7 +115,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
     }
 }
 
-/// Parses decimal seconds as producers send them: `1795570809.39` (unpadded ms, CONTRACT.md D5),
+/// Parses decimal seconds as producers send them: `1795570809.39` (unpadded ms, docs/choices.md#producer-start-timestamp-fraction),
 /// `0`, or a float from `Date.now()/1000`.
 fn parse_epoch_seconds_ms(s: &str) -> Option<i64> {
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
@@ -162,7 +162,7 @@ fn parse_headers(headers: &HeaderMap) -> Result<PutMediaHeaders, ApiError> {
             ))
         })?),
     };
-    // INFERRED default when the header is missing: RELATIVE if a start timestamp was given.
+    // Default when the header is missing: RELATIVE if a start timestamp was given (docs/choices.md#timecode-type-default).
     let timecode_type = match header(headers, "x-amzn-fragment-timecode-type")? {
         Some("ABSOLUTE") => TimecodeType::Absolute,
         Some("RELATIVE") => TimecodeType::Relative,
@@ -568,7 +568,7 @@ impl Connection {
                 sampling_frequency: t.sampling_frequency,
                 channels: t.channels,
             };
-            // KVS stores any codec private data as sent and validates it only at playback (CONTRACT.md D1).
+            // KVS stores any codec private data as sent and validates it only at playback (docs/wire.md#putmedia-body).
             match self
                 .state
                 .catalog
@@ -609,7 +609,7 @@ impl Connection {
         self.skip_cluster = false;
 
         // The connection has lived its time: the fragment starting now is refused and the
-        // producer reconnects (CONTRACT.md A2, ErrorId 4003).
+        // producer reconnects (docs/wire.md#putmedia-errors, ErrorId 4003).
         if self.started.elapsed() >= self.limits.max_connection_duration {
             self.send(Ack::error(
                 AckError::MaxConnectionDuration,
@@ -619,7 +619,7 @@ impl Connection {
             .await;
             return Some(Stop::Fatal);
         }
-        // Fragments of one PutMedia must move forward in time (CONTRACT.md D1, ErrorId 4004).
+        // Fragments of one PutMedia must move forward in time (docs/wire.md#putmedia-errors, ErrorId 4004).
         if self.last_cluster_ms.is_some_and(|last| timecode_ms <= last) {
             self.send(Ack::error(
                 AckError::TimecodeLessThanPrevious,
