@@ -17,7 +17,7 @@ pub const SESSION_EXPIRES_MIN: u32 = 300;
 pub const SESSION_EXPIRES_MAX: u32 = 43_200;
 
 /// Access key id → secret access key. Empty: no credentials configured, any well-formed signature
-/// is accepted (DESIGN.md, Authentication).
+/// is accepted (docs/choices.md#unsigned-mode).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Credentials(pub BTreeMap<String, String>);
 
@@ -106,12 +106,12 @@ impl Config {
         }
     }
 
-    /// The public URL without a trailing slash (CONTRACT.md 0: producers append `/putMedia`).
+    /// The public URL without a trailing slash (docs/wire.md#control-plane: producers append `/putMedia`).
     pub fn data_endpoint(&self) -> &str {
         self.public_url.trim_end_matches('/')
     }
 
-    /// KmsKeyId reported when CreateStream names none: the AWS managed key alias (INFERRED, CONTRACT.md A1).
+    /// KmsKeyId reported when CreateStream names none: the AWS managed key alias (docs/choices.md#default-kms-key).
     pub fn default_kms_key_id(&self) -> String {
         format!(
             "arn:aws:kms:{}:{}:alias/aws/kinesisvideo",

@@ -1,4 +1,4 @@
-//! The one place where a failure becomes an AWS error on the wire (CONTRACT.md C).
+//! The one place where a failure becomes an AWS error on the wire (docs/wire.md#errors).
 //!
 //! Every variant's error type, HTTP status and client message are decided by the three exhaustive
 //! matches below, side by side, so a new variant does not compile until its wire form exists.
@@ -14,7 +14,7 @@ use crate::wire;
 /// a detail that only goes to the log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {
-    // ---- Modeled KVS errors (CONTRACT.md C1) ----
+    // ---- Modeled KVS errors (docs/wire.md#errors) ----
     ResourceNotFound(String),
     InvalidArgument(String),
     ClientLimitExceeded(String),
@@ -37,7 +37,7 @@ pub enum ApiError {
     TagsPerResourceExceededLimit(String),
     StreamEdgeConfigurationNotFound(String),
 
-    // ---- HLS session resources (CONTRACT.md B3) ----
+    // ---- HLS session resources (docs/wire.md#hls-resources) ----
     /// A `SessionToken` refused on an HLS GET: HTTP 403 (what AWS answers, seen: "Streaming session
     /// token is expired"), type `NotAuthorizedException` (the model's shape for "not authorized";
     /// players read the status only). Messages (`hls::authorize`): expired → "Streaming session
@@ -48,7 +48,7 @@ pub enum ApiError {
     InvalidSessionToken(String),
 
     // ---- Common / protocol errors ----
-    /// No route for the path (CONTRACT.md 0 "Unroutable requests").
+    /// No route for the path (docs/wire.md#requests).
     UnknownOperation,
     /// The body is not JSON, or a member has the wrong JSON type.
     Serialization(String),
@@ -57,7 +57,7 @@ pub enum ApiError {
         limit: usize,
     },
 
-    // ---- Auth layer (SigV4, CONTRACT.md F); rendered with a lowercase `message` key ----
+    // ---- Auth layer (SigV4, docs/wire.md#sigv4); rendered with a lowercase `message` key ----
     MissingAuthenticationToken,
     IncompleteSignature(String),
     InvalidSignature(String),
@@ -108,7 +108,7 @@ impl ApiError {
         }
     }
 
-    /// HTTP status: the model's `httpStatusCode` for modeled shapes (CONTRACT.md C1).
+    /// HTTP status: the model's `httpStatusCode` for modeled shapes (docs/wire.md#errors).
     pub fn http_status(&self) -> StatusCode {
         use ApiError::*;
         match self {
@@ -187,7 +187,7 @@ impl ApiError {
         }
     }
 
-    /// Auth-layer errors use the lowercase `message` key, as AWS's front end does (CONTRACT.md C2).
+    /// Auth-layer errors use the lowercase `message` key, as AWS's front end does (docs/wire.md#errors).
     fn is_auth_layer(&self) -> bool {
         use ApiError::*;
         matches!(
@@ -199,7 +199,7 @@ impl ApiError {
         )
     }
 
-    /// The only function that builds an error response (CONTRACT.md C2): status, `x-amzn-ErrorType`,
+    /// The only function that builds an error response (docs/wire.md#errors): status, `x-amzn-ErrorType`,
     /// request id headers and mirrors, `Content-Type: application/json`, body
     /// `{"__type": "<Type>", "Message": "…"}` (auth-layer errors: `"message"`).
     pub fn render(&self, request_id: &str) -> Response {
@@ -261,7 +261,7 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
-/// The message AWS gives for a stream that does not exist (CONTRACT.md A1, seen on the wire).
+/// The message AWS gives for a stream that does not exist (docs/wire.md#control-plane, seen on the wire).
 pub const STREAM_NOT_FOUND: &str = "The requested stream is not found or not active.";
 
 impl From<store::StoreError> for ApiError {

@@ -27,7 +27,7 @@ use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 
-/// Where time comes from, so tests can pin it (STYLE.md 8).
+/// Where time comes from, so tests can pin it (docs/architecture.md#time).
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
 }

@@ -1,7 +1,7 @@
-//! The rest-json wire basics shared by every operation (CONTRACT.md 0): request ids, JSON bodies in
+//! The rest-json wire basics shared by every operation (docs/wire.md#requests): request ids, JSON bodies in
 //! and out, epoch-second timestamps, body limits, CORS.
 //!
-//! Choices where AWS's exact answer is unknown (CONTRACT.md "Open questions"):
+//! Choices where AWS's exact answer is unknown (docs/choices.md#request-body-edge-cases):
 //! - Body that is not JSON, or a member of the wrong JSON type → `SerializationException` 400 (what
 //!   Coral services answer; botocore maps it by the code). An empty body counts as `{}`.
 //! - Unknown members are ignored.
@@ -159,7 +159,7 @@ const AWS_HEADER_SPELLINGS: [&str; 4] = [
     "x-amz-ErrorType",
 ];
 
-/// Headers a browser may send to the POST APIs (CONTRACT.md F, last bullet).
+/// Headers a browser may send to the POST APIs (docs/choices.md#cors).
 const CORS_ALLOW_HEADERS: &str =
     "authorization, content-type, x-amz-date, x-amz-security-token, x-amz-user-agent, \
      x-amz-content-sha256, amz-sdk-invocation-id, amz-sdk-request";
@@ -276,7 +276,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
     }
 }
 
-/// Epoch-second timestamps as JSON numbers (CONTRACT.md 0): requests send ints (botocore) or
+/// Epoch-second timestamps as JSON numbers (docs/wire.md#requests, docs/wire.md#responses): requests send ints (botocore) or
 /// fractions (JS v3); responses carry a millisecond fraction.
 pub mod epoch_seconds {
     use serde::{Serialize, Serializer};
@@ -308,7 +308,7 @@ pub mod epoch_seconds {
     }
 }
 
-/// Fallback for unroutable requests (CONTRACT.md 0: 404 `UnknownOperationException`).
+/// Fallback for unroutable requests (docs/wire.md#requests: 404 `UnknownOperationException`).
 pub async fn unknown_operation() -> ApiError {
     ApiError::UnknownOperation
 }

@@ -1,7 +1,7 @@
 //! AWS Signature Version 4 (pure: no I/O): a signer for our clients and a constant-time verifier for the server.
 //!
 //! Canonicalisation follows botocore `auth.py` `SigV4Auth` (non-S3 services), which is what the AWS CLI, boto3 and
-//! the KVS producer SDKs agree on (CONTRACT.md F):
+//! the KVS producer SDKs agree on (docs/wire.md#sigv4):
 //! - path: RFC 3986 dot segments removed, empty segments collapsed, then every byte outside `A-Za-z0-9-_.~/`
 //!   percent-encoded — applied to the path *as on the wire*, so an already-encoded `%20` becomes `%2520` (the
 //!   "double encoding" that only S3 skips; botocore `_normalize_url_path`, garage `payload.rs`);
@@ -12,7 +12,7 @@
 //! [`sign`] signs every header it is given except botocore's `SIGNED_HEADERS_BLACKLIST` ([`UNSIGNED_HEADERS`]:
 //! hop-by-hop headers, `expect`, `user-agent`, `x-amzn-trace-id`), because proxies and HTTP stacks rewrite those.
 //! [`verify`] checks exactly the headers the client listed in `SignedHeaders`, against their values as received
-//! (the C producer SDK signs `Host: 127.0.0.1` without the port — CONTRACT.md D5).
+//! (the C producer SDK signs `Host: 127.0.0.1` without the port — docs/wire.md#sigv4).
 
 mod time;
 
@@ -26,11 +26,11 @@ pub use time::{format_amz_date, parse_amz_date};
 
 /// The only algorithm SigV4 knows.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-/// Signing name of all three KVS services (CONTRACT.md F).
+/// Signing name of all three KVS services (docs/wire.md#sigv4).
 pub const SERVICE: &str = "kinesisvideo";
 /// Last element of every credential scope.
 pub const SCOPE_TERMINATOR: &str = "aws4_request";
-/// SHA-256 of the empty string: what the C producer signs for the streaming PutMedia body (CONTRACT.md F).
+/// SHA-256 of the empty string: what the C producer signs for the streaming PutMedia body (docs/wire.md#sigv4).
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 /// Literal payload hash of the Java producer (`x-amz-content-sha256: UNSIGNED-PAYLOAD`).
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
@@ -447,7 +447,7 @@ pub struct Verified {
 }
 
 /// Why a request is not authenticated. Each variant names the AWS error it becomes (see [`AuthError::aws_error`]);
-/// status codes follow what KVS answers (auth-layer errors are 403, CONTRACT.md C2; `IncompleteSignature` is 400
+/// status codes follow what KVS answers (auth-layer errors are 403, docs/wire.md#errors; `IncompleteSignature` is 400
 /// per the AWS CommonErrors page).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -508,7 +508,7 @@ pub enum AuthError {
 
 impl AuthError {
     /// The AWS error for this failure: (`x-amzn-ErrorType`, HTTP status, message). AWS's auth layer puts the
-    /// message in a lower-case `message` JSON key (CONTRACT.md C2).
+    /// message in a lower-case `message` JSON key (docs/wire.md#errors).
     pub fn aws_error(&self) -> (&'static str, u16, String) {
         match self {
             AuthError::MissingAuthentication => {
@@ -748,7 +748,7 @@ pub fn verify(
 
 /// Verify the header form or the query form of SigV4.
 ///
-/// `payload_hash` is what the server computed or decided (CONTRACT.md F): the literal `x-amz-content-sha256`
+/// `payload_hash` is what the server computed or decided (docs/wire.md#sigv4): the literal `x-amz-content-sha256`
 /// header when present, else [`EMPTY_SHA256`] for a streaming `/putMedia`, else the SHA-256 of the body.
 /// Checks, in order: form and completeness, credential scope (service, terminator, date = `X-Amz-Date`'s date),
 /// clock skew (`|now - X-Amz-Date| <= max_skew`; for presigned URLs `now <= X-Amz-Date + X-Amz-Expires` and not

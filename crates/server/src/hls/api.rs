@@ -1,4 +1,4 @@
-//! `POST /getHLSStreamingSessionURL` (CONTRACT.md A4; the seed's every sentence).
+//! `POST /getHLSStreamingSessionURL` (docs/wire.md#gethlsstreamingsessionurl).
 //!
 //! Order of checks, each with its error:
 //! 1. The model's constraints and the request rules, all collected into one
@@ -26,7 +26,7 @@
 //!    sampling rate outside the ADTS table) → `UnsupportedStreamMediaTypeException`, naming the
 //!    container.
 //!
-//! Choices where the documentation is silent or ambiguous:
+//! Choices where the documentation is silent or ambiguous (docs/choices.md#hls):
 //! - "If FragmentSelectorType is SERVER_TIMESTAMP, the StartTimestamp must be later than the
 //!   stream head": the head is the oldest media the stream still holds. openkvs does not refuse
 //!   an earlier Start: nothing older exists, so the session simply begins at the oldest retained
@@ -473,7 +473,7 @@ fn timeline_origin(request: &SessionRequest, first: &store::FragmentRecord) -> T
     Timestamp(selected.0.saturating_sub((lead_ns + 999_999) / 1_000_000))
 }
 
-/// Longest fragment PutMedia accepts (CONTRACT.md D3).
+/// Longest fragment PutMedia accepts (docs/wire.md#putmedia-limits).
 const MAX_FRAGMENT_MS: i64 = 20_000;
 
 /// How far before the fragment start the earliest decode time of a track can fall: its earliest

@@ -1,4 +1,5 @@
-//! HLS playback (CONTRACT.md A4, B; DESIGN.md, Sessions).
+//! HLS playback (docs/wire.md#gethlsstreamingsessionurl, docs/wire.md#hls-resources;
+//! docs/architecture.md#playback-path).
 //!
 //! - [`api`]: `POST /getHLSStreamingSessionURL`, which checks everything once and seals a
 //!   [`session::Session`] into the URL's `SessionToken` ([`token`]).
@@ -20,7 +21,7 @@ pub use session::Session;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// AWS's message for an expired session (CONTRACT.md B3, seen on the wire).
+/// AWS's message for an expired session (docs/choices.md#token-errors, seen on the wire).
 pub const TOKEN_EXPIRED: &str = "Streaming session token is expired";
 /// Malformed, tampered, or sealed with a key this server does not hold: one message for all.
 pub const TOKEN_INVALID: &str = "Streaming session token is invalid";

@@ -1,4 +1,4 @@
-//! The HLS GET endpoints (CONTRACT.md B): master and media playlists, fMP4 init and media
+//! The HLS GET endpoints (docs/wire.md#hls-resources): master and media playlists, fMP4 init and media
 //! fragments, all authorised by the session token alone.
 //!
 //! Which fragments a session shows (its "window") is derived from the sealed session and the
@@ -8,7 +8,7 @@
 //!   passes each fragment's duration; a sliding window of `max_fragments`.
 //! - LIVE: the newest `max_fragments` by ingest order; MEDIA-SEQUENCE is the fragments' gapless
 //!   ingest index and DISCONTINUITY-SEQUENCE their stored continuity counters, so both are the
-//!   same on every reload (CONTRACT.md G #3).
+//!   same on every reload (docs/choices.md#live-playlist-sequence-stability).
 //!
 //! The session timeline is the selected timestamp (server or producer) of each fragment: tfdt of
 //! a track = that timestamp plus the track's own offsets, so audio and video stay aligned and
@@ -38,16 +38,16 @@ use crate::{ApiError, AppState};
 
 /// Video tracks use the MPEG 90 kHz clock; audio tracks their sample rate.
 const VIDEO_TIMESCALE: u32 = 90_000;
-/// ON_DISCONTINUITY: a gap or overlap above this marks a discontinuity (CONTRACT.md A4).
+/// ON_DISCONTINUITY: a gap or overlap above this marks a discontinuity (docs/wire.md#hls-playlists).
 const GAP_MS: i64 = Continuity::GAP_MS;
-/// "For each streaming session, only 500 CPD changes are allowed" (CONTRACT.md A4).
+/// "For each streaming session, only 500 CPD changes are allowed" (docs/wire.md#hls-playlists).
 const MAX_CODEC_CHANGES: usize = 500;
 /// A LIVE session serves fragments ingested from this long before its creation on.
 const LIVE_LOOKBACK_MS: i64 = 60_000;
 /// Pages read from the catalog while building a window.
 const PAGE: usize = 1000;
 
-/// Query parameters of every HLS resource (names as KVS writes them, CONTRACT.md B).
+/// Query parameters of every HLS resource (names as KVS writes them, docs/wire.md#hls-resources).
 #[derive(Debug, Default, Deserialize)]
 pub struct HlsQuery {
     #[serde(rename = "SessionToken")]
@@ -304,7 +304,7 @@ struct Window {
 }
 
 /// Walks the fragments with a selected timestamp in [start, end] in order, keeping only the newest
-/// of fragments with equal producer timestamps (CONTRACT.md A4), while `admit(count, total_ms)`
+/// of fragments with equal producer timestamps (docs/choices.md#producer-timestamp-ordering), while `admit(count, total_ms)`
 /// accepts the next one (it sees how many are kept and their summed duration). Returns the kept
 /// fragments and whether the range was read to its end.
 async fn walk_range(
@@ -369,7 +369,7 @@ fn discontinuity_between(
     next: &FragmentRecord,
 ) -> bool {
     let Some(prev) = prev else {
-        // KVS marks the first segment too in ALWAYS mode (CONTRACT.md B2).
+        // KVS marks the first segment too in ALWAYS mode (docs/wire.md#hls-playlists).
         return session.discontinuity == DiscontinuityMode::Always;
     };
     if codec_change(prev, next) {

@@ -1,4 +1,4 @@
-//! `GET /hls/v1/getTSFragment.ts?FragmentNumber=…&SessionToken=…` (CONTRACT.md B): one stored
+//! `GET /hls/v1/getTSFragment.ts?FragmentNumber=…&SessionToken=…` (docs/wire.md#hls-segments): one stored
 //! fragment of an `MPEG_TS` session, all its tracks muxed by [`media::ts`] into one segment —
 //! "both initialization and media data for all tracks".
 //!
@@ -17,7 +17,7 @@ use super::serve::{cache_control, in_session, respond, timing, Codec, Configs, H
 use super::session::ContainerFormat;
 use crate::{ApiError, AppState};
 
-/// `Content-Type` of a transport stream segment (CONTRACT.md B3).
+/// `Content-Type` of a transport stream segment (docs/choices.md#hls-response-headers).
 const MP2T: &str = "video/mp2t";
 
 /// `GET /hls/v1/getTSFragment.ts?FragmentNumber=F`
