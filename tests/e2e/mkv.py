@@ -261,6 +261,24 @@ class Mkv:
                 out.append(max(e_ for _, e_ in pb) - min(s_ for s_, _ in pb))
         return out
 
+    def track_one_span_ms(self, i: int) -> float:
+        """FragmentLengthInMilliseconds as openkvs defines it (docs/choices.md#fragment-length): the span of
+        cluster i's track 1 (the video, or the only audio), from its first presentation time to the end of its
+        last frame: AAC frames last 1024 samples; a video frame its DefaultDuration, else the median step."""
+        c = self.clusters[i]
+        seg = self.segments[c.segment]
+        track = min(seg.tracks)
+        t = seg.tracks[track]
+        times = sorted(c.block_ms(b) for b in c.blocks if b.track == track)
+        if t.type == 2:
+            return len(times) * 1024 * 1000.0 / t.sampling_frequency
+        if t.default_duration_ns:
+            step = t.default_duration_ns / 1e6
+        else:
+            steps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+            step = steps[len(steps) // 2]
+        return times[-1] + step - times[0]
+
     def summary(self) -> dict:
         video = {}
         for c in self.clusters:

@@ -152,6 +152,12 @@ def test_producer_c_sdk(server, driver, tmp_path, mode):
     frags = kvs.wait_fragments(am, stream, n_fragments)
     assert {f["FragmentNumber"] for f in frags} == numbers, f"{frags}\n{why}"
     assert sorted(round(f["ProducerTimestamp"].timestamp() * 1000) for f in frags) == timecodes, frags
+    # The SDK starts each fragment at its key frame: FragmentLengthInMilliseconds tiles the stream
+    # (docs/choices.md#fragment-length): length(n) = start(n+1) - start(n).
+    by_start = sorted(frags, key=lambda f: f["ProducerTimestamp"])
+    for a, b in zip(by_start, by_start[1:]):
+        gap = round((b["ProducerTimestamp"] - a["ProducerTimestamp"]).total_seconds() * 1000)
+        assert a["FragmentLengthInMilliseconds"] == gap, (a, b)
 
     # HLS ON_DEMAND over the ingest's server-time range: every frame back, byte for byte
     last_end = max(f["ServerTimestamp"].timestamp() + f["FragmentLengthInMilliseconds"] / 1000 for f in frags)

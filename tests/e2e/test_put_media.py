@@ -47,12 +47,21 @@ def check_fragments(frags, m: mkv.Mkv, *, producer_start: float | None = None, e
         else:
             assert producer_start - 2 <= p[0] - tc[0] / 1000 <= producer_start + 2, (p[0], producer_start)
 
-    tol = m.frame_duration_ms() + 1.0
+    # Track 1's span (docs/choices.md#fragment-length), to the millisecond.
     for i, f in enumerate(by_time):
         length = f["FragmentLengthInMilliseconds"]
-        cands = m.duration_candidates_ms(i)
-        assert min(abs(length - c) for c in cands) <= tol, (i, length, cands)
+        assert abs(length - m.track_one_span_ms(i)) <= 0.5, (i, length, m.track_one_span_ms(i))
         assert f["FragmentSizeInBytes"] > 0
+    # Fragments that start at their track-1 key frame (no audio frame opening the cluster) tile:
+    # length(n) = start(n+1) - start(n).
+    for i in range(n - 1):
+        seg = m.segments[m.clusters[i].segment]
+        track = min(seg.tracks)
+        first = [b for b in m.clusters[i + 1].blocks if b.track == track]
+        if m.clusters[i + 1].blocks[0].track == track and first and first[0].rel_timecode == 0 \
+                and m.clusters[i].segment == m.clusters[i + 1].segment:
+            start_gap = round((ts(by_time[i + 1]["ProducerTimestamp"]) - ts(by_time[i]["ProducerTimestamp"])) * 1000)
+            assert by_time[i]["FragmentLengthInMilliseconds"] == start_gap, (i, by_time[i], by_time[i + 1])
     return by_time
 
 

@@ -343,6 +343,81 @@ pub fn audio_timing(
     })
 }
 
+/// How a track's samples are timed: video by its presentation times, AAC by its frame length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrackClock {
+    /// Presentation times at [`VIDEO_TIMESCALE`] ([`video_timing_with`]).
+    Video,
+    /// Constant `frame_length` samples per frame at `sample_rate` ([`audio_timing`]).
+    Audio {
+        /// The AAC core sampling rate, the track's timescale.
+        sample_rate: u32,
+        /// Samples per frame (1024 or 960).
+        frame_length: u32,
+    },
+}
+
+/// The timescale of video tracks (the MPEG 90 kHz clock, exact for millisecond timestamps).
+pub const VIDEO_TIMESCALE: u32 = 90_000;
+
+impl TrackClock {
+    /// The clock of a decoded track codec.
+    pub fn of(codec: &crate::codec::Codec) -> Self {
+        match codec {
+            crate::codec::Codec::Aac(aac) => TrackClock::Audio {
+                sample_rate: aac.sample_rate,
+                frame_length: aac.frame_length,
+            },
+            _ => TrackClock::Video,
+        }
+    }
+}
+
+/// A track's timing by its clock, the fragment's end unknown (it is not looked up from the next
+/// fragment). Every user of a fragment's length goes through here: the `tfdt`/`trun` of fMP4, the
+/// PTS/DTS of MPEG-TS, `EXTINF`, and the fragment length ListFragments reports
+/// ([`fragment_length_ms`]), so they are one number (docs/choices.md#fragment-length).
+pub fn track_timing(
+    fragment_start_ns: u64,
+    samples: &[StoredSample],
+    clock: TrackClock,
+    decode_times: DecodeTimes,
+) -> Result<TrackTiming, TimelineError> {
+    match clock {
+        TrackClock::Video => video_timing_with(
+            fragment_start_ns,
+            samples,
+            VIDEO_TIMESCALE,
+            None,
+            decode_times,
+        ),
+        TrackClock::Audio {
+            sample_rate,
+            frame_length,
+        } => audio_timing(fragment_start_ns, samples, sample_rate, frame_length),
+    }
+}
+
+/// A fragment's length: the span of its first track (track 1, the video or the only audio), from
+/// that track's first presentation time to the end of its last sample, in milliseconds (rounded
+/// to the nearest). A continuous stream whose fragments start at their track-1 key frames then
+/// tiles exactly: length(n) = start(n+1) − start(n) (docs/choices.md#fragment-length).
+pub fn fragment_length_ms(
+    fragment_start_ns: u64,
+    track_one: &[StoredSample],
+    clock: TrackClock,
+) -> Result<u64, TimelineError> {
+    let timing = track_timing(
+        fragment_start_ns,
+        track_one,
+        clock,
+        DecodeTimes::BeforePresentation,
+    )?;
+    let ms = (u128::from(timing.duration) * 1000 + u128::from(timing.timescale) / 2)
+        / u128::from(timing.timescale);
+    Ok(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -598,5 +673,42 @@ mod tests {
                 prop_assert!(t.samples.iter().enumerate().all(|(i, s)| s.dts == t.base_decode_time + i as u64 * 1024 && s.pts == s.dts));
             }
         }
+    }
+
+    #[test]
+    fn fragment_length_is_track_one_span() {
+        // 30 fps video from 0 with millisecond timecodes (0, 33, 67, ..., 967): the last frame lasts the
+        // median step (33 ms), so the 30 frames end at 1000 ms.
+        let video: Vec<_> = (0..30)
+            .map(|i| sample((i * 1000 + 15) / 30, i == 0))
+            .collect();
+        assert_eq!(
+            fragment_length_ms(ORIGIN, &video, TrackClock::Video).unwrap(),
+            1000
+        );
+        // Starting later than the fragment (an audio frame opened the Cluster): still its own span.
+        let late: Vec<_> = (0..30)
+            .map(|i| sample(19 + (i * 1000 + 15) / 30, i == 0))
+            .collect();
+        assert_eq!(
+            fragment_length_ms(ORIGIN, &late, TrackClock::Video).unwrap(),
+            1000
+        );
+        // AAC: 47 frames of 1024 samples at 48 kHz = 1002.67 ms, whatever the jittery ms timecodes.
+        let audio: Vec<_> = (0..47).map(|i| sample(i * 21, true)).collect();
+        let aac = TrackClock::Audio {
+            sample_rate: 48_000,
+            frame_length: 1024,
+        };
+        assert_eq!(fragment_length_ms(ORIGIN, &audio, aac).unwrap(), 1003);
+        // The same number EXTINF is made of.
+        let t = track_timing(
+            ORIGIN,
+            &video,
+            TrackClock::Video,
+            DecodeTimes::AtPresentation,
+        )
+        .unwrap();
+        assert_eq!(t.duration * 1000 / u64::from(t.timescale), 1000);
     }
 }

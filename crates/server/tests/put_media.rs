@@ -146,8 +146,9 @@ async fn producer_sdk_style_ingest_is_acknowledged_and_stored_byte_exact() {
             persisted[c]["FragmentNumber"].as_str().unwrap()
         );
         assert_eq!(
-            f.duration_ms, 1001,
-            "to the end of the last (audio, +1 ms) frame: 901 ms plus one 100 ms step"
+            f.duration_ms, 1000,
+            "track 1's span (docs/choices.md#fragment-length): 900 ms plus one 100 ms step; the \
+             audio frames (1 ms later) do not lengthen it, so the fragments tile"
         );
         let bytes = s
             .state

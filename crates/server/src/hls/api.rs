@@ -41,6 +41,7 @@
 //!   Coral "must not be null" (the model has both members optional).
 
 use axum::extract::State;
+use media::codec::{Codec, CodecKind, TrackCodecError};
 use serde::{Deserialize, Serialize};
 use store::{FragmentQuery, Timestamp, TimestampKind};
 
@@ -65,11 +66,6 @@ pub const LIVE_RECENT_MS: i64 = 30_000;
 
 const SELECTOR_TYPES: &[&str] = &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"];
 const DISPLAY_FRAGMENT_TIMESTAMP: &[&str] = &["ALWAYS", "NEVER"];
-
-/// Codec IDs accepted for track 1 video (Matroska's spelling first, then the AWS doc's).
-pub const H264_CODEC_IDS: &[&str] = &["V_MPEG4/ISO/AVC", "V_MPEG/ISO/AVC"];
-pub const H265_CODEC_IDS: &[&str] = &["V_MPEGH/ISO/HEVC", "V_MPEG/ISO/HEVC"];
-pub const AAC_CODEC_ID: &str = "A_AAC";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -297,28 +293,6 @@ fn resolve_range(
     Ok((Some(start), end))
 }
 
-/// What a track's codec ID makes of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TrackCodec {
-    H264,
-    H265,
-    Aac,
-}
-
-impl TrackCodec {
-    pub fn from_codec_id(id: &str) -> Option<Self> {
-        if H264_CODEC_IDS.contains(&id) {
-            Some(TrackCodec::H264)
-        } else if H265_CODEC_IDS.contains(&id) {
-            Some(TrackCodec::H265)
-        } else if id == AAC_CODEC_ID {
-            Some(TrackCodec::Aac)
-        } else {
-            None
-        }
-    }
-}
-
 fn unsupported(ids: &[&str]) -> ApiError {
     let found = ids
         .iter()
@@ -338,71 +312,49 @@ fn unsupported(ids: &[&str]) -> ApiError {
 pub fn check_tracks(
     configs: &[store::CodecConfig],
     container: ContainerFormat,
-) -> Result<Vec<TrackCodec>> {
+) -> Result<Vec<Codec>> {
     let ids: Vec<&str> = configs.iter().map(|c| c.codec_id.as_str()).collect();
-    let codecs: Vec<Option<TrackCodec>> =
-        ids.iter().map(|id| TrackCodec::from_codec_id(id)).collect();
-    let codecs: Vec<TrackCodec> = match codecs[..] {
-        [Some(c @ (TrackCodec::H264 | TrackCodec::H265 | TrackCodec::Aac))] => vec![c],
-        [Some(v @ (TrackCodec::H264 | TrackCodec::H265)), Some(TrackCodec::Aac)] => {
-            vec![v, TrackCodec::Aac]
-        }
+    let kinds: Vec<Option<CodecKind>> = ids.iter().map(|id| CodecKind::from_codec_id(id)).collect();
+    match kinds[..] {
+        [Some(_)] | [Some(CodecKind::H264 | CodecKind::H265), Some(CodecKind::Aac)] => {}
         _ => return Err(unsupported(&ids)),
-    };
-    if container == ContainerFormat::MpegTs && codecs[0] == TrackCodec::H265 {
+    }
+    if container == ContainerFormat::MpegTs && kinds[0] == Some(CodecKind::H265) {
         return Err(ApiError::UnsupportedStreamMediaType(
             "H.265 video (track 1 codec ID V_MPEGH/ISO/HEVC) cannot be packaged in the MPEG_TS \
              container format; use ContainerFormat FRAGMENTED_MP4."
                 .into(),
         ));
     }
-    for (i, config) in configs.iter().enumerate() {
-        if config.codec_private.is_empty() {
-            return Err(ApiError::MissingCodecPrivateData(format!(
-                "Missing codec private data in fragment for track {}.",
-                i + 1
-            )));
-        }
+    // Missing codec private data is reported before invalid data, whichever track has it.
+    let decoded: Vec<_> = configs
+        .iter()
+        .map(|c| media::codec::decode_track(&c.codec_id, &c.codec_private))
+        .collect();
+    let first_error = decoded
+        .iter()
+        .zip(configs)
+        .find(|(r, _)| matches!(r, Err(TrackCodecError::MissingCodecPrivate)))
+        .or_else(|| decoded.iter().zip(configs).find(|(r, _)| r.is_err()));
+    if let Some((Err(e), config)) = first_error {
+        return Err(super::codec_error(config.track, e));
     }
-    for (i, (config, codec)) in configs.iter().zip(&codecs).enumerate() {
-        if let Err(detail) = parse_codec_private(*codec, &config.codec_private) {
-            return Err(ApiError::InvalidCodecPrivateData(format!(
-                "Invalid codec private data in fragment for track {}: {detail}.",
-                i + 1
-            )));
-        }
-    }
+    let codecs: Vec<Codec> = decoded.into_iter().flatten().collect();
     if container == ContainerFormat::MpegTs {
         // MPEG-TS carries AAC in ADTS headers, which cannot describe every AudioSpecificConfig.
-        for (i, (config, codec)) in configs.iter().zip(&codecs).enumerate() {
-            if *codec != TrackCodec::Aac {
-                continue;
-            }
-            let adts = media::codec::AacConfig::parse(&config.codec_private)
-                .map_err(|e| e.to_string())
-                .and_then(|c| media::ts::check_adts(&c).map_err(|e| e.to_string()));
-            if let Err(detail) = adts {
-                return Err(ApiError::UnsupportedStreamMediaType(format!(
-                    "The AAC audio of track {} cannot be packaged in the MPEG_TS container \
-                     format ({detail}); use ContainerFormat FRAGMENTED_MP4.",
-                    i + 1
-                )));
+        for (config, codec) in configs.iter().zip(&codecs) {
+            if let Codec::Aac(aac) = codec {
+                if let Err(detail) = media::ts::check_adts(aac) {
+                    return Err(ApiError::UnsupportedStreamMediaType(format!(
+                        "The AAC audio of track {} cannot be packaged in the MPEG_TS container \
+                         format ({detail}); use ContainerFormat FRAGMENTED_MP4.",
+                        config.track
+                    )));
+                }
             }
         }
     }
     Ok(codecs)
-}
-
-/// Whether codec private data parses as its codec's configuration record (`media::codec`): the
-/// avcC / hvcC record with a decodable SPS, or an AudioSpecificConfig.
-fn parse_codec_private(codec: TrackCodec, cpd: &[u8]) -> std::result::Result<(), String> {
-    use media::codec::{AacConfig, AvcConfig, HevcConfig};
-    let result = match codec {
-        TrackCodec::H264 => AvcConfig::parse(cpd).map(drop),
-        TrackCodec::H265 => HevcConfig::parse(cpd).map(drop),
-        TrackCodec::Aac => AacConfig::parse(cpd).map(drop),
-    };
-    result.map_err(|e| e.to_string())
 }
 
 /// Step 4 of the module doc: the first fragment of the session.
@@ -771,6 +723,15 @@ mod tests {
         }
     }
 
+    /// [`check_tracks`] of configs numbered by their position (as a fragment's tracks are).
+    fn check(configs: &[store::CodecConfig], container: ContainerFormat) -> Result<Vec<Codec>> {
+        let mut configs = configs.to_vec();
+        for (i, c) in configs.iter_mut().enumerate() {
+            c.track = TrackNumber(i as u64 + 1);
+        }
+        check_tracks(&configs, container)
+    }
+
     fn cpd(codec_id: &str, private: &[u8]) -> store::CodecConfig {
         store::CodecConfig {
             track: TrackNumber(1),
@@ -804,28 +765,34 @@ mod tests {
     #[test]
     fn track_rules() {
         use ContainerFormat::*;
-        let ok = |c: &[store::CodecConfig], f| check_tracks(c, f).unwrap();
-        let kind = |c: &[store::CodecConfig], f| check_tracks(c, f).unwrap_err().aws_error_type();
+        let ok = |c: &[store::CodecConfig], f| {
+            check(c, f)
+                .unwrap()
+                .iter()
+                .map(Codec::kind)
+                .collect::<Vec<_>>()
+        };
+        let kind = |c: &[store::CodecConfig], f| check(c, f).unwrap_err().aws_error_type();
         assert_eq!(
             ok(&[cpd("V_MPEG4/ISO/AVC", *AVCC)], FragmentedMp4),
-            [TrackCodec::H264]
+            [CodecKind::H264]
         );
         assert_eq!(
             ok(&[cpd("V_MPEG/ISO/AVC", *AVCC)], MpegTs),
-            [TrackCodec::H264]
+            [CodecKind::H264]
         );
         assert_eq!(
             ok(
                 &[cpd("V_MPEGH/ISO/HEVC", *HVCC), cpd("A_AAC", *ASC)],
                 FragmentedMp4
             ),
-            [TrackCodec::H265, TrackCodec::Aac]
+            [CodecKind::H265, CodecKind::Aac]
         );
         assert_eq!(
             ok(&[cpd("V_MPEG/ISO/HEVC", *HVCC)], FragmentedMp4),
-            [TrackCodec::H265]
+            [CodecKind::H265]
         );
-        assert_eq!(ok(&[cpd("A_AAC", *ASC)], FragmentedMp4), [TrackCodec::Aac]);
+        assert_eq!(ok(&[cpd("A_AAC", *ASC)], FragmentedMp4), [CodecKind::Aac]);
         let unsupported = "UnsupportedStreamMediaTypeException";
         for bad in [
             vec![cpd("V_VP8", b"x")],
@@ -841,18 +808,18 @@ mod tests {
         ] {
             assert_eq!(kind(&bad, FragmentedMp4), unsupported, "{bad:?}");
         }
-        let e = check_tracks(&[cpd("A_MS/ACM", b"x")], FragmentedMp4).unwrap_err();
+        let e = check(&[cpd("A_MS/ACM", b"x")], FragmentedMp4).unwrap_err();
         assert!(e.message().contains("track 1 has codec ID A_MS/ACM"), "{e}");
         assert!(e.message().contains("V_MPEG/ISO/AVC"), "{e}");
         // H.265 in MPEG-TS: unsupported, naming the container.
-        let e = check_tracks(&[cpd("V_MPEGH/ISO/HEVC", *HVCC)], MpegTs).unwrap_err();
+        let e = check(&[cpd("V_MPEGH/ISO/HEVC", *HVCC)], MpegTs).unwrap_err();
         assert_eq!(e.aws_error_type(), unsupported);
         assert!(e.message().contains("MPEG_TS"), "{e}");
         // AAC that ADTS cannot carry (LC 22050 Hz mono with 960-sample frames): fMP4 only.
         let asc_960 = [0x17, 0x80, 0x2b, 0x11, 0x0c];
         let tracks = [cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", &asc_960)];
         ok(&tracks, FragmentedMp4);
-        let e = check_tracks(&tracks, MpegTs).unwrap_err();
+        let e = check(&tracks, MpegTs).unwrap_err();
         assert_eq!(e.aws_error_type(), unsupported);
         assert!(
             e.message().contains("track 2") && e.message().contains("MPEG_TS"),
@@ -860,7 +827,7 @@ mod tests {
         );
         ok(&[cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", *ASC)], MpegTs);
         // Missing CPD names the track.
-        let e = check_tracks(
+        let e = check(
             &[cpd("V_MPEG4/ISO/AVC", *AVCC), cpd("A_AAC", b"")],
             FragmentedMp4,
         )
@@ -871,7 +838,7 @@ mod tests {
                 "Missing codec private data in fragment for track 2.".into()
             )
         );
-        let e = check_tracks(&[cpd("V_MPEG4/ISO/AVC", b"")], FragmentedMp4).unwrap_err();
+        let e = check(&[cpd("V_MPEG4/ISO/AVC", b"")], FragmentedMp4).unwrap_err();
         assert_eq!(e.aws_error_type(), "MissingCodecPrivateDataException");
         // Unparseable CPD.
         for bad in [

@@ -28,6 +28,24 @@ pub const TOKEN_INVALID: &str = "Streaming session token is invalid";
 /// The session's stream was deleted (and maybe recreated under the same name) since.
 pub const STREAM_GONE: &str = "The stream of this streaming session no longer exists";
 
+/// The one mapping of a track's codec decision (`media::codec::decode_track`) into the errors
+/// GetHLSStreamingSessionURL documents; every playback path reports a bad track with it.
+pub fn codec_error(track: media::TrackNumber, e: &media::codec::TrackCodecError) -> ApiError {
+    use media::codec::TrackCodecError::*;
+    match e {
+        UnsupportedCodecId(id) => ApiError::UnsupportedStreamMediaType(format!(
+            "The codec ID {id} of track {track} is not supported: track 1 must be V_MPEG/ISO/AVC, \
+             V_MPEG/ISO/HEVC or A_AAC and track 2 A_AAC."
+        )),
+        MissingCodecPrivate => ApiError::MissingCodecPrivateData(format!(
+            "Missing codec private data in fragment for track {track}."
+        )),
+        InvalidCodecPrivate(detail) => ApiError::InvalidCodecPrivateData(format!(
+            "Invalid codec private data in fragment for track {track}: {detail}."
+        )),
+    }
+}
+
 /// Checks an HLS GET's `SessionToken` for `resource`: opens it (expired, malformed, tampered or
 /// unknown-key tokens: 403 `NotAuthorizedException`), applies the session's rate limit for
 /// `resource` (`ClientLimitExceededException` 400), and looks the stream up by the session's
@@ -58,5 +76,46 @@ pub async fn authorize(
     match state.catalog.stream_by_id(session.stream_id).await? {
         Some(stream) if stream.creation_time == session.stream_creation => Ok((session, stream)),
         _ => Err(ApiError::InvalidSessionToken(STREAM_GONE.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session::ContainerFormat;
+    use super::{api, serve};
+    use bytes::Bytes;
+    use media::TrackNumber;
+
+    fn config(codec_id: &str, codec_private: &'static [u8]) -> store::CodecConfig {
+        store::CodecConfig {
+            track: TrackNumber(1),
+            track_type: 1,
+            codec_id: codec_id.into(),
+            codec_private: Bytes::from_static(codec_private),
+            track_name: None,
+            pixel_width: None,
+            pixel_height: None,
+            sampling_frequency: None,
+            channels: None,
+        }
+    }
+
+    /// GetHLSStreamingSessionURL and the GET resources (a config first seen mid-session) judge a
+    /// track with the same decision and report it with the same error.
+    #[test]
+    fn one_decision_and_one_message_for_a_bad_track() {
+        for bad in [
+            config("V_MPEG4/ISO/AVC", b"\x01\x64\x00"),
+            config("V_MPEG4/ISO/AVC", b""),
+            config("V_MPEGH/ISO/HEVC", b"\x00\x00\x00\x01"),
+            config("A_AAC", b"\x00"),
+        ] {
+            let at_session =
+                api::check_tracks(&[bad.clone()], ContainerFormat::FragmentedMp4).unwrap_err();
+            let at_playback = serve::decode(&bad).unwrap_err();
+            assert_eq!(at_session.aws_error_type(), at_playback.aws_error_type());
+            assert_eq!(at_session.message(), at_playback.message());
+            assert!(at_session.message().contains("track 1"), "{at_session}");
+        }
     }
 }

@@ -22,8 +22,8 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
-use media::codec::{AacConfig, AvcConfig, HevcConfig};
-use media::timeline::{self, DecodeTimes, StoredSample, TrackTiming};
+pub(super) use media::codec::Codec;
+use media::timeline::{self, DecodeTimes, StoredSample, TrackClock, TrackTiming, VIDEO_TIMESCALE};
 use media::TrackNumber;
 use serde::Deserialize;
 use store::{
@@ -36,8 +36,6 @@ use super::playlist::{self, Container, MasterPlaylist, MediaPlaylist, Segment};
 use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Session};
 use crate::{ApiError, AppState};
 
-/// Video tracks use the MPEG 90 kHz clock; audio tracks their sample rate.
-const VIDEO_TIMESCALE: u32 = 90_000;
 /// ON_DISCONTINUITY: a gap or overlap above this marks a discontinuity (docs/wire.md#hls-playlists).
 const GAP_MS: i64 = Continuity::GAP_MS;
 /// "For each streaming session, only 500 CPD changes are allowed" (docs/wire.md#hls-playlists).
@@ -104,60 +102,11 @@ impl HlsQuery {
     }
 }
 
-/// A track's codec, decoded from its stored codec private data.
-#[derive(Clone, Debug)]
-pub(super) enum Codec {
-    Avc(AvcConfig),
-    Hevc(HevcConfig),
-    Aac(AacConfig),
-}
-
-impl Codec {
-    fn codec_string(&self) -> String {
-        match self {
-            Codec::Avc(c) => c.codec_string(),
-            Codec::Hevc(c) => c.codec_string(),
-            Codec::Aac(c) => c.codec_string(),
-        }
-    }
-
-    fn is_video(&self) -> bool {
-        !matches!(self, Codec::Aac(_))
-    }
-}
-
-/// Decodes a stored codec config; the errors are the ones GetHLSStreamingSessionURL documents.
-fn decode(config: &CodecConfig) -> Result<Codec, ApiError> {
-    let track = config.track;
-    let known = matches!(
-        config.codec_id.as_str(),
-        "V_MPEG4/ISO/AVC" | "V_MPEG/ISO/AVC" | "V_MPEGH/ISO/HEVC" | "V_MPEG/ISO/HEVC" | "A_AAC"
-    );
-    if !known {
-        return Err(ApiError::UnsupportedStreamMediaType(format!(
-            "The codec ID {} of track {track} is not supported: track 1 must be V_MPEG/ISO/AVC, V_MPEG/ISO/HEVC or A_AAC and track 2 A_AAC.",
-            config.codec_id
-        )));
-    }
-    if config.codec_private.is_empty() {
-        return Err(ApiError::MissingCodecPrivateData(format!(
-            "Missing codec private data in fragment for track {track}."
-        )));
-    }
-    let invalid = |e: media::codec::CodecError| {
-        ApiError::InvalidCodecPrivateData(format!(
-            "The codec private data of track {track} is not valid: {e}"
-        ))
-    };
-    Ok(match config.codec_id.as_str() {
-        "V_MPEG4/ISO/AVC" | "V_MPEG/ISO/AVC" => {
-            Codec::Avc(AvcConfig::parse(&config.codec_private).map_err(invalid)?)
-        }
-        "V_MPEGH/ISO/HEVC" | "V_MPEG/ISO/HEVC" => {
-            Codec::Hevc(HevcConfig::parse(&config.codec_private).map_err(invalid)?)
-        }
-        _ => Codec::Aac(AacConfig::parse(&config.codec_private).map_err(invalid)?),
-    })
+/// Decodes a stored codec config (the one codec decision, `media::codec::decode_track`, with the
+/// one error mapping, [`super::codec_error`]).
+pub(super) fn decode(config: &CodecConfig) -> Result<Codec, ApiError> {
+    media::codec::decode_track(&config.codec_id, &config.codec_private)
+        .map_err(|e| super::codec_error(config.track, &e))
 }
 
 /// A stream's codec configs, each decoded once, with each one's init `SequenceNumber`. Built
@@ -279,12 +228,7 @@ fn timing_with(
         })
         .collect();
     let start = start_ns(session, f);
-    let result = match codec {
-        Codec::Aac(aac) => {
-            timeline::audio_timing(start, &samples, aac.sample_rate, aac.frame_length)
-        }
-        _ => timeline::video_timing_with(start, &samples, VIDEO_TIMESCALE, None, decode_times),
-    };
+    let result = timeline::track_timing(start, &samples, TrackClock::of(codec), decode_times);
     result.map_err(|e| {
         ApiError::Internal(format!(
             "timing of fragment {} track {}: {e}",

@@ -4,6 +4,7 @@
 use super::ack::AckError;
 use bytes::Bytes;
 use media::mkv::Frame;
+use media::timeline::{StoredSample, TrackClock};
 use media::TrackNumber;
 use store::{
     CodecConfigId, FragmentNumber, FragmentTrack, MediaLocation, NewFragment, PendingFragment,
@@ -47,6 +48,9 @@ pub struct TrackInfo {
     pub is_video: bool,
     pub config: CodecConfigId,
     pub default_duration_ns: Option<u64>,
+    /// How the track's samples are timed, from its codec private data; `None` when that does not
+    /// decode (stored anyway, refused at playback), and the length falls back to the frames'.
+    pub clock: Option<TrackClock>,
 }
 
 struct TrackBuf {
@@ -152,6 +156,9 @@ impl FragmentBuilder {
         if duration_ns > self.limits.max_fragment_duration_ms * 1_000_000 {
             return Err(AckError::MaxFragmentDuration);
         }
+        let length_ms = self
+            .length_ms()
+            .unwrap_or((duration_ns + 500_000) / 1_000_000);
         let mut parts = Vec::with_capacity(self.tracks.iter().map(|t| t.parts.len()).sum());
         let mut tracks = Vec::with_capacity(self.tracks.len());
         let mut offset = 0;
@@ -174,7 +181,7 @@ impl FragmentBuilder {
                 number: h.number,
                 producer_timestamp: h.producer_timestamp,
                 server_timestamp: h.server_timestamp,
-                duration_ms: (duration_ns + 500_000) / 1_000_000,
+                duration_ms: length_ms,
                 tracks,
                 tags: self.tags,
                 media: MediaLocation {
@@ -187,7 +194,30 @@ impl FragmentBuilder {
     }
 }
 
-/// From the fragment's start (its Cluster timecode, which is its producer timestamp, or an earlier
+impl FragmentBuilder {
+    /// FragmentLengthInMilliseconds: track 1's span, by the same `media::timeline` rule as its
+    /// EXTINF (docs/choices.md#fragment-length).
+    fn length_ms(&self) -> Option<u64> {
+        let track_one = self.tracks.iter().min_by_key(|t| t.info.number)?;
+        let clock = track_one.info.clock?;
+        let samples: Vec<StoredSample> = track_one
+            .samples
+            .iter()
+            .map(|s| StoredSample {
+                pts_offset_ns: s.pts_offset_ns,
+                duration_ns: s.duration_ns,
+                size: s.size,
+                keyframe: s.keyframe,
+            })
+            .collect();
+        let start_ns = u64::try_from(self.header.producer_timestamp.millis())
+            .ok()?
+            .checked_mul(1_000_000)?;
+        media::timeline::fragment_length_ms(start_ns, &samples, clock).ok()
+    }
+}
+
+/// The limit check's span: from the fragment's start (its Cluster timecode, which is its producer timestamp, or an earlier
 /// frame) to the end of its latest frame over all tracks, so consecutive fragments tile the
 /// timeline. A track's last frame lasts its BlockDuration / DefaultDuration, else the track's last
 /// PTS step.
@@ -236,12 +266,14 @@ mod tests {
                 is_video: true,
                 config: CodecConfigId(1),
                 default_duration_ns: None,
+                clock: None,
             },
             TrackInfo {
                 number: TrackNumber(2),
                 is_video: false,
                 config: CodecConfigId(2),
                 default_duration_ns: None,
+                clock: None,
             },
         ]
     }
@@ -274,6 +306,38 @@ mod tests {
         assert_eq!(f.row.media.len, 9);
         // Video 0..33 + one 33 ms step = 66 ms; audio 0..21 + 21 = 42 ms.
         assert_eq!(f.row.duration_ms, 66);
+    }
+
+    /// FragmentLengthInMilliseconds is track 1's span, as its EXTINF: audio running past the last
+    /// video frame (into the next fragment's time) does not lengthen it, so fragments that start at
+    /// their key frames tile (docs/choices.md#fragment-length).
+    #[test]
+    fn length_is_track_ones_span_even_when_audio_overhangs() {
+        let mut tracks = tracks();
+        tracks[0].clock = Some(TrackClock::Video);
+        tracks[1].clock = Some(TrackClock::Audio {
+            sample_rate: 48_000,
+            frame_length: 1024,
+        });
+        let mut b = FragmentBuilder::new(header(), &tracks, vec![], IngestLimits::default());
+        for i in 0..30i16 {
+            b.add_frame(frame(1, (i * 1000 + 15) / 30, i == 0, b"v"))
+                .unwrap();
+        }
+        for i in 0..49i16 {
+            b.add_frame(frame(2, i * 21, true, b"a")).unwrap(); // to 1008 + 21 ms
+        }
+        let f = b.finish().unwrap();
+        assert_eq!(f.row.duration_ms, 1000);
+
+        // Audio only: track 1 is the AAC track, timed by its frame length (49 x 1024 / 48 kHz).
+        let mut audio = tracks[1].clone();
+        audio.number = TrackNumber(1);
+        let mut b = FragmentBuilder::new(header(), &[audio], vec![], IngestLimits::default());
+        for i in 0..49i16 {
+            b.add_frame(frame(1, i * 21, true, b"a")).unwrap();
+        }
+        assert_eq!(b.finish().unwrap().row.duration_ms, 1045);
     }
 
     #[test]

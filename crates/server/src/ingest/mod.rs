@@ -202,6 +202,16 @@ async fn find_stream(state: &AppState, h: &PutMediaHeaders) -> Result<StreamReco
     Ok(stream)
 }
 
+/// How a track's samples are timed (for its fragments' length): AAC by its AudioSpecificConfig,
+/// any video track by its frames; `None` for audio whose codec private data does not tell.
+fn track_clock(config: &CodecConfig) -> Option<media::timeline::TrackClock> {
+    match media::codec::decode_track(&config.codec_id, &config.codec_private) {
+        Ok(codec) => Some(media::timeline::TrackClock::of(&codec)),
+        Err(_) if config.track_type == 1 => Some(media::timeline::TrackClock::Video),
+        Err(_) => None,
+    }
+}
+
 /// `POST /putMedia` (SigV4 already checked by the auth layer).
 pub async fn put_media(State(state): State<AppState>, request: Request) -> Response {
     match start(state, request).await {
@@ -580,6 +590,7 @@ impl Connection {
                     is_video: t.track_type == 1,
                     config: id,
                     default_duration_ns: t.default_duration_ns,
+                    clock: track_clock(&config),
                 }),
                 Err(e) => {
                     tracing::error!(stream = %self.stream.name, error = %e, "codec config not stored");
