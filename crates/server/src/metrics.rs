@@ -1,15 +1,19 @@
 //! `/metrics` in the Prometheus text exposition format (version 0.0.4): requests by resource and
-//! status, bytes served, request latency histograms, active PutMedia connections and fragments
+//! status, body bytes sent (streamed bodies counted as they go out), request latency histograms, active PutMedia connections and fragments
 //! ingested. Hand-written over atomics and one short mutex per request: a few dozen lines instead
 //! of a registry crate, and nothing on the hot path allocates after a label set is first seen.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::HttpBody as _;
+use axum::body::{Body, HttpBody};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -45,7 +49,8 @@ impl Histogram {
 #[derive(Default)]
 struct PerResource {
     by_status: BTreeMap<u16, u64>,
-    bytes: u64,
+    /// Body bytes sent; streamed bodies add to it as their frames go out.
+    bytes: Arc<AtomicU64>,
     latency: Histogram,
 }
 
@@ -68,17 +73,16 @@ impl Metrics {
         self.bytes_ingested.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    fn record(&self, resource: &str, status: u16, bytes: u64, latency: Duration) {
-        let Ok(mut map) = self.resources.lock() else {
-            return;
-        };
+    /// Counts one request; returns the resource's byte counter, for the body bytes as they go out.
+    fn record(&self, resource: &str, status: u16, latency: Duration) -> Arc<AtomicU64> {
+        let mut map = self.resources.lock().unwrap_or_else(|e| e.into_inner());
         let entry = match map.get_mut(resource) {
             Some(e) => e,
             None => map.entry(resource.to_owned()).or_default(),
         };
         *entry.by_status.entry(status).or_default() += 1;
-        entry.bytes += bytes;
         entry.latency.observe(latency);
+        entry.bytes.clone()
     }
 
     /// The text exposition.
@@ -103,7 +107,7 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "openkvs_http_response_bytes_total{{resource=\"{resource}\"}} {}",
-                r.bytes
+                r.bytes.load(Ordering::Relaxed)
             );
         }
         out.push_str("# HELP openkvs_http_request_duration_seconds Time to the response head, by resource.\n");
@@ -156,15 +160,51 @@ pub async fn layer(State(state): State<AppState>, request: Request, next: Next) 
     let resource = request.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
     let response = next.run(request).await;
-    let bytes = response.body().size_hint().exact().unwrap_or(0);
     let resource = resource.as_ref().map_or("other", MatchedPath::as_str);
-    state.metrics.record(
-        resource,
-        response.status().as_u16(),
-        bytes,
-        started.elapsed(),
-    );
-    response
+    let bytes = state
+        .metrics
+        .record(resource, response.status().as_u16(), started.elapsed());
+    match response.body().size_hint().exact() {
+        // A body of known size (playlists, errors, JSON) is counted at once, with no wrapper.
+        Some(n) => {
+            bytes.fetch_add(n, Ordering::Relaxed);
+            response
+        }
+        // A streamed body (media fragments, PutMedia acks) is counted as it is sent.
+        None => response.map(|body| Body::new(Counted { inner: body, bytes })),
+    }
+}
+
+/// A response body that adds the bytes of each data frame to a counter as it goes out.
+struct Counted {
+    inner: Body,
+    bytes: Arc<AtomicU64>,
+}
+
+impl HttpBody for Counted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let poll = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &poll {
+            if let Some(data) = frame.data_ref() {
+                self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// `GET /metrics`
@@ -183,19 +223,18 @@ mod tests {
         m.record(
             "/hls/v1/getMP4MediaFragment.mp4",
             200,
-            1000,
             Duration::from_millis(3),
-        );
+        )
+        .fetch_add(1000, Ordering::Relaxed);
         m.record(
             "/hls/v1/getMP4MediaFragment.mp4",
             200,
-            500,
             Duration::from_millis(30),
-        );
+        )
+        .fetch_add(500, Ordering::Relaxed);
         m.record(
             "/hls/v1/getMP4MediaFragment.mp4",
             403,
-            0,
             Duration::from_micros(100),
         );
         m.fragment_ingested(4096);

@@ -80,6 +80,7 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
     assert!(master.contains("TYPE=AUDIO"), "{master}");
 
     let expected = frames_by_cluster(&mkv);
+    let mut fragment_bytes = 0;
     for track in [1u64, 2] {
         let media_uri = uris(&master)
             .into_iter()
@@ -126,6 +127,7 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
         assert_eq!(segments.len(), 4);
         for (i, uri) in segments.iter().enumerate() {
             let (status, head, fragment) = get(&s, &format!("/hls/v1/{uri}")).await;
+            fragment_bytes += fragment.len();
             assert_eq!(status, 200, "{uri}");
             assert!(head.contains(&format!("content-length: {}", fragment.len())));
             assert!(find_box(&fragment, b"moof").is_some());
@@ -167,5 +169,13 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
     assert!(
         metrics.contains("openkvs_fragments_ingested_total 4"),
         "{metrics}"
+    );
+    // Media fragments are streamed bodies (no exact size hint): what was sent is counted.
+    assert!(fragment_bytes > 8 * 1000);
+    assert!(
+        metrics.contains(&format!(
+            "openkvs_http_response_bytes_total{{resource=\"/hls/v1/getMP4MediaFragment.mp4\"}} {fragment_bytes}\n"
+        )),
+        "{fragment_bytes} bytes of fragments sent: {metrics}"
     );
 }
