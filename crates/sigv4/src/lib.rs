@@ -14,7 +14,7 @@
 //! [`verify`] checks exactly the headers the client listed in `SignedHeaders`, against their values as received
 //! (the C producer SDK signs `Host: 127.0.0.1` without the port — docs/wire.md#sigv4).
 
-mod time;
+mod amz_date;
 
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use std::time::{Duration, SystemTime};
 use subtle::ConstantTimeEq;
 
-pub use time::{format_amz_date, parse_amz_date};
+pub use amz_date::{format_amz_date, parse_amz_date};
 
 /// The only algorithm SigV4 knows.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";

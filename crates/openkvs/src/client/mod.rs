@@ -272,12 +272,19 @@ pub async fn run(argv: Vec<String>) -> ExitCode {
     }
 }
 
+/// Python logging's `asctime`: `2024-01-01 00:00:00,123` (UTC).
 fn debug_time() -> String {
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let iso = timefmt::iso8601(now.as_secs() as f64);
-    format!("{} {},{:03}", &iso[..10], &iso[11..19], now.subsec_millis())
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    )
 }
 
 fn debug_log(enabled: bool, logger: &str, message: &str) {
@@ -668,7 +675,8 @@ fn parse_output(
                 other => other.as_f64(),
             };
             epoch
-                .map(|e| Value::Str(timefmt::iso8601(e)))
+                .and_then(timefmt::iso8601)
+                .map(Value::Str)
                 .unwrap_or_else(|| v.clone())
         }
         _ => value.clone(),

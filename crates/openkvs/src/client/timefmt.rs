@@ -2,29 +2,7 @@
 //! `parse_to_aware_datetime`), sent as whole epoch seconds (botocore `_timestamp_unixtimestamp` truncates), printed
 //! raw (`cli_timestamp_format = none`, the v1 default) or as Python's `datetime.isoformat()` (`iso8601`).
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146097 + doe - 719468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
+use time::{Date, Month, OffsetDateTime};
 
 fn digits(s: &str, n: usize) -> Option<i64> {
     if s.len() == n && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -49,10 +27,17 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<f64> {
     let year = digits(parts.next()?, 4)?;
     let month = digits(parts.next()?, 2)?;
     let day = digits(parts.next()?, 2)?;
-    if parts.next().is_some() || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if parts.next().is_some() {
         return None;
     }
-    let mut seconds = (days_from_civil(year, month, day) * 86400) as f64;
+    // A day the month does not have (2023-02-29) is refused, as Python's datetime refuses it.
+    let date = Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        Month::try_from(u8::try_from(month).ok()?).ok()?,
+        u8::try_from(day).ok()?,
+    )
+    .ok()?;
+    let mut seconds = date.midnight().assume_utc().unix_timestamp() as f64;
     if rest.is_empty() {
         return Some(seconds);
     }
@@ -89,24 +74,27 @@ pub(crate) fn parse_timestamp(text: &str) -> Option<f64> {
     Some(seconds)
 }
 
-/// Python `datetime.fromtimestamp(epoch, tzutc()).isoformat()`: `2024-01-01T00:00:00.123000+00:00`.
-pub(crate) fn iso8601(epoch: f64) -> String {
+/// Python `datetime.fromtimestamp(epoch, tzutc()).isoformat()`: `2024-01-01T00:00:00.123000+00:00`. `None` where
+/// Python has no datetime either (beyond year 9999).
+pub(crate) fn iso8601(epoch: f64) -> Option<String> {
     let micros_total = (epoch * 1_000_000.0).round() as i64;
     let seconds = micros_total.div_euclid(1_000_000);
     let micros = micros_total.rem_euclid(1_000_000);
-    let (year, month, day) = civil_from_days(seconds.div_euclid(86400));
-    let of_day = seconds.rem_euclid(86400);
+    let utc = OffsetDateTime::from_unix_timestamp(seconds).ok()?;
     let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
     );
     if micros != 0 {
         out.push_str(&format!(".{micros:06}"));
     }
     out.push_str("+00:00");
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -127,11 +115,32 @@ mod tests {
             assert_eq!(parse_timestamp(text), Some(want), "{text}");
         }
         assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(parse_timestamp("2024-02-29"), Some(1709164800.0));
+        for bad in [
+            "2023-02-29",
+            "2024-04-31",
+            "2024-13-01",
+            "2024-00-10",
+            "2024-01-00",
+        ] {
+            assert_eq!(parse_timestamp(bad), None, "{bad}");
+        }
     }
 
     #[test]
     fn isoformat_like_python() {
-        assert_eq!(iso8601(1704067200.0), "2024-01-01T00:00:00+00:00");
-        assert_eq!(iso8601(1795576049.109), "2026-11-25T03:07:29.109000+00:00");
+        assert_eq!(
+            iso8601(1704067200.0).as_deref(),
+            Some("2024-01-01T00:00:00+00:00")
+        );
+        assert_eq!(
+            iso8601(1795576049.109).as_deref(),
+            Some("2026-11-25T03:07:29.109000+00:00")
+        );
+        assert_eq!(
+            iso8601(-1.5).as_deref(),
+            Some("1969-12-31T23:59:58.500000+00:00")
+        );
+        assert_eq!(iso8601(1e15), None);
     }
 }

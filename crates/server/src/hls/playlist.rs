@@ -78,26 +78,27 @@ fn decimal(value: f64) -> String {
     s
 }
 
-/// `2022-01-28T07:00:35.931Z` (RFC 8216 §4.3.2.6, ISO 8601 with milliseconds).
+/// `2022-01-28T07:00:35.931Z` (RFC 8216 §4.3.2.6, ISO 8601 with milliseconds). Instants outside the years
+/// -9999..=9999 (no fragment has one) clamp to those bounds.
 pub fn iso8601_ms(epoch_ms: i64) -> String {
-    let days = epoch_ms.div_euclid(86_400_000);
-    let ms_of_day = epoch_ms.rem_euclid(86_400_000);
-    // Civil date from days since 1970-01-01 (H. Hinnant's days_from_civil inverse).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let utc = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(epoch_ms) * 1_000_000)
+        .unwrap_or_else(|_| {
+            let bound = if epoch_ms < 0 {
+                time::PrimitiveDateTime::MIN
+            } else {
+                time::PrimitiveDateTime::MAX
+            };
+            bound.assume_utc()
+        });
     format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        ms_of_day / 3_600_000,
-        ms_of_day / 60_000 % 60,
-        ms_of_day / 1000 % 60,
-        ms_of_day % 1000
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.millisecond()
     )
 }
 
@@ -245,6 +246,8 @@ mod tests {
         assert_eq!(iso8601_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso8601_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(iso8601_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(iso8601_ms(i64::MAX), "9999-12-31T23:59:59.999Z");
+        assert_eq!(iso8601_ms(i64::MIN), "-9999-01-01T00:00:00.000Z");
     }
 
     #[test]
