@@ -17,10 +17,8 @@ fn fixture_path(name: &str) -> PathBuf {
 
 /// Every `Tracks` event of a fixture, in order (one per Segment).
 fn fixture_tracks(name: &str) -> Option<Vec<Vec<Track>>> {
-    let Ok(bytes) = std::fs::read(fixture_path(name)) else {
-        eprintln!("fixture {name} absent: skipped");
-        return None;
-    };
+    let bytes = std::fs::read(fixture_path(name))
+        .unwrap_or_else(|e| panic!("fixture {name} (committed in tests/fixtures): {e}"));
     let mut reader = MkvReader::new(ReaderLimits::default());
     reader.push(Bytes::from(bytes));
     let mut out = Vec::new();
@@ -59,10 +57,9 @@ fn ffprobe_stream(name: &str, stream: &str) -> Option<Vec<(String, String)>> {
         ])
         .arg(fixture_path(name))
         .output();
-    let Ok(out) = out else {
-        eprintln!("ffprobe not installed: cross-check skipped");
-        return None;
-    };
+    let out = out.unwrap_or_else(|e| {
+        panic!("ffprobe is needed for this cross-check (scripts/test.sh installs ffmpeg): {e}")
+    });
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     Some(
         text.lines()

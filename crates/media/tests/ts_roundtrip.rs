@@ -3,7 +3,7 @@
 //! concatenated as an HLS player reads them, and ffmpeg must decode the result with no error
 //! line, the decoded video frames must hash like the source's decoded frames, and the audio must
 //! decode to exactly 1024 samples per stored AAC frame. Also prints the byte overhead of TS over
-//! fMP4 for the same fragments. The ffmpeg parts skip with a notice when ffmpeg is absent.
+//! fMP4 for the same fragments. The ffmpeg parts fail when ffmpeg is absent.
 
 use bytes::Bytes;
 use media::codec::{AacConfig, AvcConfig};
@@ -229,10 +229,7 @@ fn fmp4_init_len(fixture: &Fixture) -> u64 {
 fn every_fixture_muxes_into_valid_packets() {
     for name in FIXTURES {
         let path = fixture_path(name);
-        if !path.exists() {
-            eprintln!("{name} absent: skipped");
-            continue;
-        }
+        assert!(path.exists(), "{name} is committed in tests/fixtures");
         let fixture = read_fixture(&path);
         for (i, m) in mux_fixture(&fixture).iter().enumerate() {
             assert_eq!(m.ts.len() % PACKET_LEN, 0, "{name} fragment {i}");
@@ -246,9 +243,7 @@ fn every_fixture_muxes_into_valid_packets() {
 fn overhead_of_ts_over_fmp4() {
     for name in FIXTURES {
         let path = fixture_path(name);
-        if !path.exists() {
-            continue;
-        }
+        assert!(path.exists(), "{name} is committed in tests/fixtures");
         let fixture = read_fixture(&path);
         let muxed = mux_fixture(&fixture);
         let ts: u64 = muxed.iter().map(|m| m.ts.len() as u64).sum();
@@ -271,9 +266,10 @@ fn have_ffmpeg() -> bool {
         .arg("-version")
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("ffmpeg not installed: MPEG-TS round trip skipped");
-    }
+    assert!(
+        ok,
+        "ffmpeg is needed for the MPEG-TS round trip (scripts/test.sh installs it)"
+    );
     ok
 }
 
@@ -341,10 +337,7 @@ fn every_h264_fixture_decodes_through_ffmpeg() {
     let dir = tempfile::tempdir().unwrap();
     for name in FIXTURES {
         let path = fixture_path(name);
-        if !path.exists() {
-            eprintln!("{name} absent: skipped");
-            continue;
-        }
+        assert!(path.exists(), "{name} is committed in tests/fixtures");
         let fixture = read_fixture(&path);
         let muxed = mux_fixture(&fixture);
         let file = dir.path().join(name.replace(".mkv", ".ts"));
