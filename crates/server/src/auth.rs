@@ -50,20 +50,16 @@ impl From<sigv4::AuthError> for ApiError {
             A::Expired { message, .. } | A::NotYetValid { message, .. } => {
                 ApiError::InvalidSignature(message)
             }
-            e @ A::SignatureMismatch { .. } => ApiError::InvalidSignature(e.aws_error().2),
-            // `AuthError` is non_exhaustive: future variants keep the crate's own wire form.
-            other => {
-                let (error_type, _, message) = other.aws_error();
-                match error_type {
-                    "MissingAuthenticationTokenException" => ApiError::MissingAuthenticationToken,
-                    "UnrecognizedClientException" => ApiError::UnrecognizedClient,
-                    "IncompleteSignatureException" => ApiError::IncompleteSignature(message),
-                    _ => ApiError::InvalidSignature(message),
-                }
-            }
+            A::SignatureMismatch { .. } => ApiError::InvalidSignature(SIGNATURE_MISMATCH.into()),
         }
     }
 }
+
+/// AWS's text for a signature that does not match (the server's canonical request goes to the log).
+pub const SIGNATURE_MISMATCH: &str =
+    "The request signature we calculated does not match the signature \
+     you provided. Check your AWS Secret Access Key and signing method. Consult the service \
+     documentation for details.";
 
 /// Removes session-token values (header line or presigned query parameter) from text bound for a log.
 pub fn redact_tokens(text: &str) -> String {
@@ -181,6 +177,72 @@ async fn authenticate(state: &AppState, request: Request) -> Result<Request, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `sigv4::AuthError` becomes its AWS error here and nowhere else (the match above is
+    /// exhaustive, so a new variant cannot fall through to a guess).
+    #[test]
+    fn auth_errors_map_to_aws_errors() {
+        use sigv4::AuthError as A;
+        let expired = || A::Expired {
+            signed_at: "20240101T000000Z".into(),
+            now: "20240101T001600Z".into(),
+            message: "Signature expired: ...".into(),
+        };
+        let cases: Vec<(A, &str, u16, &str)> = vec![
+            (
+                A::MissingAuthentication,
+                "MissingAuthenticationTokenException",
+                403,
+                "Missing Authentication Token",
+            ),
+            (
+                A::IncompleteSignature("needs Signature".into()),
+                "IncompleteSignatureException",
+                400,
+                "needs Signature",
+            ),
+            (
+                A::Malformed("bad date".into()),
+                "IncompleteSignatureException",
+                400,
+                "bad date",
+            ),
+            (
+                A::InvalidScope("Credential should be scoped".into()),
+                "InvalidSignatureException",
+                403,
+                "Credential should be scoped",
+            ),
+            (
+                A::UnknownAccessKey("AKID".into()),
+                "UnrecognizedClientException",
+                403,
+                "The security token included in the request is invalid.",
+            ),
+            (
+                A::SignatureMismatch {
+                    canonical_request: "c".into(),
+                    string_to_sign: "s".into(),
+                },
+                "InvalidSignatureException",
+                403,
+                SIGNATURE_MISMATCH,
+            ),
+            (
+                expired(),
+                "InvalidSignatureException",
+                403,
+                "Signature expired: ...",
+            ),
+        ];
+        for (error, kind, status, message) in cases {
+            let e = ApiError::from(error);
+            assert_eq!(
+                (e.aws_error_type(), e.http_status().as_u16(), e.message()),
+                (kind, status, message.to_owned())
+            );
+        }
+    }
 
     #[test]
     fn tokens_are_redacted() {

@@ -446,11 +446,10 @@ pub struct Verified {
     pub session_token: Option<String>,
 }
 
-/// Why a request is not authenticated. Each variant names the AWS error it becomes (see [`AuthError::aws_error`]);
-/// status codes follow what KVS answers (auth-layer errors are 403, docs/wire.md#errors; `IncompleteSignature` is 400
-/// per the AWS CommonErrors page).
+/// Why a request is not authenticated. Each variant's doc names the AWS error it stands for; the
+/// server maps the variants to its wire errors, exhaustively, in one place (docs/wire.md#errors).
+/// The messages carried are AWS's own wording where AWS has one.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum AuthError {
     /// Neither an `Authorization` header nor `X-Amz-*` query parameters.
     /// AWS: `MissingAuthenticationTokenException`, 403, "Missing Authentication Token".
@@ -504,37 +503,6 @@ pub enum AuthError {
         /// The AWS message.
         message: String,
     },
-}
-
-impl AuthError {
-    /// The AWS error for this failure: (`x-amzn-ErrorType`, HTTP status, message). AWS's auth layer puts the
-    /// message in a lower-case `message` JSON key (docs/wire.md#errors).
-    pub fn aws_error(&self) -> (&'static str, u16, String) {
-        match self {
-            AuthError::MissingAuthentication => {
-                ("MissingAuthenticationTokenException", 403, "Missing Authentication Token".to_owned())
-            }
-            AuthError::IncompleteSignature(message) | AuthError::Malformed(message) => {
-                ("IncompleteSignatureException", 400, message.clone())
-            }
-            AuthError::InvalidScope(message) => ("InvalidSignatureException", 403, message.clone()),
-            AuthError::UnknownAccessKey(_) => (
-                "UnrecognizedClientException",
-                403,
-                "The security token included in the request is invalid.".to_owned(),
-            ),
-            AuthError::SignatureMismatch { .. } => (
-                "InvalidSignatureException",
-                403,
-                "The request signature we calculated does not match the signature you provided. Check your AWS \
-                 Secret Access Key and signing method. Consult the service documentation for details."
-                    .to_owned(),
-            ),
-            AuthError::Expired { message, .. } | AuthError::NotYetValid { message, .. } => {
-                ("InvalidSignatureException", 403, message.clone())
-            }
-        }
-    }
 }
 
 /// The parts of an authorization, from either form.

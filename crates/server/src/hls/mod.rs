@@ -111,7 +111,8 @@ mod tests {
             config("A_AAC", b"\x00"),
         ] {
             let at_session =
-                api::check_tracks(&[bad.clone()], ContainerFormat::FragmentedMp4).unwrap_err();
+                api::check_tracks(std::slice::from_ref(&bad), ContainerFormat::FragmentedMp4)
+                    .unwrap_err();
             let at_playback = serve::decode(&bad).unwrap_err();
             assert_eq!(at_session.aws_error_type(), at_playback.aws_error_type());
             assert_eq!(at_session.message(), at_playback.message());
