@@ -9,6 +9,7 @@ mod sample_table;
 mod segments;
 mod sqlite;
 mod types;
+pub mod varint;
 
 pub use error::StoreError;
 pub use segments::SegmentMediaStore;

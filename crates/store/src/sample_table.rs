@@ -7,6 +7,7 @@
 //! `data_len`, `sample_count`, and per sample: `zigzag(pts_offset_ns - previous pts_offset_ns)`,
 //! `duration_ns + 1` (0 = none), `size << 1 | keyframe`.
 
+use crate::varint::{self, unzigzag, zigzag, VarintError};
 use crate::{CodecConfigId, FragmentTrack, SampleEntry, StoreError};
 use media::TrackNumber;
 
@@ -14,39 +15,23 @@ const FORMAT_VERSION: u64 = 1;
 /// Bound on decoded counts so a corrupt row cannot make us allocate without limit.
 const MAX_ENTRIES: u64 = 10_000_000;
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
 pub(crate) fn encode(tracks: &[FragmentTrack]) -> Vec<u8> {
     let samples: usize = tracks.iter().map(|t| t.samples.len()).sum();
     let mut out = Vec::with_capacity(8 + tracks.len() * 16 + samples * 6);
-    put_varint(&mut out, FORMAT_VERSION);
-    put_varint(&mut out, tracks.len() as u64);
+    varint::put_u64(&mut out, FORMAT_VERSION);
+    varint::put_u64(&mut out, tracks.len() as u64);
     for t in tracks {
-        put_varint(&mut out, t.track.0);
-        put_varint(&mut out, t.codec_config.0 as u64);
-        put_varint(&mut out, t.data_offset);
-        put_varint(&mut out, t.data_len);
-        put_varint(&mut out, t.samples.len() as u64);
+        varint::put_u64(&mut out, t.track.0);
+        varint::put_u64(&mut out, t.codec_config.0 as u64);
+        varint::put_u64(&mut out, t.data_offset);
+        varint::put_u64(&mut out, t.data_len);
+        varint::put_u64(&mut out, t.samples.len() as u64);
         let mut prev = 0i64;
         for s in &t.samples {
-            put_varint(&mut out, zigzag(s.pts_offset_ns.wrapping_sub(prev)));
+            varint::put_u64(&mut out, zigzag(s.pts_offset_ns.wrapping_sub(prev)));
             prev = s.pts_offset_ns;
-            put_varint(&mut out, s.duration_ns.map_or(0, |d| d.saturating_add(1)));
-            put_varint(&mut out, (u64::from(s.size) << 1) | u64::from(s.keyframe));
+            varint::put_u64(&mut out, s.duration_ns.map_or(0, |d| d.saturating_add(1)));
+            varint::put_u64(&mut out, (u64::from(s.size) << 1) | u64::from(s.keyframe));
         }
     }
     out
@@ -59,21 +44,19 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn varint(&mut self) -> Result<u64, StoreError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = *self.buf.get(self.pos).ok_or_else(|| {
-                StoreError::Corrupt(format!("sample table truncated at byte {}", self.pos))
-            })?;
-            self.pos += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(StoreError::Corrupt(format!(
-            "sample table varint too long at byte {}",
-            self.pos
-        )))
+        let rest = self.buf.get(self.pos..).unwrap_or_default();
+        let (value, len) = varint::read_u64(rest).map_err(|e| {
+            StoreError::Corrupt(match e {
+                VarintError::Truncated => {
+                    format!("sample table truncated at byte {}", self.buf.len())
+                }
+                VarintError::TooLong => {
+                    format!("sample table varint too long at byte {}", self.pos)
+                }
+            })
+        })?;
+        self.pos += len;
+        Ok(value)
     }
 
     fn count(&mut self) -> Result<usize, StoreError> {

@@ -17,9 +17,9 @@
 //! created           zigzag LEB128 (epoch ms)
 //! expires           LEB128 (ms after `created`)
 //! ```
-//! The token's version byte covers this layout: a change here needs a new token version.
+//! LEB128 and zigzag are [`store::varint`]'s. The token's version byte covers this layout: a change here needs a new token version.
 
-use store::{StreamId, Timestamp, TimestampKind};
+use store::{varint, StreamId, Timestamp, TimestampKind};
 
 /// `PlaybackMode` of GetHLSStreamingSessionURL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,23 +189,23 @@ impl Session {
                 | (self.start.is_some() as u8) << 7,
         );
         out.push(self.end.is_some() as u8);
-        put_signed(&mut out, self.stream_id.0);
-        put_signed(&mut out, self.stream_creation.0);
-        put_unsigned(&mut out, self.stream_name.len() as u64);
+        varint::put_i64(&mut out, self.stream_id.0);
+        varint::put_i64(&mut out, self.stream_creation.0);
+        varint::put_u64(&mut out, self.stream_name.len() as u64);
         out.extend_from_slice(self.stream_name.as_bytes());
         if let Some(start) = self.start {
-            put_signed(&mut out, start.0);
+            varint::put_i64(&mut out, start.0);
         }
         if let Some(end) = self.end {
-            put_signed(&mut out, end.0);
+            varint::put_i64(&mut out, end.0);
         }
-        put_unsigned(&mut out, self.max_fragments as u64);
-        put_signed(&mut out, self.created.0);
-        put_unsigned(
+        varint::put_u64(&mut out, self.max_fragments as u64);
+        varint::put_i64(&mut out, self.created.0);
+        varint::put_u64(
             &mut out,
             self.expires.0.saturating_sub(self.created.0).max(0) as u64,
         );
-        put_signed(&mut out, self.origin.0.saturating_sub(self.created.0));
+        varint::put_i64(&mut out, self.origin.0.saturating_sub(self.created.0));
         out
     }
 
@@ -301,22 +301,6 @@ impl Session {
     }
 }
 
-fn put_unsigned(out: &mut Vec<u8>, mut v: u64) {
-    loop {
-        let byte = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-fn put_signed(out: &mut Vec<u8>, v: i64) {
-    put_unsigned(out, ((v << 1) ^ (v >> 63)) as u64);
-}
-
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -336,24 +320,13 @@ impl<'a> Reader<'a> {
     }
 
     fn unsigned(&mut self) -> Result<u64, DecodeError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            let bits = (b & 0x7f) as u64;
-            if shift == 63 && bits > 1 {
-                return Err(DecodeError);
-            }
-            v |= bits << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(DecodeError)
+        let (v, len) = varint::read_u64(self.0).map_err(|_| DecodeError)?;
+        self.0 = &self.0[len..];
+        Ok(v)
     }
 
     fn signed(&mut self) -> Result<i64, DecodeError> {
-        let u = self.unsigned()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        self.unsigned().map(varint::unzigzag)
     }
 }
 
