@@ -30,6 +30,52 @@ fn find_box(data: &[u8], fourcc: &[u8; 4]) -> Option<(usize, usize)> {
     None
 }
 
+/// An immutable resource carries a strong ETag; `If-None-Match` with it gets `304 Not Modified` and
+/// no body (with its ETag and Cache-Control), another tag the whole resource again.
+/// Returns the body bytes of that second (200) response.
+async fn revalidates(s: &TestServer, path: &str, head: &str) -> usize {
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .unwrap_or_else(|| panic!("no ETag on {path}: {head}"))
+        .trim()
+        .to_owned();
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2,
+        "{etag}"
+    );
+    let request = |tag: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nhost: {}\r\nif-none-match: {tag}\r\nconnection: close\r\n\r\n",
+            s.addr
+        )
+    };
+    let send = |raw_request: String| async move {
+        let mut stream = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, raw_request.as_bytes())
+            .await
+            .unwrap();
+        let mut raw = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw)
+            .await
+            .unwrap();
+        String::from_utf8_lossy(&raw).to_ascii_lowercase()
+    };
+    let raw = send(request(&format!("\"other\", {etag}"))).await;
+    assert!(raw.starts_with("http/1.1 304"), "{raw}");
+    assert!(raw.contains(&format!("etag: {etag}\r\n")), "{raw}");
+    assert!(raw.contains("cache-control: private, max-age="), "{raw}");
+    assert!(raw.ends_with("\r\n\r\n"), "no body: {raw}");
+    let raw = send(request("\"other\"")).await;
+    assert!(raw.starts_with("http/1.1 200"), "{raw}");
+    assert!(raw.contains(&format!("etag: {etag}\r\n")), "{raw}");
+    // (The text is lossy past the head: the length comes from the head.)
+    raw.lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("content-length")
+}
+
 #[tokio::test]
 async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
     let s = start().await;
@@ -122,6 +168,7 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
         assert!(head.contains("content-type: video/mp4"));
         assert_eq!(&init[4..8], b"ftyp");
         assert!(find_box(&init, b"moov").is_some());
+        revalidates(&s, &format!("/hls/v1/{init_uri}"), &head).await;
 
         let segments = uris(&playlist);
         assert_eq!(segments.len(), 4);
@@ -131,6 +178,9 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
             assert_eq!(status, 200, "{uri}");
             assert!(head.contains(&format!("content-length: {}", fragment.len())));
             assert!(find_box(&fragment, b"moof").is_some());
+            if i == 1 {
+                fragment_bytes += revalidates(&s, &format!("/hls/v1/{uri}"), &head).await;
+            }
             if i == 0 {
                 // The session timeline starts at zero (not at epoch time, which players that pace
                 // by timestamps would wait for): tfdt (version 1, 64-bit) of the first fragment.
@@ -163,7 +213,7 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
     assert_eq!(status, 200);
     let metrics = String::from_utf8(metrics).unwrap();
     assert!(
-        metrics.contains("openkvs_http_requests_total{resource=\"/hls/v1/getMP4MediaFragment.mp4\",status=\"200\"} 8"),
+        metrics.contains("openkvs_http_requests_total{resource=\"/hls/v1/getMP4MediaFragment.mp4\",status=\"200\"} 10"),
         "{metrics}"
     );
     assert!(
@@ -171,7 +221,7 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
         "{metrics}"
     );
     // Media fragments are streamed bodies (no exact size hint): what was sent is counted.
-    assert!(fragment_bytes > 8 * 1000);
+    assert!(fragment_bytes > 10 * 1000);
     assert!(
         metrics.contains(&format!(
             "openkvs_http_response_bytes_total{{resource=\"/hls/v1/getMP4MediaFragment.mp4\"}} {fragment_bytes}\n"

@@ -211,6 +211,10 @@ async fn mpeg_ts_session_serves_muxed_segments_of_the_ingested_frames() {
             let (status, head, ts) = get(&s, &format!("/hls/v1/{uri}")).await;
             assert_eq!(status, 200, "{uri}");
             assert!(head.contains("content-type: video/mp2t"), "{head}");
+            assert!(
+                head.contains("etag: \""),
+                "an immutable segment has an ETag: {head}"
+            );
             assert!(head.contains(&format!("content-length: {}", ts.len())));
             assert!(head.contains("access-control-allow-origin: *"), "{head}");
             assert!(head.contains("cache-control: private, max-age="), "{head}");

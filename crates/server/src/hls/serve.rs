@@ -21,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 pub(super) use media::codec::Codec;
 use media::timeline::{self, DecodeTimes, StoredSample, TrackClock, TrackTiming, VIDEO_TIMESCALE};
 use media::TrackNumber;
@@ -191,7 +191,7 @@ pub(super) fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&Fragme
 
 /// The fragment's start on the session timeline (ns since the session's origin). A fragment
 /// before the origin (a producer clock that went back in a LIVE session) is pinned to zero.
-fn start_ns(session: &Session, f: &FragmentRecord) -> u64 {
+pub(super) fn start_ns(session: &Session, f: &FragmentRecord) -> u64 {
     let ms = session
         .timeline_timestamp(f)
         .0
@@ -543,6 +543,58 @@ pub(super) fn respond(
     response
 }
 
+/// A strong entity tag for an immutable resource (init, media and TS fragments;
+/// docs/wire.md#hls-segments): a digest of everything its bytes are made from (the packager's
+/// format version, the stream, the fragment or codec config, the track, and where the session's
+/// timeline puts it). Playlists change and carry none.
+pub(super) fn etag(parts: &[&[u8]]) -> HeaderValue {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update((part.len() as u64).to_be_bytes());
+        digest.update(part);
+    }
+    let digest = digest.finalize();
+    HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12])))
+        .unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// `304 Not Modified` when the request's `If-None-Match` names `etag` (or `*`), RFC 9110 §13.1.2
+/// (weak comparison: a `W/` prefix is ignored). Then the resource is neither read nor packaged.
+pub(super) fn not_modified(
+    request: &HeaderMap,
+    etag: &HeaderValue,
+    cache: HeaderValue,
+) -> Option<Response> {
+    let matches = request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t.as_bytes() == etag.as_bytes());
+    matches.then(|| {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        let h = response.headers_mut();
+        h.insert(header::ETAG, etag.clone());
+        h.insert(header::CACHE_CONTROL, cache);
+        response
+    })
+}
+
+/// [`respond`] with the resource's entity tag.
+pub(super) fn respond_tagged(
+    content_type: &'static str,
+    cache: HeaderValue,
+    etag: HeaderValue,
+    body: Body,
+    len: Option<u64>,
+) -> Response {
+    let mut response = respond(content_type, cache, body, len);
+    response.headers_mut().insert(header::ETAG, etag);
+    response
+}
+
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MP4: &str = "video/mp4";
 
@@ -818,6 +870,7 @@ impl PlaylistCache {
 /// `GET /hls/v1/getMP4InitFragment.mp4?TrackNumber=N&SequenceNumber=K`
 pub async fn init_fragment(
     State(state): State<AppState>,
+    request_headers: HeaderMap,
     Query(q): Query<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::InitFragment).await?;
@@ -842,6 +895,18 @@ pub async fn init_fragment(
                 "SequenceNumber {sequence} of track {track} is not in this session."
             ))
         })?;
+    let now = state.clock.timestamp();
+    let cache = cache_control(&session, now, false);
+    let tag = etag(&[
+        b"fmp4-init",
+        &media::fmp4::FORMAT_VERSION.to_be_bytes(),
+        &stream.id.0.to_be_bytes(),
+        &id.0.to_be_bytes(),
+        &track.0.to_be_bytes(),
+    ]);
+    if let Some(response) = not_modified(&request_headers, &tag, cache.clone()) {
+        return Ok(response);
+    }
     let codec = configs.codec(id)?;
     let (init_track, timescale) = match &*codec {
         Codec::Avc(c) => (
@@ -874,11 +939,11 @@ pub async fn init_fragment(
             "Cannot build the init fragment of track {track}: {e}"
         ))
     })?;
-    let now = state.clock.timestamp();
     let len = bytes.len() as u64;
-    Ok(respond(
+    Ok(respond_tagged(
         MP4,
-        cache_control(&session, now, false),
+        cache,
+        tag,
         Body::from(bytes),
         Some(len),
     ))
@@ -888,6 +953,7 @@ pub async fn init_fragment(
 /// `mdat` header, then the fragment's stored bytes for that track, as ingested.
 pub async fn media_fragment(
     State(state): State<AppState>,
+    request_headers: HeaderMap,
     Query(q): Query<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::MediaFragment).await?;
@@ -907,12 +973,26 @@ pub async fn media_fragment(
     let t = track_of(&fragment, track).ok_or_else(|| {
         ApiError::InvalidArgument(format!("Fragment {number} has no track {track}."))
     })?;
+    let sequence_number = (fragment.sequence % u64::from(u32::MAX)) as u32 + 1;
+    let now = state.clock.timestamp();
+    let cache = cache_control(&session, now, false);
+    let tag = etag(&[
+        b"fmp4-media",
+        &media::fmp4::FORMAT_VERSION.to_be_bytes(),
+        &stream.id.0.to_be_bytes(),
+        number.to_string().as_bytes(),
+        &track.0.to_be_bytes(),
+        &start_ns(&session, &fragment).to_be_bytes(),
+        &sequence_number.to_be_bytes(),
+    ]);
+    if let Some(response) = not_modified(&request_headers, &tag, cache.clone()) {
+        return Ok(response);
+    }
     let configs = Configs::load(&state, &stream, Some(t.codec_config)).await?;
     let codec = configs.codec(t.codec_config)?;
     // Decode times at presentation times (negative composition offsets in a version 1 trun):
     // hls.js aligns a discontinuous fragment by its first decode time (see media::timeline).
     let timing = timing_with(&session, &fragment, t, &codec, DecodeTimes::AtPresentation)?;
-    let sequence_number = (fragment.sequence % u64::from(u32::MAX)) as u32 + 1;
     let head = media::fmp4::media_segment_header(sequence_number, &timing)
         .map_err(|e| ApiError::Internal(format!("moof of fragment {number}: {e}")))?;
     let data = state
@@ -928,11 +1008,5 @@ pub async fn media_fragment(
         Ok::<_, std::convert::Infallible>(Bytes::from(head)),
         Ok(data),
     ]));
-    let now = state.clock.timestamp();
-    Ok(respond(
-        MP4,
-        cache_control(&session, now, false),
-        body,
-        Some(len),
-    ))
+    Ok(respond_tagged(MP4, cache, tag, body, Some(len)))
 }

@@ -13,7 +13,10 @@ use axum::response::Response;
 use media::ts::{TsCodec, TsTrack};
 
 use super::limits::HlsResource;
-use super::serve::{cache_control, in_session, respond, timing, Codec, Configs, HlsQuery};
+use super::serve::{
+    cache_control, etag, in_session, not_modified, respond_tagged, start_ns, timing, Codec,
+    Configs, HlsQuery,
+};
 use super::session::ContainerFormat;
 use crate::{ApiError, AppState};
 
@@ -23,6 +26,7 @@ const MP2T: &str = "video/mp2t";
 /// `GET /hls/v1/getTSFragment.ts?FragmentNumber=F`
 pub async fn ts_fragment(
     State(state): State<AppState>,
+    request_headers: http::HeaderMap,
     Query(q): Query<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = super::authorize(&state, q.token()?, HlsResource::TsFragment).await?;
@@ -44,6 +48,18 @@ pub async fn ts_fragment(
                 "Fragment {number} is not part of this streaming session."
             ))
         })?;
+    let now = state.clock.timestamp();
+    let cache = cache_control(&session, now, false);
+    let tag = etag(&[
+        b"ts",
+        &media::ts::FORMAT_VERSION.to_be_bytes(),
+        &stream.id.0.to_be_bytes(),
+        number.to_string().as_bytes(),
+        &start_ns(&session, &fragment).to_be_bytes(),
+    ]);
+    if let Some(response) = not_modified(&request_headers, &tag, cache.clone()) {
+        return Ok(response);
+    }
     let mut tracks: Vec<_> = fragment.tracks.iter().collect();
     tracks.sort_by_key(|t| t.track);
     let newest_config = tracks.iter().map(|t| t.codec_config).max();
@@ -102,10 +118,10 @@ pub async fn ts_fragment(
         e => ApiError::Internal(format!("MPEG-TS of fragment {number}: {e}")),
     })?;
     let len = bytes.len() as u64;
-    let now = state.clock.timestamp();
-    Ok(respond(
+    Ok(respond_tagged(
         MP2T,
-        cache_control(&session, now, false),
+        cache,
+        tag,
         Body::from(bytes),
         Some(len),
     ))
