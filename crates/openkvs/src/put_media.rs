@@ -256,8 +256,8 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
     let endpoint_url = config::endpoint_url(args.endpoint_url.as_deref(), &env);
     let region = config::region(args.region.as_deref(), &env);
     let profile = config::profile(args.profile.as_deref(), &env);
-    let credentials_text =
-        config::credentials_file(&env).and_then(|path| std::fs::read_to_string(path).ok());
+    let credentials_text = openkvs::client::config::credentials_path(&env)
+        .and_then(|path| std::fs::read_to_string(path).ok());
     let (credentials, source) = config::credentials(&env, &profile, credentials_text.as_deref());
     if source == CredentialSource::Placeholder {
         eprintln!("openkvs put-media: no AWS credentials found; signing with the placeholder key 'openkvs'");

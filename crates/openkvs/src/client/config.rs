@@ -17,12 +17,13 @@ pub(crate) struct Sources<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConfigError(pub(crate) String);
 
-fn non_empty(value: Option<String>) -> Option<String> {
+/// `value` unless it is blank (botocore treats an empty setting as unset).
+pub fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
 
 /// `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials`.
-pub(crate) fn credentials_path(env: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+pub fn credentials_path(env: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
     aws_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials")
 }
 
@@ -47,37 +48,99 @@ fn aws_file(
     Some(std::path::Path::new(&home).join(".aws").join(name))
 }
 
-/// The sections of an INI text: name → ordered key/value pairs (keys lower-cased; `#`/`;` comments).
-fn ini_sections(text: &str) -> Vec<(String, Vec<(String, String)>)> {
-    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
-            continue;
+/// An AWS shared credentials or config file, read as botocore reads it (Python's `configparser.RawConfigParser`):
+/// `[section]` headers (names as written), `key = value` or `key: value` (keys lower-cased, both sides trimmed),
+/// whole-line `#` / `;` comments (also indented; no inline comments), and lines indented deeper than their key
+/// continuing its value, as the nested `s3 =` blocks of `~/.aws/config` do. Where configparser raises (a line
+/// before any section or without a delimiter, a repeated section or key), this reader skips the line or keeps
+/// the first occurrence, so one stray line does not hide a whole file.
+///
+/// One reader for the client ([`Sources`]) and `openkvs put-media`. Not `rust-ini`: it reads an indented comment
+/// or a line without `=` as the start of the next key, silently losing that key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ini {
+    sections: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl Ini {
+    /// Reads `text`; never fails (see the type's doc).
+    pub fn parse(text: &str) -> Ini {
+        let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        // configparser's `indent_level`: the indentation of the last header or key line.
+        let mut indent_level = 0;
+        // The value deeper-indented lines continue: its index in the current section (`Some(None)` for a
+        // repeated key, whose lines are dropped), or `None` after a header.
+        let mut open: Option<Option<usize>> = None;
+        for line in text.lines() {
+            let trimmed = line.trim();
+            // Blank and comment lines neither end a value nor add to it.
+            if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with(';') {
+                continue;
+            }
+            let indent = line.len() - line.trim_start().len();
+            if let (Some(slot), true) = (open, indent > indent_level) {
+                if let (Some(index), Some((_, pairs))) = (slot, sections.last_mut()) {
+                    let value = &mut pairs[index].1;
+                    if !value.is_empty() {
+                        value.push('\n');
+                    }
+                    value.push_str(trimmed);
+                }
+                continue;
+            }
+            indent_level = indent;
+            // configparser's `\[(?P<header>.+)\]`: up to the last `]`, not trimmed.
+            if let Some(name) = trimmed
+                .strip_prefix('[')
+                .and_then(|rest| rest.rfind(']').map(|end| &rest[..end]))
+                .filter(|name| !name.is_empty())
+            {
+                sections.push((name.to_owned(), Vec::new()));
+                open = None;
+                continue;
+            }
+            let (Some(at), Some((_, pairs))) = (trimmed.find(['=', ':']), sections.last_mut())
+            else {
+                continue;
+            };
+            let key = trimmed[..at].trim().to_lowercase();
+            if key.is_empty() {
+                continue;
+            }
+            open = Some(if pairs.iter().any(|(k, _)| *k == key) {
+                None
+            } else {
+                pairs.push((key, trimmed[at + 1..].trim().to_owned()));
+                Some(pairs.len() - 1)
+            });
         }
-        if let Some(name) = trimmed.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            sections.push((name.trim().to_owned(), Vec::new()));
-            continue;
-        }
-        if let (Some((key, value)), Some(section)) = (trimmed.split_once('='), sections.last_mut())
-        {
-            // Nested (indented) sub-settings such as `s3 =` blocks are kept flat; openkvs reads none of them.
-            section
-                .1
-                .push((key.trim().to_ascii_lowercase(), value.trim().to_owned()));
-        }
+        Ini { sections }
     }
-    sections
+
+    /// Whether the file has a section named exactly `section`.
+    pub fn has_section(&self, section: &str) -> bool {
+        self.sections.iter().any(|(name, _)| name == section)
+    }
+
+    /// The value of `key` (any case) in the first section named `section`; `None` when absent or blank.
+    pub fn get(&self, section: &str, key: &str) -> Option<String> {
+        let (_, pairs) = self.sections.iter().find(|(name, _)| name == section)?;
+        let key = key.to_lowercase();
+        non_empty(
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone()),
+        )
+    }
 }
 
 fn section_value(text: Option<&str>, section: &str, key: &str) -> Option<String> {
-    let sections = ini_sections(text?);
-    let (_, pairs) = sections.iter().find(|(name, _)| name == section)?;
-    non_empty(pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()))
+    Ini::parse(text?).get(section, key)
 }
 
 fn has_section(text: Option<&str>, section: &str) -> bool {
-    text.is_some_and(|t| ini_sections(t).iter().any(|(name, _)| name == section))
+    text.is_some_and(|t| Ini::parse(t).has_section(section))
 }
 
 /// Resolved settings for one invocation.
@@ -190,6 +253,79 @@ mod tests {
 
     const CREDS: &str = "[default]\naws_access_key_id = AKIADEF\naws_secret_access_key = sdef\n[cam]\naws_access_key_id=AKIACAM\naws_secret_access_key=scam\naws_session_token=tok\n";
     const CONFIG: &str = "[default]\nregion = eu-west-1\noutput = table\n[profile cam]\nregion = ap-south-1\n[profile cfgonly]\naws_access_key_id = AKIACFG\naws_secret_access_key = scfg\n";
+
+    #[test]
+    fn reads_files_as_configparser_does() {
+        // Each case was read by Python's configparser.RawConfigParser (botocore's reader) for the values below.
+        let ini = Ini::parse(
+            "[default]\n  # an indented comment\nregion = eu-west-1\ns3 =\n    max_concurrent_requests = 20\n\n    \
+             addressing_style = path\noutput: json # not a comment\n[Cam]\nAWS_ACCESS_KEY_ID: AKIA\n\
+             aws_secret_access_key=  s/k+=x y  \r\n[ spaced ]\nk = v\n",
+        );
+        assert_eq!(ini.get("default", "region").as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            ini.get("default", "s3").as_deref(),
+            Some("max_concurrent_requests = 20\naddressing_style = path")
+        );
+        // The nested block's keys are not the section's.
+        assert_eq!(ini.get("default", "addressing_style"), None);
+        assert_eq!(
+            ini.get("default", "output").as_deref(),
+            Some("json # not a comment")
+        );
+        assert_eq!(ini.get("Cam", "aws_access_key_id").as_deref(), Some("AKIA"));
+        assert_eq!(ini.get("Cam", "AWS_Access_Key_Id").as_deref(), Some("AKIA"));
+        assert_eq!(
+            ini.get("Cam", "aws_secret_access_key").as_deref(),
+            Some("s/k+=x y")
+        );
+        assert!(!ini.has_section("cam"));
+        assert!(ini.has_section(" spaced "));
+        assert!(!ini.has_section("spaced"));
+    }
+
+    #[test]
+    fn skips_what_configparser_refuses() {
+        // configparser raises on each of these; one bad line must not hide the keys around it.
+        let ini = Ini::parse(
+            "region = before-any-section\n[default]\ngarbage line\nregion = a\n= no key\nregion = b\n\
+             [default]\nregion = c\noutput = text\n[]\n",
+        );
+        assert_eq!(ini.get("default", "region").as_deref(), Some("a"));
+        assert_eq!(ini.get("default", "output"), None);
+        assert_eq!(Ini::parse("").get("default", "region"), None);
+        assert_eq!(
+            Ini::parse("[default]\nregion =\n").get("default", "region"),
+            None
+        );
+    }
+
+    #[test]
+    fn file_locations() {
+        let home = env_of(&[("HOME", "/home/u")]);
+        assert_eq!(
+            credentials_path(&home),
+            Some(std::path::PathBuf::from("/home/u/.aws/credentials"))
+        );
+        assert_eq!(
+            config_path(&home),
+            Some(std::path::PathBuf::from("/home/u/.aws/config"))
+        );
+        let set = env_of(&[
+            ("HOME", "/home/u"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "~/creds"),
+            ("AWS_CONFIG_FILE", "/etc/aws-config"),
+        ]);
+        assert_eq!(
+            credentials_path(&set),
+            Some(std::path::PathBuf::from("/home/u/creds"))
+        );
+        assert_eq!(
+            config_path(&set),
+            Some(std::path::PathBuf::from("/etc/aws-config"))
+        );
+        assert_eq!(credentials_path(&env_of(&[])), None);
+    }
 
     #[test]
     fn precedence_like_botocore() {

@@ -9,7 +9,7 @@
 //! Exit status as AWS CLI v2 documents it: 0 success, 252 command line / parameter errors, 253 configuration,
 //! 254 service errors, 255 anything else (e.g. the endpoint cannot be reached).
 
-mod config;
+pub mod config;
 pub mod jmespath;
 mod model;
 mod output;

@@ -1,6 +1,7 @@
 //! Where `put-media` sends, as whom, and for which region — resolved like the AWS CLI does, from arguments,
 //! environment and `~/.aws/credentials`. Pure: the environment and file contents are passed in.
 
+use openkvs::client::config::{non_empty, Ini};
 use sigv4::Credentials;
 
 /// The server's default listen address (`openkvs serve`).
@@ -36,15 +37,6 @@ pub(crate) fn profile(argument: Option<&str>, env: &dyn Fn(&str) -> Option<Strin
         .unwrap_or_else(|| DEFAULT_PROFILE.to_owned())
 }
 
-/// Path of the shared credentials file: `AWS_SHARED_CREDENTIALS_FILE`, else `$HOME/.aws/credentials`.
-pub(crate) fn credentials_file(env: &dyn Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
-    if let Some(path) = non_empty(env("AWS_SHARED_CREDENTIALS_FILE")) {
-        return Some(path.into());
-    }
-    let home = non_empty(env("HOME")).or_else(|| non_empty(env("USERPROFILE")))?;
-    Some(std::path::Path::new(&home).join(".aws").join("credentials"))
-}
-
 /// Where the credentials came from (reported on stderr so a wrong key is easy to spot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum CredentialSource {
@@ -75,7 +67,8 @@ pub(crate) fn credentials(
         );
     }
     if let Some(text) = credentials_file_text {
-        let value = |key: &str| ini_value(text, profile, key);
+        let ini = Ini::parse(text);
+        let value = |key: &str| ini.get(profile, key);
         if let (Some(access_key_id), Some(secret_access_key)) =
             (value("aws_access_key_id"), value("aws_secret_access_key"))
         {
@@ -96,37 +89,6 @@ pub(crate) fn credentials(
         session_token: None,
     };
     (placeholder, CredentialSource::Placeholder)
-}
-
-/// `key` in `[section]` of an INI text (`key = value`; `#` / `;` comments; keys case-insensitive).
-fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
-    let mut in_section = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line
-            .strip_prefix('[')
-            .and_then(|rest| rest.strip_suffix(']'))
-        {
-            in_section = name.trim() == section;
-            continue;
-        }
-        if !in_section {
-            continue;
-        }
-        if let Some((name, value)) = line.split_once('=') {
-            if name.trim().eq_ignore_ascii_case(key) {
-                return non_empty(Some(value.trim().to_owned()));
-            }
-        }
-    }
-    None
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -240,21 +202,5 @@ aws_access_key_id = AKIAONLY
             );
             assert_eq!(source, CredentialSource::Placeholder);
         }
-    }
-
-    #[test]
-    fn credentials_file_location() {
-        assert_eq!(
-            credentials_file(&env_of(&[("HOME", "/home/u")])),
-            Some(std::path::PathBuf::from("/home/u/.aws/credentials"))
-        );
-        assert_eq!(
-            credentials_file(&env_of(&[
-                ("HOME", "/home/u"),
-                ("AWS_SHARED_CREDENTIALS_FILE", "/etc/creds")
-            ])),
-            Some(std::path::PathBuf::from("/etc/creds"))
-        );
-        assert_eq!(credentials_file(&env_of(&[])), None);
     }
 }
