@@ -1,4 +1,4 @@
-//! YAML for `--cli-input-yaml` (read with `serde_yaml`, keeping key order) and for `--output yaml` /
+//! YAML for `--cli-input-yaml` (read with `serde_norway`, keeping key order) and for `--output yaml` /
 //! `yaml-stream` and `--generate-cli-skeleton yaml-input`, written as AWS CLI v2 writes it (ruamel.yaml's safe
 //! dumper, block style: keys sorted, sequences not indented under their key, strings quoted only when a plain
 //! scalar would read back as something else).
@@ -77,7 +77,7 @@ pub(crate) fn parse_yaml(text: &str) -> Result<Value, String> {
     if text.trim().is_empty() {
         return Ok(Value::Map(Vec::new()));
     }
-    serde_yaml::from_str::<OrderedValue>(text)
+    serde_norway::from_str::<OrderedValue>(text)
         .map(|v| match v.0 {
             Value::Null => Value::Map(Vec::new()),
             other => other,
