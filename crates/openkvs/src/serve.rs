@@ -13,6 +13,10 @@
 //! credentials_file = "/etc/openkvs/credentials.toml"
 //! max_clock_skew_seconds = 900
 //! shutdown_grace_seconds = 10
+//! header_read_timeout_seconds = 10  # to send a whole request head (README, Limits and timeouts)
+//! idle_timeout_seconds = 60         # a kept-alive connection between requests
+//! max_connections = 16384           # open connections, all peers (kept under the open-file limit)
+//! max_connections_per_ip = 1024     # open connections from one address (a NAT'd camera fleet shares one)
 //! session_key_file = "/etc/openkvs/session.keys"  # or inline: session_keys = ["<64 hex digits>"]
 //! session_expires_min = 300       # bounds of GetHLSStreamingSessionURL Expires, seconds
 //! session_expires_max = 43200
@@ -85,6 +89,20 @@ pub struct ServeArgs {
     /// Longest Expires (seconds) GetHLSStreamingSessionURL accepts [default: 43200, AWS's].
     #[arg(long, env = "OPENKVS_SESSION_EXPIRES_MAX", value_name = "SECONDS")]
     session_expires_max: Option<u32>,
+    /// Seconds a client has to send a whole request head, from connecting or from the first byte
+    /// of a next request [default: 10].
+    #[arg(long, env = "OPENKVS_HEADER_READ_TIMEOUT", value_name = "SECONDS")]
+    header_read_timeout: Option<u64>,
+    /// Seconds a kept-alive connection may stay quiet between requests (never applies while a
+    /// request or response is streaming) [default: 60].
+    #[arg(long, env = "OPENKVS_IDLE_TIMEOUT", value_name = "SECONDS")]
+    idle_timeout: Option<u64>,
+    /// Open connections at most, all peers together; kept under the open-file limit [default: 16384].
+    #[arg(long, env = "OPENKVS_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Open connections at most from one IP address; cameras behind one NAT share it [default: 1024].
+    #[arg(long, env = "OPENKVS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -106,6 +124,10 @@ struct FileConfig {
     session_expires_min: Option<u32>,
     session_expires_max: Option<u32>,
     hls_rate_limits: Option<HlsRateLimitsFile>,
+    header_read_timeout_seconds: Option<u64>,
+    idle_timeout_seconds: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
 }
 
 /// `[hls_rate_limits]`: `mode` picks the starting point (no limits, or AWS's quotas); the rates
@@ -192,6 +214,17 @@ fn add_credentials(
     Ok(())
 }
 
+/// `value`, refused when zero.
+fn at_least_one<T: Copy + PartialEq + From<u8>>(
+    name: &str,
+    value: Option<T>,
+) -> Result<Option<T>, String> {
+    match value {
+        Some(v) if v == T::from(0) => Err(format!("{name} must be at least 1")),
+        v => Ok(v),
+    }
+}
+
 /// Settings after merging; `insecure_open` is not part of the server config.
 struct Settings {
     config: Config,
@@ -254,6 +287,36 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
             "session expiry bounds must satisfy 1 <= min <= max (got {}..{})",
             config.session_expires_min, config.session_expires_max
         ));
+    }
+    let c = &mut config.connections;
+    let seconds = |name, flag: Option<u64>, file: Option<u64>| {
+        at_least_one(name, flag.or(file)).map(|s| s.map(Duration::from_secs))
+    };
+    if let Some(d) = seconds(
+        "the header read timeout (seconds)",
+        args.header_read_timeout,
+        file.header_read_timeout_seconds,
+    )? {
+        c.header_read_timeout = d;
+    }
+    if let Some(d) = seconds(
+        "the idle timeout (seconds)",
+        args.idle_timeout,
+        file.idle_timeout_seconds,
+    )? {
+        c.idle_timeout = d;
+    }
+    if let Some(n) = at_least_one(
+        "max connections",
+        args.max_connections.or(file.max_connections),
+    )? {
+        c.max_connections = n;
+    }
+    if let Some(n) = at_least_one(
+        "max connections per IP",
+        args.max_connections_per_ip.or(file.max_connections_per_ip),
+    )? {
+        c.max_connections_per_ip = n;
     }
     if let Some(l) = file.hls_rate_limits {
         let limits = &mut config.hls_limits;
@@ -369,6 +432,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     } else {
         tracing::info!(access_keys = ?config.credentials, "SigV4 verification against configured credentials");
     }
+    // Every client connection is a descriptor: allow as many as the hard limit does (`server::conn`
+    // keeps its connection cap under what this leaves).
+    let open_file_limit = server::conn::raise_nofile_limit();
+    tracing::debug!(?open_file_limit, "open-file limit");
     let listen = config.listen;
     let public_url = config.public_url.clone();
     let data_dir = config.data_dir.display().to_string();
@@ -439,6 +506,10 @@ mod tests {
             session_key: None,
             session_expires_min: None,
             session_expires_max: None,
+            header_read_timeout: None,
+            idle_timeout: None,
+            max_connections: None,
+            max_connections_per_ip: None,
         })
         .unwrap();
         assert_eq!(s.config.listen.to_string(), "127.0.0.1:4567");
@@ -449,6 +520,10 @@ mod tests {
         assert!(s.config.session_keys.is_empty());
         assert_eq!(s.config.session_expires_min, 300);
         assert_eq!(s.config.session_expires_max, 43200);
+        assert_eq!(
+            s.config.connections,
+            server::conn::ConnectionLimits::default()
+        );
         assert_eq!(
             s.config.hls_limits,
             server::hls::limits::HlsLimits::default(),
@@ -537,6 +612,32 @@ mod tests {
             s.config.credentials.0.get("AK").map(String::as_str),
             Some("SK")
         );
+    }
+
+    #[test]
+    fn connection_limits_from_flags_and_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("openkvs.toml");
+        std::fs::write(
+            &conf,
+            "header_read_timeout_seconds = 5\nidle_timeout_seconds = 30\nmax_connections = 100\n\
+             max_connections_per_ip = 50\n",
+        )
+        .unwrap();
+        let s = settings(parse(&[
+            "--config",
+            conf.to_str().unwrap(),
+            "--max-connections-per-ip",
+            "70",
+        ]))
+        .unwrap();
+        let c = &s.config.connections;
+        assert_eq!(c.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(c.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_connections, 100);
+        assert_eq!(c.max_connections_per_ip, 70, "the flag wins");
+        assert!(settings(parse(&["--idle-timeout", "0"])).is_err());
+        assert!(settings(parse(&["--max-connections", "0"])).is_err());
     }
 
     #[test]

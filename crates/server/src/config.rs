@@ -63,6 +63,8 @@ pub struct Config {
     pub session_expires_max: u32,
     /// Request-rate limits of the HLS resources (AWS's quotas by default).
     pub hls_limits: crate::hls::limits::HlsLimits,
+    /// Caps on open connections and the header-read / keep-alive idle timeouts (`conn`).
+    pub connections: crate::conn::ConnectionLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for Config {
             .field("session_expires_min", &self.session_expires_min)
             .field("session_expires_max", &self.session_expires_max)
             .field("hls_limits", &self.hls_limits)
+            .field("connections", &self.connections)
             .finish()
     }
 }
@@ -103,6 +106,7 @@ impl Config {
             session_expires_min: SESSION_EXPIRES_MIN,
             session_expires_max: SESSION_EXPIRES_MAX,
             hls_limits: Default::default(),
+            connections: Default::default(),
         }
     }
 

@@ -68,6 +68,16 @@ pub enum ApiError {
     Internal(String),
     /// The server is shutting down and does not take new work.
     ServiceUnavailable,
+
+    // ---- Below the routes (`conn`): connection refusals and requests hyper cannot parse ----
+    /// A new connection over the per-address or total cap: 503 (clients retry it), then closed.
+    TooManyConnections(String),
+    /// The request line is longer than hyper accepts (a URI over 65534 bytes): 414.
+    UriTooLong,
+    /// The request head (request line and headers) is larger than hyper accepts: 431.
+    HeadersTooLarge,
+    /// The request is not valid HTTP/1.1 (request line or a header): 400.
+    MalformedRequest,
 }
 
 impl ApiError {
@@ -104,7 +114,10 @@ impl ApiError {
             InvalidSignature(_) => "InvalidSignatureException",
             UnrecognizedClient => "UnrecognizedClientException",
             Internal(_) => "InternalFailure",
-            ServiceUnavailable => "ServiceUnavailableException",
+            ServiceUnavailable | TooManyConnections(_) => "ServiceUnavailableException",
+            // No KVS shape names these; InvalidArgumentException is the model's "bad request",
+            // so SDKs raise a class they know, with the status telling what was wrong.
+            UriTooLong | HeadersTooLarge | MalformedRequest => "InvalidArgumentException",
         }
     }
 
@@ -134,14 +147,17 @@ impl ApiError {
             | InvalidResourceFormat(_)
             | TagsPerResourceExceededLimit(_)
             | Serialization(_)
-            | IncompleteSignature(_) => StatusCode::BAD_REQUEST,
+            | IncompleteSignature(_)
+            | MalformedRequest => StatusCode::BAD_REQUEST,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RequestTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             MissingAuthenticationToken
             | InvalidSignature(_)
             | UnrecognizedClient
             | InvalidSessionToken(_) => StatusCode::FORBIDDEN,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceUnavailable | TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -173,7 +189,8 @@ impl ApiError {
             | InvalidSessionToken(m)
             | Serialization(m)
             | IncompleteSignature(m)
-            | InvalidSignature(m) => m.clone(),
+            | InvalidSignature(m)
+            | TooManyConnections(m) => m.clone(),
             UnknownOperation => "The requested operation is not recognized by openkvs.".into(),
             RequestTooLarge { limit } => {
                 format!("The request body exceeds the limit of {limit} bytes.")
@@ -184,6 +201,9 @@ impl ApiError {
                 "The server encountered an internal error. Please retry the request.".into()
             }
             ServiceUnavailable => "The service is shutting down. Please retry the request.".into(),
+            UriTooLong => "The request URI is too long (at most 65534 bytes).".into(),
+            HeadersTooLarge => "The request headers are too large.".into(),
+            MalformedRequest => "The request is not valid HTTP/1.1.".into(),
         }
     }
 
@@ -220,6 +240,49 @@ impl ApiError {
                 e.message()
             ),
         }
+        let (headers, body) = self.wire_parts(request_id);
+        let mut response = (status, body).into_response();
+        response.headers_mut().extend(headers);
+        response
+    }
+
+    /// The same answer as raw HTTP/1.1 bytes with `Connection: close`, for answers written below
+    /// the HTTP stack (`conn`: refused connections, requests hyper could not parse). Not logged:
+    /// the caller logs, rate-limited.
+    pub fn render_http1(&self, request_id: &str) -> Vec<u8> {
+        let status = self.http_status();
+        let (headers, body) = self.wire_parts(request_id);
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        )
+        .into_bytes();
+        for (name, value) in &headers {
+            // Spelt as AWS spells them, as hyper writes them for responses (`wire::aws_header_case`).
+            let name = wire::AWS_HEADER_SPELLINGS
+                .into_iter()
+                .find(|s| s.eq_ignore_ascii_case(name.as_str()))
+                .unwrap_or(name.as_str());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(
+            format!(
+                "content-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        );
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+
+    /// Headers and JSON body of the error (docs/wire.md#errors).
+    fn wire_parts(&self, request_id: &str) -> (http::HeaderMap, String) {
+        let error_type = self.aws_error_type();
         let message_key = if self.is_auth_layer() {
             "message"
         } else {
@@ -230,8 +293,7 @@ impl ApiError {
         body.insert(message_key.into(), self.message().into());
         let body = serde_json::Value::Object(body).to_string();
 
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
+        let mut headers = http::HeaderMap::with_capacity(5);
         let error_type_value = HeaderValue::from_static(error_type);
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -243,7 +305,7 @@ impl ApiError {
             headers.insert(wire::X_AMZN_REQUEST_ID, id.clone());
             headers.insert(wire::X_AMZ_REQUEST_ID, id);
         }
-        response
+        (headers, body)
     }
 }
 
@@ -326,6 +388,20 @@ mod tests {
         let body = body_json(r).await;
         assert_eq!(body["__type"], "InternalFailure");
         assert!(!body.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn renders_raw_http1() {
+        let raw = ApiError::UriTooLong.render_http1("rid-2");
+        let text = String::from_utf8(raw).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 414 URI Too Long\r\n"), "{head}");
+        assert!(head.contains("\r\nx-amzn-ErrorType: InvalidArgumentException\r\n"));
+        assert!(head.contains("\r\nx-amzn-RequestId: rid-2\r\n"));
+        assert!(head.contains(&format!("\r\ncontent-length: {}\r\n", body.len())));
+        assert!(head.ends_with("\r\nconnection: close"));
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["__type"], "InvalidArgumentException");
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! Layout: [`wire`] (rest-json basics, request ids, CORS), [`error`] (the one AWS error mapping),
 //! [`validate`] (model constraints), [`auth`] (SigV4 middleware), [`ops`] (the route table),
 //! [`control`] (kinesisvideo control plane), [`archived`] (kinesis-video-archived-media),
-//! `ingest` (PutMedia).
+//! `ingest` (PutMedia), [`conn`] (the accept loop: connection caps and timeouts).
 
 pub mod archived;
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod control;
 pub mod error;
 pub mod hls;
@@ -189,21 +190,11 @@ pub async fn serve(
     let token = state.shutdown.clone();
     // Stops by itself when `state.shutdown` is cancelled.
     retention::spawn(state.clone(), retention::RETENTION_INTERVAL);
+    let limits = state.config.connections.clone();
     let app = ops::router(state);
-    let stop = token.clone();
-    // TCP_NODELAY: acks and playlists are small writes; with Nagle they wait for the peer's
-    // delayed ACK (~40 ms), which made PERSISTED acks arrive 40 ms late.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await });
-    let mut server = tokio::spawn(async move { server.await });
+    // Stops accepting and drains connections by itself when `state.shutdown` is cancelled.
+    let server = conn::serve(listener, app, limits, token.clone());
+    let mut server = tokio::spawn(server);
     tokio::select! {
         result = &mut server => return flatten(result),
         () = shutdown_signal => {

@@ -152,7 +152,7 @@ fn parse_header_case() -> http::Extensions {
 }
 
 /// AWS's spelling of the response headers openkvs sends that clients may look up case-sensitively.
-const AWS_HEADER_SPELLINGS: [&str; 4] = [
+pub(crate) const AWS_HEADER_SPELLINGS: [&str; 4] = [
     "x-amzn-RequestId",
     "x-amz-RequestId",
     "x-amzn-ErrorType",

@@ -571,3 +571,26 @@ async fn shutdown_persists_what_was_received_and_reports_the_fragment_in_progres
     );
     drop(wr);
 }
+
+#[tokio::test]
+async fn a_put_media_quiet_for_longer_than_the_connection_timeouts_goes_on() {
+    // The header-read and idle timeouts apply between requests, never to a body streaming in.
+    let s = start_with_config(|c| {
+        c.connections.header_read_timeout = Duration::from_secs(1);
+        c.connections.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    create_stream(&s, "quiet").await;
+    let (mut wr, reader) = open_put_media(&s, "quiet").await;
+    send_chunk(&mut wr, &header_and_cluster(1000, true)).await;
+    for timecode in [2000, 3000] {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        send_chunk(&mut wr, &header_and_cluster(timecode, false)).await;
+    }
+    wr.write_all(b"0\r\n\r\n").await.unwrap();
+    let (status, body) = parse_response(&reader.await.unwrap());
+    assert_eq!(status, 200);
+    let acks = parse_acks(&body);
+    assert_eq!(count(&acks, "PERSISTED"), 3, "{acks:?}");
+    assert_eq!(count(&acks, "ERROR"), 0, "{acks:?}");
+}

@@ -29,7 +29,19 @@ pub async fn start_with(
     TestServer,
     tokio::task::JoinHandle<Result<(), server::ServeError>>,
 ) {
-    start_full(ingest, shutdown, None).await
+    start_full(ingest, shutdown, None, |_| {}).await
+}
+
+/// A server whose settings `configure` changes first (timeouts, connection caps).
+pub async fn start_with_config(configure: impl FnOnce(&mut server::Config)) -> TestServer {
+    start_full(
+        server::ingest::IngestState::new(),
+        std::future::pending(),
+        None,
+        configure,
+    )
+    .await
+    .0
 }
 
 /// A clock tests move by hand (LIVE_REPLAY pacing, expiry, the LIVE 30-second rule).
@@ -59,6 +71,7 @@ pub async fn start_with_clock(clock: std::sync::Arc<ManualClock>) -> TestServer 
         server::ingest::IngestState::new(),
         std::future::pending(),
         Some(clock),
+        |_| {},
     )
     .await
     .0
@@ -68,6 +81,7 @@ async fn start_full(
     ingest: server::ingest::IngestState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     clock: Option<std::sync::Arc<ManualClock>>,
+    configure: impl FnOnce(&mut server::Config),
 ) -> (
     TestServer,
     tokio::task::JoinHandle<Result<(), server::ServeError>>,
@@ -75,9 +89,9 @@ async fn start_full(
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut state = server::build(server::Config::new(addr, dir.path().to_owned()))
-        .await
-        .unwrap();
+    let mut config = server::Config::new(addr, dir.path().to_owned());
+    configure(&mut config);
+    let mut state = server::build(config).await.unwrap();
     state = state.with_ingest(ingest);
     if let Some(clock) = clock {
         state = state.with_clock(clock);
@@ -314,6 +328,22 @@ pub async fn get(s: &TestServer, path_and_query: &str) -> (u16, String, Vec<u8>)
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
     let (status, body) = parse_response(&raw);
     (status, head, body)
+}
+
+/// Sends `GET /healthz` on `c` without closing it (keep-alive) and reads the whole answer, which
+/// ends with the body `ok`.
+pub async fn healthz_kept_alive(c: &mut TcpStream) -> Vec<u8> {
+    c.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !raw.ends_with(b"\r\n\r\nok") {
+        let n = c.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the response");
+        raw.extend_from_slice(&buf[..n]);
+    }
+    raw
 }
 
 /// A file of tests/fixtures.
