@@ -10,12 +10,15 @@
 //!   same, after authentication (signed routes authenticate first).
 //! - Known KVS operations not built yet → 400 `InvalidArgumentException` "The operation X is not
 //!   supported by openkvs yet." (see `ops::NOT_SUPPORTED_YET`).
+//! - A query string that does not parse (a parameter given twice, bad percent-encoding) → 400
+//!   `InvalidArgumentException` naming the problem.
 //! - Every response carries `x-amzn-RequestId` (uuid v4); errors also the `x-amz-RequestId` mirror.
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -252,6 +255,20 @@ impl<T: Serialize> IntoResponse for AwsJson<T> {
             }
             Err(e) => ApiError::Internal(format!("serialising a response: {e}")).into_response(),
         }
+    }
+}
+
+/// Extractor for a query string (the HLS GETs), like axum's `Query` but rejecting in the AWS form:
+/// a duplicated or malformed parameter is `InvalidArgumentException` 400, not axum's plain text.
+pub struct AwsQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AwsQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::try_from_uri(&parts.uri)
+            .map(|q| AwsQuery(q.0))
+            .map_err(|e| ApiError::InvalidArgument(format!("{}.", e.body_text())))
     }
 }
 

@@ -1,6 +1,6 @@
 //! Requests refused before any handler runs still get the AWS error form (CONTRACT.md C2: status,
-//! `x-amzn-ErrorType`, JSON `{"__type", "Message"}`): a URI longer than hyper accepts, over-large
-//! headers, a request that is not HTTP.
+//! `x-amzn-ErrorType`, JSON `{"__type", "Message"}`): a query string that does not parse, a URI
+//! longer than hyper accepts, over-large headers, a request that is not HTTP.
 
 use std::time::Duration;
 
@@ -45,6 +45,19 @@ fn assert_aws_error(raw: &[u8], status: u16, error_type: &str) -> String {
     let body: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
     assert_eq!(body["__type"], error_type, "{body}");
     body["Message"].as_str().expect("a Message").to_owned()
+}
+
+#[tokio::test]
+async fn a_query_parameter_given_twice_is_an_invalid_argument() {
+    let s = start().await;
+    let raw = raw_exchange(
+        &s,
+        b"GET /hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=a&SessionToken=b HTTP/1.1\r\n\
+          host: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let message = assert_aws_error(&raw, 400, "InvalidArgumentException");
+    assert!(message.contains("SessionToken"), "{message}");
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -34,6 +34,7 @@ use store::{
 use super::limits::HlsResource;
 use super::playlist::{self, Container, MasterPlaylist, MediaPlaylist, Segment};
 use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Session};
+use crate::wire::AwsQuery;
 use crate::{ApiError, AppState};
 
 /// ON_DISCONTINUITY: a gap or overlap above this marks a discontinuity (docs/wire.md#hls-playlists).
@@ -619,7 +620,7 @@ fn fmp4_only(session: &Session) -> Result<(), ApiError> {
 /// `GET /hls/v1/getHLSMasterPlaylist.m3u8`
 pub async fn master_playlist(
     State(state): State<AppState>,
-    Query(q): Query<HlsQuery>,
+    AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::MasterPlaylist).await?;
     let mut w = window(&state, &session).await?;
@@ -680,7 +681,7 @@ pub async fn master_playlist(
 /// `GET /hls/v1/getHLSMediaPlaylist.m3u8?TrackNumber=N`
 pub async fn media_playlist(
     State(state): State<AppState>,
-    Query(q): Query<HlsQuery>,
+    AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::MediaPlaylist).await?;
     let (track, container) = match session.container {
@@ -871,7 +872,7 @@ impl PlaylistCache {
 pub async fn init_fragment(
     State(state): State<AppState>,
     request_headers: HeaderMap,
-    Query(q): Query<HlsQuery>,
+    AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::InitFragment).await?;
     fmp4_only(&session)?;
@@ -954,7 +955,7 @@ pub async fn init_fragment(
 pub async fn media_fragment(
     State(state): State<AppState>,
     request_headers: HeaderMap,
-    Query(q): Query<HlsQuery>,
+    AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::MediaFragment).await?;
     fmp4_only(&session)?;

@@ -8,7 +8,7 @@
 //! playlist already writes there.
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::Response;
 use media::ts::{TsCodec, TsTrack};
 
@@ -18,6 +18,7 @@ use super::serve::{
     Configs, HlsQuery,
 };
 use super::session::ContainerFormat;
+use crate::wire::AwsQuery;
 use crate::{ApiError, AppState};
 
 /// `Content-Type` of a transport stream segment (docs/choices.md#hls-response-headers).
@@ -27,7 +28,7 @@ const MP2T: &str = "video/mp2t";
 pub async fn ts_fragment(
     State(state): State<AppState>,
     request_headers: http::HeaderMap,
-    Query(q): Query<HlsQuery>,
+    AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = super::authorize(&state, q.token()?, HlsResource::TsFragment).await?;
     if session.container != ContainerFormat::MpegTs {
