@@ -594,3 +594,109 @@ async fn a_put_media_quiet_for_longer_than_the_connection_timeouts_goes_on() {
     assert_eq!(count(&acks, "PERSISTED"), 3, "{acks:?}");
     assert_eq!(count(&acks, "ERROR"), 0, "{acks:?}");
 }
+
+/// How a producer's connection goes away in the middle of a cluster.
+#[derive(Clone, Copy, Debug)]
+enum Drop {
+    /// A reset (SO_LINGER 0), as when the camera's process dies with data unsent.
+    Reset,
+    /// A plain close in the middle of an HTTP chunk.
+    CloseMidChunk,
+}
+
+/// A producer streams cluster 1000 and part of the next, loses its connection while the server
+/// is still at work on what it sent, and reconnects at once: the new connection is taken (200,
+/// acks), not refused with ConnectionLimitExceededException, and cluster 1000 is kept.
+async fn reconnect_after(how: Drop) {
+    let s = start().await;
+    create_stream(&s, "cam").await;
+    let stream = s
+        .state
+        .catalog
+        .stream_by_name("cam")
+        .await
+        .unwrap()
+        .unwrap();
+    let (mut wr, reader) = open_put_media(&s, "cam").await;
+    send_chunk(&mut wr, &header_and_cluster(1000, true)).await;
+    // The server holds the stream for this connection.
+    let claimed = tokio::time::timeout(Duration::from_secs(10), async {
+        while s.state.ingest.active_connections() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(claimed.is_ok(), "the PutMedia never started");
+    let next = header_and_cluster(2000, false);
+    match how {
+        Drop::Reset => {
+            // Cluster 2000 starting completes cluster 1000. A reset loses the bytes the server
+            // has not read yet: only what was stored before it must stay.
+            send_chunk(&mut wr, &next).await;
+            let stored = tokio::time::timeout(Duration::from_secs(10), async {
+                while s
+                    .state
+                    .catalog
+                    .latest_fragments(stream.id, 10)
+                    .await
+                    .unwrap()
+                    .is_empty()
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(stored.is_ok(), "cluster 1000 not stored");
+            // Cluster 3000 starts (2000 is complete and being committed), then the reset.
+            let more = header_and_cluster(3000, false);
+            send_chunk(&mut wr, &more[..more.len() / 2]).await;
+            wr.as_ref().set_zero_linger().unwrap();
+        }
+        Drop::CloseMidChunk => {
+            send_chunk(&mut wr, &next[..next.len() / 2]).await;
+            wr.write_all(format!("{:x}\r\n", next.len()).as_bytes())
+                .await
+                .unwrap();
+            wr.write_all(&next[..10]).await.unwrap();
+        }
+    }
+    drop(wr);
+    reader.abort();
+    let _ = reader.await;
+
+    let (status, body) = post(
+        &s,
+        "/putMedia",
+        &[
+            ("x-amzn-stream-name", "cam"),
+            ("x-amzn-fragment-timecode-type", "ABSOLUTE"),
+        ],
+        vec![header_and_cluster(5000, true)],
+        true,
+    )
+    .await;
+    assert_eq!(status, 200, "{how:?}: {}", String::from_utf8_lossy(&body));
+    let acks = parse_acks(&body);
+    assert_eq!(count(&acks, "PERSISTED"), 1, "{how:?}: {acks:?}");
+    let kept: Vec<_> = s
+        .state
+        .catalog
+        .latest_fragments(stream.id, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|f| f.producer_timestamp.0)
+        .collect();
+    assert!(kept.contains(&1000), "{how:?}: cluster 1000 lost: {kept:?}");
+    assert!(kept.contains(&5000), "{how:?}: {kept:?}");
+}
+
+#[tokio::test]
+async fn a_producer_reconnecting_after_a_reset_gets_in_at_once() {
+    reconnect_after(Drop::Reset).await;
+}
+
+#[tokio::test]
+async fn a_producer_reconnecting_after_closing_mid_chunk_gets_in_at_once() {
+    reconnect_after(Drop::CloseMidChunk).await;
+}

@@ -37,11 +37,18 @@ const IDLE_CLOSE_AFTER: Duration = Duration::from_secs(30);
 const FIRST_BYTES_WAIT: Duration = Duration::from_secs(2);
 /// Ack lines buffered towards a slow reader before ingest waits for it.
 const ACK_CHANNEL_DEPTH: usize = 64;
+/// How long a new PutMedia waits for the stream's previous connection to let go. One whose producer
+/// is gone (a reset, a close mid-body) persists what it received and lets go within milliseconds,
+/// so a camera reconnecting at once gets in instead of a `ConnectionLimitExceededException` (and
+/// its SDK's back-off); a live connection keeps the stream and the newcomer is refused after this.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
 
 /// Per-server ingest state: limits and the one-connection-per-stream registry.
 pub struct IngestState {
     limits: IngestLimits,
     active: Mutex<HashSet<StreamId>>,
+    /// Notified whenever a claim is released.
+    released: tokio::sync::Notify,
 }
 
 impl Default for IngestState {
@@ -59,16 +66,25 @@ impl IngestState {
         IngestState {
             limits,
             active: Mutex::new(HashSet::new()),
+            released: tokio::sync::Notify::new(),
         }
     }
 
-    /// Claims the stream for one PutMedia connection (docs/wire.md#putmedia-limits: 1 connection per stream).
-    fn claim(self: &Arc<Self>, stream: StreamId) -> Option<ConnectionClaim> {
-        let mut active = self.active.lock().ok()?;
-        active.insert(stream).then(|| ConnectionClaim {
-            state: self.clone(),
-            stream,
-        })
+    /// Claims the stream for one PutMedia connection (docs/wire.md#putmedia-limits: 1 connection
+    /// per stream), waiting up to `wait` for the connection holding it to end.
+    async fn claim(self: &Arc<Self>, stream: StreamId, wait: Duration) -> Option<ConnectionClaim> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // Created before the attempt, so a release in between still wakes it.
+            let released = self.released.notified();
+            if self.active.lock().ok()?.insert(stream) {
+                return Some(ConnectionClaim {
+                    state: self.clone(),
+                    stream,
+                });
+            }
+            tokio::time::timeout_at(deadline, released).await.ok()?;
+        }
     }
 
     /// Number of PutMedia connections now streaming.
@@ -88,6 +104,7 @@ impl Drop for ConnectionClaim {
         if let Ok(mut active) = self.state.active.lock() {
             active.remove(&self.stream);
         }
+        self.state.released.notify_waiters();
     }
 }
 
@@ -224,12 +241,16 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
     let (parts, body) = request.into_parts();
     let headers = parse_headers(&parts.headers)?;
     let stream = find_stream(&state, &headers).await?;
-    let claim = state.ingest.claim(stream.id).ok_or_else(|| {
-        ApiError::ConnectionLimitExceeded(format!(
+    let claim = state
+        .ingest
+        .claim(stream.id, CLAIM_WAIT)
+        .await
+        .ok_or_else(|| {
+            ApiError::ConnectionLimitExceeded(format!(
             "There is already a PutMedia connection for stream {}; only one is allowed at a time.",
             stream.name
         ))
-    })?;
+        })?;
     let last_number = state
         .catalog
         .last_fragment_number(stream.id)
