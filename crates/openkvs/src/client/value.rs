@@ -318,6 +318,19 @@ impl JsonParser<'_> {
                 self.pos += 4;
                 Ok(Value::Null)
             }
+            // Python's json reads (and json.dumps writes) these three non-JSON constants.
+            Some(b'N') if self.text[self.pos..].starts_with("NaN") => {
+                self.pos += 3;
+                Ok(Value::Float(f64::NAN))
+            }
+            Some(b'I') if self.text[self.pos..].starts_with("Infinity") => {
+                self.pos += 8;
+                Ok(Value::Float(f64::INFINITY))
+            }
+            Some(b'-') if self.text[self.pos..].starts_with("-Infinity") => {
+                self.pos += 9;
+                Ok(Value::Float(f64::NEG_INFINITY))
+            }
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.error("Expecting value")),
         }
@@ -450,8 +463,13 @@ impl JsonParser<'_> {
             self.pos += 1;
         }
         let digits_start = self.pos;
-        while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_digit() {
+        // `0|[1-9]\d*`: after a leading 0 the number ends (`05` is 0, then "Extra data", as in Python).
+        if self.bytes.get(self.pos) == Some(&b'0') {
             self.pos += 1;
+        } else {
+            while self.pos < self.bytes.len() && self.bytes[self.pos].is_ascii_digit() {
+                self.pos += 1;
+            }
         }
         if self.pos == digits_start {
             self.pos = start;
@@ -526,5 +544,42 @@ mod tests {
             parse_json("{\"a\" 1}").unwrap_err().0,
             "Expecting ':' delimiter: line 1 column 6 (char 5)"
         );
+    }
+
+    /// Found by the `jmespath` fuzz target: `05e606` read as 5e606 (infinite), printed as `Infinity`, which did
+    /// not read back. Python's json reads `05…` as 0 followed by extra data, and reads the constants it writes.
+    #[test]
+    fn numbers_and_constants_as_python_reads_them() {
+        for text in ["05e606", "00", "-01", "0123"] {
+            assert_eq!(
+                parse_json(text).unwrap_err().0,
+                format!(
+                    "Extra data: line 1 column {} (char {})",
+                    text.find('0').unwrap() + 2,
+                    text.find('0').unwrap() + 1
+                ),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_json("0").unwrap(), Value::Int(0));
+        assert_eq!(parse_json("-0.5e1").unwrap(), Value::Float(-5.0));
+        assert_eq!(parse_json("1e606").unwrap(), Value::Float(f64::INFINITY));
+        let v = parse_json("[Infinity, -Infinity, NaN]").unwrap();
+        assert_eq!(to_json_compact(&v), "[Infinity, -Infinity, NaN]");
+        let Value::List(items) = &v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            items[..2],
+            [Value::Float(f64::INFINITY), Value::Float(f64::NEG_INFINITY)]
+        );
+        assert!(matches!(items[2], Value::Float(f) if f.is_nan()));
+        assert_eq!(
+            parse_json(&to_json_compact(&Value::Float(f64::INFINITY))).unwrap(),
+            Value::Float(f64::INFINITY)
+        );
+        for bad in ["-", "-I", "Inf", "nan"] {
+            assert!(parse_json(bad).is_err(), "{bad}");
+        }
     }
 }
