@@ -67,6 +67,10 @@ if [ "${OPENKVS_SKIP_CARGO_TEST:-0}" != 1 ]; then
   step "cargo fmt --check, cargo clippy -D warnings"
   cargo fmt --all -- --check
   cargo clippy --workspace --all-targets --quiet -- -D warnings
+  step "fuzz targets (fuzz/, outside the workspace): cargo fmt --check, cargo check"
+  # Stable is enough to type-check them; running them needs nightly and cargo-fuzz (fuzz/README.md).
+  cargo fmt --manifest-path fuzz/Cargo.toml -- --check
+  cargo check --manifest-path fuzz/Cargo.toml --quiet
   step "cargo test --workspace"
   cargo test --workspace
 fi
