@@ -17,7 +17,8 @@
 //! created           zigzag LEB128 (epoch ms)
 //! expires           LEB128 (ms after `created`)
 //! ```
-//! LEB128 and zigzag are [`store::varint`]'s. The token's version byte covers this layout: a change here needs a new token version.
+//! LEB128 and zigzag are [`store::varint`]'s. The token's version byte covers this layout: a change
+//! here needs a new token version.
 
 use store::{varint, StreamId, Timestamp, TimestampKind};
 
