@@ -11,25 +11,14 @@ use server::hls;
 use store::{NewStream, Timestamp, TimestampKind};
 use tower::ServiceExt;
 
+mod common;
+use common::Captured;
+
 struct ManualClock(Mutex<SystemTime>);
 
 impl server::Clock for ManualClock {
     fn now(&self) -> SystemTime {
         *self.0.lock().unwrap()
-    }
-}
-
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::*;
-use serde_json::json;
 
 const PID_VIDEO: u16 = 0x100;
 const PID_AUDIO: u16 = 0x101;
@@ -127,43 +126,6 @@ fn adts_frames(mut adts: &[u8]) -> Vec<Vec<u8>> {
         adts = &adts[len..];
     }
     out
-}
-
-async fn session_url(s: &TestServer, name: &str, container: &str) -> String {
-    let request = json!({
-        "StreamName": name,
-        "PlaybackMode": "ON_DEMAND",
-        "ContainerFormat": container,
-        "HLSFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
-            "TimestampRange": {"StartTimestamp": now_s() - 600.0, "EndTimestamp": now_s() - 0.001}},
-    });
-    let (status, body) = post(
-        s,
-        "/getHLSStreamingSessionURL",
-        &[],
-        vec![request.to_string().into_bytes()],
-        false,
-    )
-    .await;
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let url = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["HLSStreamingSessionURL"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    path_of(&url)
-}
-
-async fn ingest(s: &TestServer, name: &str, mkv: &[u8]) {
-    create_stream(s, name).await;
-    let start_ts = format!("{:.3}", now_s() - 60.0);
-    let headers = [
-        ("x-amzn-stream-name", name),
-        ("x-amzn-fragment-timecode-type", "RELATIVE"),
-        ("x-amzn-producer-start-timestamp", start_ts.as_str()),
-    ];
-    let (status, body) = post(s, "/putMedia", &headers, vec![mkv.to_vec()], true).await;
-    assert_eq!(status, 200);
-    assert_eq!(count(&parse_acks(&body), "PERSISTED"), 4);
 }
 
 #[tokio::test]

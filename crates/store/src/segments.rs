@@ -122,24 +122,46 @@ impl SegmentMediaStore {
 
     /// A mapping of the segment covering at least `end` bytes (re-mapped when the segment has
     /// grown past an older mapping).
+    ///
+    /// A file cut short under a mapping (by something outside openkvs: a bad disk repair, an
+    /// operator's mistake) would fault when the missing pages are touched — SIGBUS in a copy,
+    /// EFAULT in the socket write, a connection closed without a status. So a cached mapping is
+    /// handed out only after a `stat` shows the file still reaches `end`; a shorter file is an
+    /// error naming it, and its mapping is dropped.
     fn mapped(&self, stream: StreamId, segment: u64, end: u64) -> std::io::Result<Arc<Mmap>> {
+        let path = segment_path(&self.root, stream, segment);
+        let too_short = |len: u64| {
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "segment file {} is {len} bytes, shorter than the fragment's end at {end}: \
+                     truncated outside openkvs",
+                    path.display()
+                ),
+            )
+        };
         let mut maps = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(m) = maps.get(&(stream, segment)) {
             if m.len() as u64 >= end {
-                return Ok(m.clone());
+                return match fs::metadata(&path) {
+                    Ok(meta) if meta.len() < end => {
+                        maps.remove(&(stream, segment));
+                        Err(too_short(meta.len()))
+                    }
+                    // Unlinked (retention): the mapping keeps the pages it maps.
+                    _ => Ok(m.clone()),
+                };
             }
         }
-        let file = File::open(segment_path(&self.root, stream, segment))?;
+        let file = File::open(&path)?;
         // SAFETY: segment files are append-only and never truncated or rewritten in place (see the
-        // module doc); a delete unlinks the file, which leaves existing mappings valid. Only a
-        // process outside openkvs truncating the file could invalidate the mapping.
+        // module doc); a delete unlinks the file, which leaves existing mappings valid. A process
+        // outside openkvs truncating the file is caught by the length check above before any
+        // later read (a truncation racing a read in flight is not).
         #[allow(unsafe_code)]
         let map = Arc::new(unsafe { Mmap::map(&file)? });
         if (map.len() as u64) < end {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "segment shorter than the fragment",
-            ));
+            return Err(too_short(map.len() as u64));
         }
         if maps.len() >= MAPPED_SEGMENTS {
             maps.clear();

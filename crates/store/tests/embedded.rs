@@ -498,3 +498,38 @@ async fn reads_follow_a_segment_that_grew_after_it_was_mapped() {
         "a deleted stream's media is gone"
     );
 }
+
+#[tokio::test]
+async fn a_segment_cut_short_under_its_mapping_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = SegmentMediaStore::open(dir.path()).unwrap();
+    let a = media
+        .append(StreamId(3), vec![Bytes::from_static(b"kept")])
+        .await
+        .unwrap();
+    let b = media
+        .append(StreamId(3), vec![Bytes::from_static(b"lost")])
+        .await
+        .unwrap();
+    media.sync().await.unwrap();
+    // Mapped (and the mapping cached) by a first read of the second fragment.
+    assert_eq!(
+        &media.read(StreamId(3), b, 0..4).await.unwrap()[..],
+        b"lost"
+    );
+    let path = dir.path().join("3").join(format!("{:016}.seg", b.segment));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(b.offset + 1)
+        .unwrap();
+    // Never the mapping's missing pages (a SIGBUS): an error that names the file.
+    let e = media.read(StreamId(3), b, 0..4).await.unwrap_err();
+    assert!(matches!(e, StoreError::MediaIo { .. }), "{e}");
+    assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+    assert_eq!(
+        &media.read(StreamId(3), a, 0..4).await.unwrap()[..],
+        b"kept"
+    );
+}

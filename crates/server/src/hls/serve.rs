@@ -596,6 +596,19 @@ pub(super) fn respond_tagged(
     response
 }
 
+/// A stored fragment's bytes could not be read (a segment file gone or cut short): 500
+/// `InternalFailure`, logged with the stream and fragment; the store's error names the file.
+pub(super) fn read_failed(
+    stream: &StreamRecord,
+    number: FragmentNumber,
+    e: store::StoreError,
+) -> ApiError {
+    ApiError::Internal(format!(
+        "reading fragment {number} of stream {}: {e}",
+        stream.name
+    ))
+}
+
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MP4: &str = "video/mp4";
 
@@ -1003,7 +1016,8 @@ pub async fn media_fragment(
             fragment.media,
             t.data_offset..t.data_offset + t.data_len,
         )
-        .await?;
+        .await
+        .map_err(|e| read_failed(&stream, number, e))?;
     let len = head.len() as u64 + data.len() as u64;
     let body = Body::from_stream(futures::stream::iter([
         Ok::<_, std::convert::Infallible>(Bytes::from(head)),

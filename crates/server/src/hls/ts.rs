@@ -14,8 +14,8 @@ use media::ts::{TsCodec, TsTrack};
 
 use super::limits::HlsResource;
 use super::serve::{
-    cache_control, etag, in_session, not_modified, respond_tagged, start_ns, timing, Codec,
-    Configs, HlsQuery,
+    cache_control, etag, in_session, not_modified, read_failed, respond_tagged, start_ns, timing,
+    Codec, Configs, HlsQuery,
 };
 use super::session::ContainerFormat;
 use crate::wire::AwsQuery;
@@ -86,7 +86,8 @@ pub async fn ts_fragment(
     let data = state
         .media
         .read(stream.id, fragment.media, start..end)
-        .await?;
+        .await
+        .map_err(|e| read_failed(&stream, number, e))?;
     let mut inputs = Vec::with_capacity(tracks.len());
     for (t, (codec, timing)) in tracks.iter().zip(&parts) {
         let range = usize::try_from(t.data_offset - start)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -344,6 +344,61 @@ pub async fn healthz_kept_alive(c: &mut TcpStream) -> Vec<u8> {
         raw.extend_from_slice(&buf[..n]);
     }
     raw
+}
+
+/// The path of a new ON_DEMAND session's master playlist over the last 10 minutes (producer
+/// timestamps), in `container` (`FRAGMENTED_MP4` or `MPEG_TS`).
+pub async fn session_url(s: &TestServer, name: &str, container: &str) -> String {
+    let request = json!({
+        "StreamName": name,
+        "PlaybackMode": "ON_DEMAND",
+        "ContainerFormat": container,
+        "HLSFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+            "TimestampRange": {"StartTimestamp": now_s() - 600.0, "EndTimestamp": now_s() - 0.001}},
+    });
+    let (status, body) = post(
+        s,
+        "/getHLSStreamingSessionURL",
+        &[],
+        vec![request.to_string().into_bytes()],
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let url = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["HLSStreamingSessionURL"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    path_of(&url)
+}
+
+/// Creates stream `name` and ingests `mkv` (a 4-fragment fixture) with PutMedia, producer times
+/// starting a minute ago.
+pub async fn ingest(s: &TestServer, name: &str, mkv: &[u8]) {
+    create_stream(s, name).await;
+    let start_ts = format!("{:.3}", now_s() - 60.0);
+    let headers = [
+        ("x-amzn-stream-name", name),
+        ("x-amzn-fragment-timecode-type", "RELATIVE"),
+        ("x-amzn-producer-start-timestamp", start_ts.as_str()),
+    ];
+    let (status, body) = post(s, "/putMedia", &headers, vec![mkv.to_vec()], true).await;
+    assert_eq!(status, 200);
+    assert_eq!(count(&parse_acks(&body), "PERSISTED"), 4);
+}
+
+/// A `tracing` writer into a shared buffer (for a test binary's one global subscriber).
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A file of tests/fixtures.
