@@ -10,7 +10,8 @@ use std::sync::Arc;
 pub async fn open(
     data_dir: &Path,
 ) -> Result<(Arc<SqliteCatalog>, Arc<SegmentMediaStore>), StoreError> {
-    std::fs::create_dir_all(data_dir)?;
+    // Owner-only: the video and the catalog are nobody else's business (`private`).
+    crate::private::create_dir(data_dir)?;
     let catalog = Arc::new(SqliteCatalog::open(&data_dir.join("catalog.sqlite3"))?);
     let media = Arc::new(SegmentMediaStore::open(&data_dir.join("media"))?);
     for id in media.stream_ids_on_disk()? {

@@ -5,6 +5,7 @@
 
 pub mod embedded;
 mod error;
+mod private;
 mod sample_table;
 mod segments;
 mod sqlite;

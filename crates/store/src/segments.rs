@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use memmap2::Mmap;
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -107,7 +107,7 @@ impl SegmentMediaStore {
     }
 
     pub fn with_segment_bytes(root: &Path, segment_bytes: u64) -> Result<Self, StoreError> {
-        fs::create_dir_all(root)?;
+        crate::private::create_dir(root)?;
         Ok(SegmentMediaStore {
             root: root.to_owned(),
             segment_bytes,
@@ -231,14 +231,15 @@ fn append_blocking(
         };
         let dir = stream_dir(&root, stream);
         if !dir.exists() {
-            fs::create_dir_all(&dir)?;
+            crate::private::create_dir(&dir)?;
             inner.pending.dirs.push(root.clone());
         }
         // create_new: a segment is never reopened for appending (see module doc).
-        let file = OpenOptions::new()
+        let file = crate::private::file_options()
             .create_new(true)
             .append(true)
             .open(segment_path(&root, stream, segment))?;
+        crate::private::created(&file)?;
         inner.pending.dirs.push(dir);
         inner.writers.insert(
             stream,

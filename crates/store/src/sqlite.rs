@@ -92,6 +92,26 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteCatalog {
     /// Opens (creating if needed) the catalog at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        // Owner-only (`private`): SQLite gives its `-wal` and `-shm` the database file's mode, so
+        // a new catalog is made 0600 before SQLite opens it; older files are tightened.
+        match crate::private::file_options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+        {
+            Ok(file) => crate::private::created(&file)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.as_os_str().to_owned();
+                    file.push(suffix);
+                    match crate::private::tighten(Path::new(&file), crate::private::FILE_MODE) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
         let mut readers = Vec::with_capacity(READERS);
