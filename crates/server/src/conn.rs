@@ -506,7 +506,10 @@ fn lock(activity: &Mutex<Activity>) -> std::sync::MutexGuard<'_, Activity> {
 async fn watchdog(activity: Arc<Mutex<Activity>>, limits: Arc<ConnectionLimits>) -> &'static str {
     // The phase changes without telling the watchdog, so it looks again at least this often: a
     // new deadline is never nearer than this to the change that set it, so none is overslept.
-    let recheck = limits.header_read_timeout.min(limits.idle_timeout);
+    let recheck = limits
+        .header_read_timeout
+        .min(limits.idle_timeout)
+        .max(Duration::from_millis(100));
     loop {
         let now = Instant::now();
         let deadline = lock(&activity).deadline(&limits);
@@ -576,10 +579,11 @@ struct TrackedIo {
 impl TrackedIo {
     /// If `first` is hyper answering a request it could not parse, our answer in its place.
     fn replacement(&self, first: &[u8]) -> Option<(Vec<u8>, usize)> {
+        // The cheap test first: this runs on every write of every response.
+        let status = first.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
         if !lock(&self.activity).between_requests() {
             return None;
         }
-        let status = first.strip_prefix(b"HTTP/1.1 ")?.get(..3)?;
         let error = match status {
             b"414" => ApiError::UriTooLong,
             b"431" => ApiError::HeadersTooLarge,
