@@ -90,3 +90,26 @@ def test_gstreamer_reads_every_sample_of_a_300_fragment_session(long_recording, 
     want = _source_track_bytes(long_recording, track)
     assert len(got) == len(want) and hashlib.sha256(got).digest() == hashlib.sha256(want).digest(), \
         f"track {track}: {len(got)} bytes from GStreamer vs {len(want)} ingested"
+
+
+def test_curl_revalidates_fragments_with_their_etag(long_session, tmp_path):
+    """curl --etag-save / --etag-compare (a client none of us wrote): the second fetch of an init and a media
+    fragment is a 304 with no body, the first a 200 with the whole resource."""
+    import urllib.parse
+    from test_players import fetch, playlist_uris
+    media = media_playlist_urls(long_session)[1]
+    uris = playlist_uris(fetch(media).decode(), media)
+    init = next(u for kind, u in uris if kind == "map")
+    segment = [u for kind, u in uris if kind == "segment"][7]
+    for i, url in enumerate((init, segment)):
+        etag, body = tmp_path / f"etag{i}", tmp_path / f"body{i}"
+        codes = []
+        for _ in range(2):
+            p = subprocess.run(["curl", "-sS", "-o", str(body), "-w", "%{http_code} %{size_download}",
+                                "--etag-compare", str(etag), "--etag-save", str(etag), url],
+                               capture_output=True, text=True, timeout=60)
+            assert p.returncode == 0, p.stderr
+            codes.append(p.stdout.split())
+        assert codes[0][0] == "200" and int(codes[0][1]) > 0, (urllib.parse.urlsplit(url).path, codes)
+        assert codes[1] == ["304", "0"], (urllib.parse.urlsplit(url).path, codes)
+        assert etag.read_text().strip().startswith('"'), etag.read_text()

@@ -83,6 +83,8 @@ pub struct Shared {
     pub metrics: Arc<metrics::Metrics>,
     /// LIVE media playlists' segment lists, shared between requests and sessions.
     pub playlists: Arc<hls::serve::PlaylistCache>,
+    /// Session tokens recently opened (players ask for a resource every few seconds).
+    pub opened_tokens: Arc<hls::token::OpenedTokens>,
 }
 
 impl AppState {
@@ -111,6 +113,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             metrics: Arc::new(metrics::Metrics::new()),
             playlists: Arc::new(hls::serve::PlaylistCache::default()),
+            opened_tokens: Arc::new(hls::token::OpenedTokens::default()),
         }))
     }
 

@@ -59,20 +59,25 @@ pub async fn authorize(
     resource: HlsResource,
 ) -> Result<(Session, store::StreamRecord), ApiError> {
     let now = state.clock.timestamp();
-    let session = token::open(query_token, &state.config.session_keys, now).map_err(|e| {
-        // The reason goes to the log; the token itself never does.
-        tracing::debug!(reason = %e, "session token refused");
-        ApiError::InvalidSessionToken(
-            match e {
-                token::TokenError::Expired => TOKEN_EXPIRED,
-                _ => TOKEN_INVALID,
-            }
-            .into(),
-        )
-    })?;
-    let session_id = token::session_id(query_token)
-        .ok_or_else(|| ApiError::InvalidSessionToken(TOKEN_INVALID.into()))?;
-    state.hls_limits.admit(&session_id, resource, now).await?;
+    let opened = state
+        .opened_tokens
+        .open(query_token, &state.config.session_keys, now)
+        .map_err(|e| {
+            // The reason goes to the log; the token itself never does.
+            tracing::debug!(reason = %e, "session token refused");
+            ApiError::InvalidSessionToken(
+                match e {
+                    token::TokenError::Expired => TOKEN_EXPIRED,
+                    _ => TOKEN_INVALID,
+                }
+                .into(),
+            )
+        })?;
+    state
+        .hls_limits
+        .admit(&opened.session_id, resource, now)
+        .await?;
+    let session = opened.session.clone();
     match state.catalog.stream_by_id(session.stream_id).await? {
         Some(stream) if stream.creation_time == session.stream_creation => Ok((session, stream)),
         _ => Err(ApiError::InvalidSessionToken(STREAM_GONE.into())),

@@ -723,17 +723,11 @@ pub async fn media_playlist(
             list
         }
     };
-    let text = playlist::render_media(&MediaPlaylist {
-        token: q.token()?,
-        container,
-        track: track.0,
-        vod: session.mode == PlaybackMode::OnDemand,
-        media_sequence: list.media_sequence,
-        discontinuity_sequence: list.discontinuity_sequence,
-        min_target_duration: 1,
-        segments: &list.segments,
-        ended: list.ended,
-    });
+    let vod = session.mode == PlaybackMode::OnDemand;
+    let text = list
+        .text
+        .get_or_init(|| PlaylistText::new(container, track.0, vod, &list))
+        .with_token(q.token()?);
     let now = state.clock.timestamp();
     let changes = !list.ended;
     Ok(respond(
@@ -751,6 +745,53 @@ pub struct SegmentList {
     media_sequence: u64,
     discontinuity_sequence: u64,
     ended: bool,
+    /// The playlist text around the session tokens, rendered once per list: a LIVE list is
+    /// shared by every reload of every session with the same options until the next commit, and
+    /// only the token differs between them.
+    text: std::sync::OnceLock<PlaylistText>,
+}
+
+/// A media playlist's text cut at every place the session token goes.
+#[derive(Debug)]
+struct PlaylistText {
+    pieces: Vec<Box<str>>,
+}
+
+impl PlaylistText {
+    /// The text with no token in it, for `playlist::render_media` to write one where it writes the
+    /// token: a character no playlist otherwise contains.
+    const SLOT: &'static str = "\u{0}";
+
+    fn new(container: Container, track: u64, vod: bool, list: &SegmentList) -> Self {
+        let text = playlist::render_media(&MediaPlaylist {
+            token: Self::SLOT,
+            container,
+            track,
+            vod,
+            media_sequence: list.media_sequence,
+            discontinuity_sequence: list.discontinuity_sequence,
+            min_target_duration: 1,
+            segments: &list.segments,
+            ended: list.ended,
+        });
+        PlaylistText {
+            pieces: text.split(Self::SLOT).map(Box::from).collect(),
+        }
+    }
+
+    /// The playlist of the session whose token is `token`.
+    fn with_token(&self, token: &str) -> String {
+        let len = self.pieces.iter().map(|p| p.len()).sum::<usize>()
+            + token.len() * self.pieces.len().saturating_sub(1);
+        let mut out = String::with_capacity(len);
+        for (i, piece) in self.pieces.iter().enumerate() {
+            if i > 0 {
+                out.push_str(token);
+            }
+            out.push_str(piece);
+        }
+        out
+    }
 }
 
 async fn segment_list(
@@ -795,6 +836,7 @@ async fn segment_list(
         media_sequence: w.media_sequence,
         discontinuity_sequence: w.discontinuity_sequence,
         ended: w.ended,
+        text: std::sync::OnceLock::new(),
     })
 }
 

@@ -28,6 +28,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use sha2::{Digest, Sha256};
 use std::path::Path;
+use std::sync::Arc;
 use store::Timestamp;
 
 use super::session::Session;
@@ -116,6 +117,15 @@ fn decode_bytes(token: &str) -> Result<Vec<u8>, TokenError> {
 
 /// Opens a token with any of `keys`, and refuses it once `now` reaches the session's expiry.
 pub fn open(token: &str, keys: &[SessionKey], now: Timestamp) -> Result<Session, TokenError> {
+    let session = open_unchecked(token, keys)?;
+    if now >= session.expires {
+        return Err(TokenError::Expired);
+    }
+    Ok(session)
+}
+
+/// [`open`] without the expiry check.
+fn open_unchecked(token: &str, keys: &[SessionKey]) -> Result<Session, TokenError> {
     let bytes = decode_bytes(token)?;
     let (header, sealed) = bytes.split_at(HEADER_LEN);
     let nonce = Nonce::from_slice(&header[3..]);
@@ -132,17 +142,67 @@ pub fn open(token: &str, keys: &[SessionKey], now: Timestamp) -> Result<Session,
         ) else {
             continue;
         };
-        let session = Session::decode(&plaintext).map_err(|_| TokenError::Malformed)?;
-        if now >= session.expires {
-            return Err(TokenError::Expired);
-        }
-        return Ok(session);
+        return Session::decode(&plaintext).map_err(|_| TokenError::Malformed);
     }
     Err(if known {
         TokenError::Tampered
     } else {
         TokenError::UnknownKey
     })
+}
+
+/// Tokens recently opened, so a player's every request does not pay for base64, the key lookup
+/// and the AEAD again. Opening is a pure function of the token and the configured keys (which do
+/// not change while the server runs), so a cached result is the result; only expiry depends on
+/// the time and is checked on every hit. Keyed by the whole token string: nothing unauthenticated
+/// decides a hit. Bounded: when full it is emptied (the next requests just open their tokens).
+#[derive(Default)]
+pub struct OpenedTokens {
+    opened: std::sync::Mutex<std::collections::HashMap<Box<str>, Arc<Opened>>>,
+}
+
+/// An opened token: its session and session id.
+#[derive(Debug)]
+pub struct Opened {
+    pub session: Session,
+    pub session_id: [u8; 12],
+}
+
+/// Most tokens kept (a few hundred bytes each).
+pub const OPENED_TOKENS: usize = 4096;
+
+impl OpenedTokens {
+    /// [`open`] and [`session_id`] of `token`, from the cache when it was opened before.
+    pub fn open(
+        &self,
+        token: &str,
+        keys: &[SessionKey],
+        now: Timestamp,
+    ) -> Result<Arc<Opened>, TokenError> {
+        let lock = || self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = lock().get(token).cloned();
+        let opened = match hit {
+            Some(opened) => opened,
+            None => {
+                let session = open_unchecked(token, keys)?;
+                let session_id = session_id(token).ok_or(TokenError::Malformed)?;
+                let opened = Arc::new(Opened {
+                    session,
+                    session_id,
+                });
+                let mut cache = lock();
+                if cache.len() >= OPENED_TOKENS {
+                    cache.clear();
+                }
+                cache.insert(token.into(), opened.clone());
+                opened
+            }
+        };
+        if now >= opened.session.expires {
+            return Err(TokenError::Expired);
+        }
+        Ok(opened)
+    }
 }
 
 /// A stable, non-secret identifier of the session a token carries (its nonce): the key of the
