@@ -330,6 +330,47 @@ mod tests {
         assert_eq!(open(&token, &[KEY], before_expiry()), Ok(s));
     }
 
+    /// The cache gives what `open` gives: the same session, expiry checked on every hit, and
+    /// refusals (never cached) refused again; it stays bounded.
+    #[test]
+    fn opened_tokens_agree_with_open() {
+        let cache = OpenedTokens::default();
+        let s = sample();
+        let token = seal(&s, &KEY);
+        for _ in 0..3 {
+            let opened = cache.open(&token, &[KEY], before_expiry()).unwrap();
+            assert_eq!(opened.session, s);
+            assert_eq!(Some(opened.session_id), session_id(&token));
+        }
+        assert_eq!(
+            cache.open(&token, &[KEY], s.expires).unwrap_err(),
+            TokenError::Expired
+        );
+        let mut tampered = token.clone().into_bytes();
+        tampered[40] = if tampered[40] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                cache.open(&tampered, &[KEY], before_expiry()).unwrap_err(),
+                open(&tampered, &[KEY], before_expiry()).unwrap_err()
+            );
+        }
+        assert_eq!(
+            cache
+                .open(&token, &[[8u8; 32]], before_expiry())
+                .unwrap()
+                .session,
+            s,
+            "a hit does not depend on the keys: they do not change while the server runs"
+        );
+        for _ in 0..OPENED_TOKENS + 10 {
+            cache
+                .open(&seal(&s, &KEY), &[KEY], before_expiry())
+                .unwrap();
+        }
+        assert!(cache.opened.lock().unwrap().len() <= OPENED_TOKENS);
+    }
+
     #[test]
     fn nonces_differ() {
         let s = sample();
