@@ -158,16 +158,10 @@ pub struct CodecConfig {
     pub channels: Option<u32>,
 }
 
-/// One sample (frame) of a fragment track, in ingest (decode) order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SampleEntry {
-    /// Presentation time relative to the fragment's start, in nanoseconds (Matroska stores PTS).
-    pub pts_offset_ns: i64,
-    /// Duration in nanoseconds when the producer gave one (BlockDuration / DefaultDuration).
-    pub duration_ns: Option<u64>,
-    pub size: u32,
-    pub keyframe: bool,
-}
+/// One sample (frame) of a fragment track, in ingest (decode) order: exactly what the timeline
+/// code needs (`media::timeline::StoredSample`), stored as it is so playback and ingest read the
+/// same type without a copy.
+pub type SampleEntry = media::timeline::StoredSample;
 
 /// One track's part of a fragment: its samples are contiguous in the fragment's media bytes,
 /// byte-identical to what was ingested (docs/architecture.md#data-directory).

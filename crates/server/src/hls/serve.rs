@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 pub(super) use media::codec::Codec;
-use media::timeline::{self, DecodeTimes, StoredSample, TrackClock, TrackTiming, VIDEO_TIMESCALE};
+use media::timeline::{self, DecodeTimes, TrackClock, TrackTiming, VIDEO_TIMESCALE};
 use media::TrackNumber;
 use serde::Deserialize;
 use store::{
@@ -218,18 +218,8 @@ fn timing_with(
     codec: &Codec,
     decode_times: DecodeTimes,
 ) -> Result<TrackTiming, ApiError> {
-    let samples: Vec<StoredSample> = track
-        .samples
-        .iter()
-        .map(|s| StoredSample {
-            pts_offset_ns: s.pts_offset_ns,
-            duration_ns: s.duration_ns,
-            size: s.size,
-            keyframe: s.keyframe,
-        })
-        .collect();
     let start = start_ns(session, f);
-    let result = timeline::track_timing(start, &samples, TrackClock::of(codec), decode_times);
+    let result = timeline::track_timing(start, &track.samples, TrackClock::of(codec), decode_times);
     result.map_err(|e| {
         ApiError::Internal(format!(
             "timing of fragment {} track {}: {e}",

@@ -4,7 +4,7 @@
 use super::ack::AckError;
 use bytes::Bytes;
 use media::mkv::Frame;
-use media::timeline::{StoredSample, TrackClock};
+use media::timeline::TrackClock;
 use media::TrackNumber;
 use store::{
     CodecConfigId, FragmentNumber, FragmentTrack, MediaLocation, NewFragment, PendingFragment,
@@ -200,20 +200,10 @@ impl FragmentBuilder {
     fn length_ms(&self) -> Option<u64> {
         let track_one = self.tracks.iter().min_by_key(|t| t.info.number)?;
         let clock = track_one.info.clock?;
-        let samples: Vec<StoredSample> = track_one
-            .samples
-            .iter()
-            .map(|s| StoredSample {
-                pts_offset_ns: s.pts_offset_ns,
-                duration_ns: s.duration_ns,
-                size: s.size,
-                keyframe: s.keyframe,
-            })
-            .collect();
         let start_ns = u64::try_from(self.header.producer_timestamp.millis())
             .ok()?
             .checked_mul(1_000_000)?;
-        media::timeline::fragment_length_ms(start_ns, &samples, clock).ok()
+        media::timeline::fragment_length_ms(start_ns, &track_one.samples, clock).ok()
     }
 }
 
