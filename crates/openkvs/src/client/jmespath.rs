@@ -241,13 +241,22 @@ fn binding_power(token: &Token) -> u8 {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// How many [`Parser::expression`] calls are open.
+    depth: usize,
 }
+
+/// Deepest nesting the parser and the evaluator follow: the AWS CLI (jmespath.py) stops between 400 and 500
+/// with Python's recursion limit, and each level here costs a few KiB of stack.
+const MAX_DEPTH: usize = 400;
+/// What jmespath.py reports beyond it (Python's `RecursionError`).
+const TOO_DEEP: &str = "maximum recursion depth exceeded";
 
 /// Compiles an expression.
 pub fn compile(text: &str) -> Result<Node, String> {
     let mut parser = Parser {
         tokens: lex(text)?,
         pos: 0,
+        depth: 0,
     };
     let node = parser.expression(0)?;
     if parser.current() != &Token::Eof {
@@ -281,6 +290,16 @@ impl Parser {
     }
 
     fn expression(&mut self, bp: u8) -> Result<Node, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(TOO_DEEP.to_owned());
+        }
+        self.depth += 1;
+        let node = self.expression_at(bp);
+        self.depth -= 1;
+        node
+    }
+
+    fn expression_at(&mut self, bp: u8) -> Result<Node, String> {
         let token = self.advance();
         let mut left = self.nud(token)?;
         while bp < binding_power(self.current()) {
@@ -552,14 +571,55 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Evaluates a compiled expression.
+thread_local! {
+    /// How many [`search`] calls are open on this thread. Chains such as `a || b || …` parse in a loop into
+    /// left-deep trees as deep as they are long, and the evaluator recurses once per level.
+    static SEARCH_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Closes a [`search`] level, however it returns.
+struct SearchLevel;
+
+impl Drop for SearchLevel {
+    fn drop(&mut self) {
+        SEARCH_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Evaluates a compiled expression; deeper than [`MAX_DEPTH`] levels is an error, as in jmespath.py.
 pub fn search(node: &Node, value: &Value) -> Result<Value, String> {
+    let depth = SEARCH_DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let _level = SearchLevel;
+    if depth > MAX_DEPTH {
+        return Err(TOO_DEEP.to_owned());
+    }
+    evaluate(node, value)
+}
+
+fn evaluate(node: &Node, value: &Value) -> Result<Value, String> {
     Ok(match node {
         Node::Identity | Node::Current => value.clone(),
         Node::Field(name) => value.get(name).cloned().unwrap_or(Value::Null),
         Node::Literal(v) => v.clone(),
-        Node::Sub(l, r) => search(r, &search(l, value)?)?,
-        Node::IndexExpr(l, r) => search(r, &search(l, value)?)?,
+        // `a.b.c…`, `a[0][1]…` and `a | b | …` parse into left-deep trees as deep as they are long: walk down
+        // the left spine without recursing and apply the right sides in order (jmespath.py keeps a
+        // subexpression chain as one flat list, so the AWS CLI takes any length).
+        Node::Sub(..) | Node::IndexExpr(..) | Node::Pipe(..) => {
+            let mut rights = Vec::new();
+            let mut leftmost = node;
+            while let Node::Sub(l, r) | Node::IndexExpr(l, r) | Node::Pipe(l, r) = leftmost {
+                rights.push(r);
+                leftmost = l;
+            }
+            let mut result = search(leftmost, value)?;
+            for right in rights.iter().rev() {
+                result = search(right, &result)?;
+            }
+            result
+        }
         Node::Index(i) => match value {
             Value::List(items) => {
                 let len = items.len() as i64;
@@ -668,7 +728,6 @@ pub fn search(node: &Node, value: &Value) -> Result<Value, String> {
                 },
             }
         }
-        Node::Pipe(l, r) => search(r, &search(l, value)?)?,
         Node::MultiList(items) => {
             if *value == Value::Null {
                 Value::Null
@@ -1054,5 +1113,53 @@ mod tests {
             "10"
         );
         assert!(compile("StreamInfoList[").is_err());
+    }
+
+    /// `((((…a` and `!!!!…a` 100 000 deep overflowed the stack in the parser, and `a.a.a…` or `a || a || …`
+    /// 3 000 long in the evaluator (aborting the CLI). jmespath.py reports Python's recursion limit for the
+    /// nested forms and takes a subexpression chain of any length.
+    #[test]
+    fn deep_expressions_are_errors_or_evaluated_not_stack_overflows() {
+        // On a stack the size of the CLI's main thread (8 MiB): unoptimised, 400 levels take more than a test
+        // thread's 2 MiB.
+        std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(deep_expressions)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    fn deep_expressions() {
+        for deep in [
+            format!("{}a", "(".repeat(100_000)),
+            format!("{}a", "!".repeat(100_000)),
+            format!("{}a", "[".repeat(100_000)),
+            format!("a{}", "[?a".repeat(100_000)),
+        ] {
+            assert_eq!(compile(&deep).unwrap_err(), TOO_DEEP, "{}", &deep[..10]);
+        }
+        let doc = parse_json(r#"{"a": {"a": {"a": 1}}}"#).unwrap();
+        let chain = vec!["a"; 20_000].join(".");
+        assert_eq!(search(&compile(&chain).unwrap(), &doc), Ok(Value::Null));
+        let pipes = vec!["a"; 20_000].join(" | ");
+        assert_eq!(search(&compile(&pipes).unwrap(), &doc), Ok(Value::Null));
+        assert_eq!(q(&["a"; 3].join("."), r#"{"a": {"a": {"a": 1}}}"#), "1");
+        let ors = vec!["a"; 20_000].join(" || ");
+        assert_eq!(
+            search(&compile(&ors).unwrap(), &doc),
+            Err(TOO_DEEP.to_owned())
+        );
+        // The evaluator's depth count goes back to zero after an error.
+        assert_eq!(q("a.a.a", r#"{"a": {"a": {"a": 2}}}"#), "2");
+        let nested = format!(
+            "{}a{}",
+            "(".repeat(MAX_DEPTH - 1),
+            ")".repeat(MAX_DEPTH - 1)
+        );
+        assert_eq!(
+            search(&compile(&nested).unwrap(), &doc),
+            Ok(doc.get("a").cloned().unwrap())
+        );
     }
 }

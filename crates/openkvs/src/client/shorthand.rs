@@ -14,14 +14,21 @@ pub fn parse(input: &str) -> Result<Value, ShorthandError> {
         input,
         chars,
         index: 0,
+        depth: 0,
     };
     parser.parameter()
 }
+
+/// Deepest `[…]` / `{…}` nesting read: awscli's recursive parser stops between 400 and 500 levels with
+/// Python's `RecursionError` ("maximum recursion depth exceeded"), and each level here costs stack.
+const MAX_DEPTH: usize = 400;
 
 struct Parser<'a> {
     input: &'a str,
     chars: Vec<char>,
     index: usize,
+    /// How many lists and hashes are open.
+    depth: usize,
 }
 
 fn is_py_whitespace(c: char) -> bool {
@@ -147,8 +154,8 @@ impl Parser<'_> {
     fn values(&mut self) -> Result<Value, ShorthandError> {
         match self.current() {
             None => Ok(Value::Str(String::new())),
-            Some('[') => self.explicit_list(),
-            Some('{') => self.hash_literal(),
+            Some('[') => self.nested(Self::explicit_list),
+            Some('{') => self.nested(Self::hash_literal),
             _ => self.csv_value(),
         }
     }
@@ -255,10 +262,26 @@ impl Parser<'_> {
 
     fn explicit_values(&mut self) -> Result<Value, ShorthandError> {
         match self.current() {
-            Some('[') => self.explicit_list(),
-            Some('{') => self.hash_literal(),
+            Some('[') => self.nested(Self::explicit_list),
+            Some('{') => self.nested(Self::hash_literal),
             _ => self.first_value(),
         }
+    }
+
+    /// `parse` one level deeper, or the error awscli gives when Python runs out of recursion.
+    fn nested(
+        &mut self,
+        parse: fn(&mut Self) -> Result<Value, ShorthandError>,
+    ) -> Result<Value, ShorthandError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ShorthandError(
+                "maximum recursion depth exceeded".to_owned(),
+            ));
+        }
+        self.depth += 1;
+        let value = parse(self);
+        self.depth -= 1;
+        value
     }
 
     fn hash_literal(&mut self) -> Result<Value, ShorthandError> {
@@ -449,6 +472,24 @@ mod tests {
             parse("a=b,a=c").unwrap_err().0,
             "Second instance of key \"a\" encountered for input:\na=b,a=c\n    ^\nThis is often because there is a \
              preceding \",\" instead of a space."
+        );
+    }
+
+    /// `a=[[[[…` 100 000 deep overflowed the stack (and aborted the CLI); awscli reports Python's recursion limit.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for open in ["[", "{a="] {
+            let deep = format!("a={}", open.repeat(100_000));
+            assert_eq!(
+                parse(&deep).unwrap_err().0,
+                "maximum recursion depth exceeded",
+                "{open}"
+            );
+        }
+        let (open, close) = ("[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(
+            json(&format!("a={open}x{close}")),
+            format!("{{\"a\": {open}\"x\"{close}}}")
         );
     }
 }

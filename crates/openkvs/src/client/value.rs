@@ -263,6 +263,7 @@ pub fn parse_json(text: &str) -> Result<Value, JsonError> {
         text,
         bytes: text.as_bytes(),
         pos: 0,
+        depth: 0,
     };
     parser.skip_ws();
     let value = parser.value()?;
@@ -273,10 +274,15 @@ pub fn parse_json(text: &str) -> Result<Value, JsonError> {
     Ok(value)
 }
 
+/// Deepest array / object nesting read: Python's json stops between 900 and 1000 levels (its recursion limit).
+const MAX_DEPTH: usize = 900;
+
 struct JsonParser<'a> {
     text: &'a str,
     bytes: &'a [u8],
     pos: usize,
+    /// How many arrays and objects are open.
+    depth: usize,
 }
 
 impl JsonParser<'_> {
@@ -303,8 +309,8 @@ impl JsonParser<'_> {
 
     fn value(&mut self) -> Result<Value, JsonError> {
         match self.bytes.get(self.pos) {
-            Some(b'{') => self.object(),
-            Some(b'[') => self.array(),
+            Some(b'{') => self.nested("object", Self::object),
+            Some(b'[') => self.nested("array", Self::array),
             Some(b'"') => Ok(Value::Str(self.string()?)),
             Some(b't') if self.text[self.pos..].starts_with("true") => {
                 self.pos += 4;
@@ -334,6 +340,23 @@ impl JsonParser<'_> {
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.error("Expecting value")),
         }
+    }
+
+    /// `parse` one level deeper, or the `RecursionError` text Python's json gives.
+    fn nested(
+        &mut self,
+        what: &str,
+        parse: fn(&mut Self) -> Result<Value, JsonError>,
+    ) -> Result<Value, JsonError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(JsonError(format!(
+                "maximum recursion depth exceeded while decoding a JSON {what} from a unicode string"
+            )));
+        }
+        self.depth += 1;
+        let value = parse(self);
+        self.depth -= 1;
+        value
     }
 
     fn object(&mut self) -> Result<Value, JsonError> {
@@ -581,5 +604,20 @@ mod tests {
         for bad in ["-", "-I", "Inf", "nan"] {
             assert!(parse_json(bad).is_err(), "{bad}");
         }
+    }
+
+    /// `[[[[…` 100 000 deep overflowed the stack (and aborted the CLI); Python's json stops at its recursion limit.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for (open, what) in [("[", "array"), ("{\"a\": ", "object")] {
+            assert_eq!(
+                parse_json(&open.repeat(100_000)).unwrap_err().0,
+                format!(
+                    "maximum recursion depth exceeded while decoding a JSON {what} from a unicode string"
+                )
+            );
+        }
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(to_json_compact(&parse_json(&ok).unwrap()), ok);
     }
 }
