@@ -3,6 +3,8 @@
 //! 1. Any text: no panic (a parse error is fine).
 //! 2. Round trip: `key="value",…` with distinct keys from the key alphabet and values without `"` or `\`
 //!    parses to exactly those pairs, in order.
+//! 3. Deep: `a=` then `[` or `{a=` repeated up to 200 000 times (libFuzzer's inputs grow too slowly to get
+//!    there): an error, not a stack overflow.
 #![no_main]
 
 use libfuzzer_sys::{arbitrary, fuzz_target};
@@ -13,6 +15,11 @@ use openkvs::client::value::Value;
 enum Input {
     Text(String),
     Pairs(Vec<(String, String)>),
+    Deep {
+        hash: bool,
+        depth: u32,
+        tail: String,
+    },
 }
 
 fn key_char(c: char) -> bool {
@@ -21,6 +28,11 @@ fn key_char(c: char) -> bool {
 
 fuzz_target!(|input: Input| match input {
     Input::Text(text) => {
+        let _ = shorthand::parse(&text);
+    }
+    Input::Deep { hash, depth, tail } => {
+        let open = if hash { "{a=" } else { "[" };
+        let text = format!("a={}{tail}", open.repeat((depth % 200_000) as usize));
         let _ = shorthand::parse(&text);
     }
     Input::Pairs(pairs) => {
