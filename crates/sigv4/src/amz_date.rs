@@ -1,7 +1,12 @@
 //! ISO-8601 basic format (`20150830T123600Z`) for `X-Amz-Date`; the calendar is the `time` crate's.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+const AMZ_DATE: &[BorrowedFormatItem<'_>] =
+    format_description!("[year][month][day]T[hour][minute][second]Z");
 
 /// `SystemTime` → `YYYYMMDDTHHMMSSZ` (UTC, whole seconds). Times before 1970 clamp to the epoch, times after
 /// 9999-12-31T23:59:59Z (four year digits) to that instant.
@@ -13,23 +18,9 @@ pub fn format_amz_date(time: SystemTime) -> String {
     let utc = i64::try_from(seconds)
         .ok()
         .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .filter(|t| t.year() <= 9999)
-        .unwrap_or_else(|| {
-            PrimitiveDateTime::new(
-                Date::from_calendar_date(9999, Month::December, 31).unwrap_or(Date::MAX),
-                Time::from_hms(23, 59, 59).unwrap_or(Time::MIDNIGHT),
-            )
-            .assume_utc()
-        });
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second()
-    )
+        .unwrap_or(PrimitiveDateTime::MAX.assume_utc());
+    utc.format(AMZ_DATE)
+        .unwrap_or_else(|_| unreachable!("a UTC date-time has every component AMZ_DATE names"))
 }
 
 /// `YYYYMMDDTHHMMSSZ` → `SystemTime`; `None` unless exactly that form with a valid date and time at or after

@@ -272,19 +272,8 @@ pub async fn run(argv: Vec<String>) -> ExitCode {
     }
 }
 
-/// Python logging's `asctime`: `2024-01-01 00:00:00,123` (UTC).
 fn debug_time() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.millisecond()
-    )
+    timefmt::asctime(time::OffsetDateTime::now_utc())
 }
 
 fn debug_log(enabled: bool, logger: &str, message: &str) {

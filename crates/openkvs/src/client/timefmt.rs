@@ -2,7 +2,16 @@
 //! `parse_to_aware_datetime`), sent as whole epoch seconds (botocore `_timestamp_unixtimestamp` truncates), printed
 //! raw (`cli_timestamp_format = none`, the v1 default) or as Python's `datetime.isoformat()` (`iso8601`).
 
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
 use time::{Date, Month, OffsetDateTime};
+
+/// Python's `isoformat()` up to the seconds.
+const ISO_SECONDS: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]");
+/// Python logging's `asctime`.
+const ASCTIME: &[BorrowedFormatItem<'_>] =
+    format_description!("[year]-[month]-[day] [hour]:[minute]:[second],[subsecond digits:3]");
 
 fn digits(s: &str, n: usize) -> Option<i64> {
     if s.len() == n && s.bytes().all(|b| b.is_ascii_digit()) {
@@ -81,20 +90,18 @@ pub(crate) fn iso8601(epoch: f64) -> Option<String> {
     let seconds = micros_total.div_euclid(1_000_000);
     let micros = micros_total.rem_euclid(1_000_000);
     let utc = OffsetDateTime::from_unix_timestamp(seconds).ok()?;
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second()
-    );
+    let mut out = utc.format(ISO_SECONDS).ok()?;
     if micros != 0 {
         out.push_str(&format!(".{micros:06}"));
     }
     out.push_str("+00:00");
     Some(out)
+}
+
+/// Python logging's `asctime` of `time`: `2024-01-01 00:00:00,123` (UTC).
+pub(crate) fn asctime(time: OffsetDateTime) -> String {
+    time.format(ASCTIME)
+        .unwrap_or_else(|_| unreachable!("a UTC date-time has every component ASCTIME names"))
 }
 
 #[cfg(test)]
@@ -142,5 +149,7 @@ mod tests {
             Some("1969-12-31T23:59:58.500000+00:00")
         );
         assert_eq!(iso8601(1e15), None);
+        let t = OffsetDateTime::from_unix_timestamp_nanos(1_704_067_200_123_456_789).unwrap();
+        assert_eq!(asctime(t), "2024-01-01 00:00:00,123");
     }
 }

@@ -81,6 +81,9 @@ fn decimal(value: f64) -> String {
 /// `2022-01-28T07:00:35.931Z` (RFC 8216 §4.3.2.6, ISO 8601 with milliseconds). Instants outside the years
 /// -9999..=9999 (no fragment has one) clamp to those bounds.
 pub fn iso8601_ms(epoch_ms: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
     let utc = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(epoch_ms) * 1_000_000)
         .unwrap_or_else(|_| {
             let bound = if epoch_ms < 0 {
@@ -90,16 +93,8 @@ pub fn iso8601_ms(epoch_ms: i64) -> String {
             };
             bound.assume_utc()
         });
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.millisecond()
-    )
+    utc.format(FORMAT)
+        .unwrap_or_else(|_| unreachable!("a UTC date-time has every component FORMAT names"))
 }
 
 pub fn render_master(p: &MasterPlaylist) -> String {
