@@ -3,6 +3,7 @@
 //!
 //! See docs/architecture.md#crash-safety for the row/file invariants and the order of durable steps.
 
+mod continuity;
 pub mod embedded;
 mod error;
 mod private;
@@ -12,6 +13,7 @@ mod sqlite;
 mod types;
 pub mod varint;
 
+pub use continuity::{Continuity, StreamEdge};
 pub use error::StoreError;
 pub use segments::SegmentMediaStore;
 pub use sqlite::SqliteCatalog;

@@ -7,8 +7,8 @@
 use crate::sample_table;
 use crate::{
     Catalog, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery, FragmentRecord,
-    MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamStatus,
-    StreamUpdate, Timestamp, TimestampKind,
+    MediaLocation, NewFragment, NewStream, StoreError, StreamEdge, StreamId, StreamRecord,
+    StreamStatus, StreamUpdate, Timestamp, TimestampKind,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -209,66 +209,6 @@ const FRAGMENT_COLUMNS: &str =
 /// Serialises small catalog values (plain numbers and strings; cannot fail).
 fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
-}
-
-/// Per stream: the last committed fragment's ends, configs and counters (see [`Continuity`]).
-#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
-struct IngestState {
-    next_sequence: u64,
-    producer_end_ms: Option<i64>,
-    server_end_ms: Option<i64>,
-    configs: Vec<(u64, i64)>,
-    counts: [u64; 4],
-}
-
-impl IngestState {
-    fn advance(&mut self, f: &NewFragment) -> (u64, Continuity) {
-        let configs: Vec<(u64, i64)> = f
-            .tracks
-            .iter()
-            .map(|t| (t.track.0, t.codec_config.0))
-            .collect();
-        let mut flags = 0;
-        if self.producer_end_ms.is_some() {
-            let codec_change = configs != self.configs;
-            let gap = |end: Option<i64>, start: i64| end.map_or(0, |e| (start - e).abs());
-            let producer_gap = gap(self.producer_end_ms, f.producer_timestamp.0);
-            let server_gap = gap(self.server_end_ms, f.server_timestamp.0);
-            if codec_change {
-                flags |= Continuity::CODEC_CHANGE;
-            }
-            if codec_change || producer_gap > Continuity::GAP_MS {
-                flags |= Continuity::PRODUCER_GAP;
-            }
-            if codec_change || server_gap > Continuity::GAP_MS {
-                flags |= Continuity::SERVER_GAP;
-            }
-            if codec_change
-                || producer_gap > Continuity::PAUSE_MS
-                || server_gap > Continuity::PAUSE_MS
-            {
-                flags |= Continuity::PAUSE;
-            }
-        }
-        for (bit, count) in self.counts.iter_mut().enumerate() {
-            if flags & (1 << bit) != 0 {
-                *count += 1;
-            }
-        }
-        let sequence = self.next_sequence;
-        self.next_sequence += 1;
-        let duration = f.duration_ms as i64;
-        self.producer_end_ms = Some(f.producer_timestamp.0 + duration);
-        self.server_end_ms = Some(f.server_timestamp.0 + duration);
-        self.configs = configs;
-        (
-            sequence,
-            Continuity {
-                flags,
-                counts: self.counts,
-            },
-        )
-    }
 }
 
 fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, StoreError> {
@@ -567,10 +507,10 @@ impl Catalog for SqliteCatalog {
                     if last.is_some_and(|l| l >= f.number) {
                         return Err(StoreError::FragmentNumberNotIncreasing { stream: f.stream, number: f.number });
                     }
-                    let mut state: IngestState = match state {
+                    let mut state: StreamEdge = match state {
                         Some(json) => serde_json::from_str(&json)
                             .map_err(|e| StoreError::Corrupt(format!("ingest state of {:?}: {e}", f.stream)))?,
-                        None => IngestState::default(),
+                        None => StreamEdge::default(),
                     };
                     let (sequence, continuity) = state.advance(f);
                     let number = f.number;

@@ -1,5 +1,6 @@
 //! Domain types of the archive. Bare integers and strings stop at the edges.
 
+use crate::Continuity;
 use bytes::Bytes;
 use media::TrackNumber;
 use std::collections::BTreeMap;
@@ -196,41 +197,6 @@ pub struct NewFragment {
     pub tracks: Vec<FragmentTrack>,
     pub tags: Vec<(String, String)>,
     pub media: MediaLocation,
-}
-
-/// How a fragment joins the one ingested before it on its stream, decided once at commit so a
-/// LIVE playlist's EXT-X-DISCONTINUITY-SEQUENCE is the same on every reload (RFC 8216 §4.3.3.3;
-/// docs/choices.md#live-playlist-sequence-stability, AVPlayer -12312).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Continuity {
-    /// `Continuity::*` bits for this fragment.
-    pub flags: u8,
-    /// Per flag bit (in bit order), how many fragments of the stream up to and including this one
-    /// had it.
-    pub counts: [u64; 4],
-}
-
-impl Continuity {
-    /// A track's codec private data (or the set of tracks) differs from the previous fragment's.
-    pub const CODEC_CHANGE: u8 = 1;
-    /// Producer start differs from the previous fragment's producer end by more than 50 ms
-    /// (the ON_DISCONTINUITY rule of GetHLSStreamingSessionURL), or a codec change.
-    pub const PRODUCER_GAP: u8 = 2;
-    /// The same on server timestamps, or a codec change.
-    pub const SERVER_GAP: u8 = 4;
-    /// A producer pause: either timestamp jumps by more than [`Continuity::PAUSE_MS`], or a codec change.
-    pub const PAUSE: u8 = 8;
-    pub const GAP_MS: i64 = 50;
-    pub const PAUSE_MS: i64 = 2000;
-
-    pub fn has(&self, flag: u8) -> bool {
-        self.flags & flag != 0
-    }
-
-    /// How many fragments up to and including this one had `flag` (a single bit).
-    pub fn count(&self, flag: u8) -> u64 {
-        self.counts[flag.trailing_zeros() as usize & 3]
-    }
 }
 
 /// A stored fragment's catalog row.
