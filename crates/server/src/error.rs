@@ -68,6 +68,9 @@ pub enum ApiError {
     Internal(String),
     /// The server is shutting down and does not take new work.
     ServiceUnavailable,
+    /// The archive cannot answer now but may later (a busy catalog, I/O that may pass, a backend
+    /// out of reach): 503, which SDKs retry. The detail goes to the log only.
+    StoreUnavailable(String),
 
     // ---- Below the routes (`conn`): connection refusals and requests hyper cannot parse ----
     /// A new connection over the per-address or total cap: 503 (clients retry it), then closed.
@@ -114,7 +117,9 @@ impl ApiError {
             InvalidSignature(_) => "InvalidSignatureException",
             UnrecognizedClient => "UnrecognizedClientException",
             Internal(_) => "InternalFailure",
-            ServiceUnavailable | TooManyConnections(_) => "ServiceUnavailableException",
+            ServiceUnavailable | StoreUnavailable(_) | TooManyConnections(_) => {
+                "ServiceUnavailableException"
+            }
             // No KVS shape names these; InvalidArgumentException is the model's "bad request",
             // so SDKs raise a class they know, with the status telling what was wrong.
             UriTooLong | HeadersTooLarge | MalformedRequest => "InvalidArgumentException",
@@ -157,7 +162,9 @@ impl ApiError {
             | UnrecognizedClient
             | InvalidSessionToken(_) => StatusCode::FORBIDDEN,
             Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ServiceUnavailable | TooManyConnections(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServiceUnavailable | StoreUnavailable(_) | TooManyConnections(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -201,6 +208,9 @@ impl ApiError {
                 "The server encountered an internal error. Please retry the request.".into()
             }
             ServiceUnavailable => "The service is shutting down. Please retry the request.".into(),
+            StoreUnavailable(_) => {
+                "The service is temporarily unavailable. Please retry the request.".into()
+            }
             UriTooLong => "The request URI is too long (at most 65534 bytes).".into(),
             HeadersTooLarge => "The request headers are too large.".into(),
             MalformedRequest => "The request is not valid HTTP/1.1.".into(),
@@ -228,6 +238,9 @@ impl ApiError {
         match self {
             ApiError::Internal(detail) => {
                 tracing::error!(request_id, error_type, detail = %detail, "internal error")
+            }
+            ApiError::StoreUnavailable(detail) => {
+                tracing::warn!(request_id, error_type, detail = %detail, "archive unavailable")
             }
             e if status.is_server_error() => {
                 tracing::error!(request_id, error_type, "{}", e.message())
@@ -326,21 +339,41 @@ impl std::error::Error for ApiError {}
 /// The message AWS gives for a stream that does not exist (docs/wire.md#control-plane, seen on the wire).
 pub const STREAM_NOT_FOUND: &str = "The requested stream is not found or not active.";
 
+/// Every store error kind has one AWS form (docs/wire.md#errors). Exhaustive: a new
+/// `StoreError` variant does not compile until it has one.
 impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> Self {
         use store::StoreError as S;
         match e {
-            S::AlreadyExists(name) => {
-                ApiError::ResourceInUse(format!("The stream {name} already exists."))
-            }
+            // Not found.
             S::StreamNotFound(_) => ApiError::ResourceNotFound(STREAM_NOT_FOUND.into()),
-            S::VersionMismatch { .. } => ApiError::VersionMismatch(
-                "The specified version of the stream does not match the current version.".into(),
-            ),
             S::FragmentNotFound { .. } => {
                 ApiError::ResourceNotFound("The requested fragment is not found.".into())
             }
-            other => ApiError::Internal(other.to_string()),
+            // Already exists: what CreateStream of an existing name answers on AWS.
+            S::AlreadyExists(name) => {
+                ApiError::ResourceInUse(format!("The stream {name} already exists."))
+            }
+            // Conflict.
+            S::VersionMismatch { .. } => ApiError::VersionMismatch(
+                "The specified version of the stream does not match the current version.".into(),
+            ),
+            // The stream's state changed under the request (another writer won): the model's
+            // "resource in use", 400, which SDKs do not retry blindly.
+            S::Conflict { .. } => ApiError::ResourceInUse(
+                "The stream was changed by another request. Please retry the request.".into(),
+            ),
+            // The ingest owner numbers fragments: a refused number is a server fault, not the
+            // client's (PutMedia reports store errors as acks; this is for completeness).
+            e @ S::FragmentNumberNotIncreasing { .. } => ApiError::Internal(e.to_string()),
+            // Unavailable: 503 ServiceUnavailableException, not 500 InternalFailure, so the client
+            // learns that waiting helps; botocore retries 503 in both its legacy and standard
+            // modes (as it does 500/502/504), the JS and Rust SDKs too (docs/wire.md#errors).
+            e @ S::Unavailable { .. } => ApiError::StoreUnavailable(e.to_string()),
+            // Corrupt and internal: 500 InternalFailure, the detail to the log only.
+            e @ (S::Corrupt(_) | S::MediaIo { .. } | S::Task(_)) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }
@@ -404,17 +437,85 @@ mod tests {
         assert_eq!(body["__type"], "InvalidArgumentException");
     }
 
+    /// One AWS form per store error, whatever its detail: (status, type), detail never sent.
     #[test]
     fn store_errors_map() {
-        let e: ApiError = store::StoreError::AlreadyExists("cam1".into()).into();
+        use store::{FragmentNumber, StoreError as S, StreamId};
+        let e: ApiError = S::AlreadyExists("cam1".into()).into();
         assert_eq!(
             e,
             ApiError::ResourceInUse("The stream cam1 already exists.".into())
         );
-        let e: ApiError = store::StoreError::StreamNotFound(store::StreamId(3)).into();
-        assert_eq!(e.http_status(), 404);
-        let e: ApiError = store::StoreError::Corrupt("bad row".into()).into();
-        assert_eq!(e.aws_error_type(), "InternalFailure");
-        assert!(!e.message().contains("bad row"));
+        let io = || std::io::Error::other("secret detail");
+        let cases: Vec<(S, u16, &str)> = vec![
+            (
+                S::StreamNotFound(StreamId(3)),
+                404,
+                "ResourceNotFoundException",
+            ),
+            (
+                S::FragmentNotFound {
+                    stream: StreamId(3),
+                    number: FragmentNumber(1),
+                },
+                404,
+                "ResourceNotFoundException",
+            ),
+            (
+                S::AlreadyExists("cam1".into()),
+                400,
+                "ResourceInUseException",
+            ),
+            (
+                S::VersionMismatch {
+                    stream: StreamId(3),
+                    expected: "secret detail".into(),
+                    found: "b".into(),
+                },
+                400,
+                "VersionMismatchException",
+            ),
+            (
+                S::Conflict {
+                    what: "secret detail".into(),
+                    source: io().into(),
+                },
+                400,
+                "ResourceInUseException",
+            ),
+            (
+                S::FragmentNumberNotIncreasing {
+                    stream: StreamId(3),
+                    number: FragmentNumber(1),
+                },
+                500,
+                "InternalFailure",
+            ),
+            (
+                S::unavailable("catalog", io()),
+                503,
+                "ServiceUnavailableException",
+            ),
+            (S::Corrupt("secret detail".into()), 500, "InternalFailure"),
+            (
+                S::MediaIo {
+                    stream: StreamId(3),
+                    segment: 1,
+                    offset: 0,
+                    len: 10,
+                    source: io(),
+                },
+                500,
+                "InternalFailure",
+            ),
+            (S::Task("secret detail".into()), 500, "InternalFailure"),
+        ];
+        for (store_error, status, error_type) in cases {
+            let shown = store_error.to_string();
+            let e = ApiError::from(store_error);
+            assert_eq!(e.http_status(), status, "{shown}");
+            assert_eq!(e.aws_error_type(), error_type, "{shown}");
+            assert!(!e.message().contains("secret"), "{shown}: {}", e.message());
+        }
     }
 }

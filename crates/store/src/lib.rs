@@ -14,7 +14,7 @@ mod types;
 pub mod varint;
 
 pub use continuity::{Continuity, StreamEdge};
-pub use error::StoreError;
+pub use error::{BackendError, StoreError, StoreErrorKind};
 pub use segments::SegmentMediaStore;
 pub use sqlite::SqliteCatalog;
 pub use types::*;

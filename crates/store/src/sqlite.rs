@@ -72,6 +72,96 @@ CREATE INDEX IF NOT EXISTS fragment_by_server ON fragment(stream_id, server_ms, 
 
 const READERS: usize = 4;
 
+/// What the SQLite code fails with: a [`StoreError`] it decided itself, or a SQLite error that
+/// [`classify`] turns into one when it leaves this module (`read` / `write` / `open`), so no
+/// rusqlite type reaches the public error.
+#[derive(Debug)]
+enum Failure {
+    Store(StoreError),
+    Sql(rusqlite::Error),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<rusqlite::Error> for Failure {
+    fn from(e: rusqlite::Error) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Store(e.into())
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Store(e) => e,
+            Failure::Sql(e) => classify(e),
+        }
+    }
+}
+
+/// `e`, unless it is a violated constraint that `meaning` (given SQLite's extended result code,
+/// e.g. `SQLITE_CONSTRAINT_UNIQUE`) knows the meaning of at this call site.
+fn constraint_means(
+    e: rusqlite::Error,
+    meaning: impl FnOnce(std::os::raw::c_int) -> Option<StoreError>,
+) -> Failure {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::ConstraintViolation {
+            if let Some(known) = meaning(f.extended_code) {
+                return Failure::Store(known);
+            }
+        }
+    }
+    Failure::Sql(e)
+}
+
+/// A SQLite error's kind, for errors no call site decided (docs/architecture.md#data-directory).
+fn classify(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode as C;
+    let what = "catalog (SQLite)";
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            // Another connection (another process on the same file) held the lock for longer
+            // than the busy timeout: it will let go.
+            C::DatabaseBusy | C::DatabaseLocked => StoreError::unavailable(what, e),
+            // A uniqueness or reference constraint that no caller-level check caught: the stored
+            // state refuses the write (call sites map the ones they expect, e.g. AlreadyExists).
+            C::ConstraintViolation => StoreError::Conflict {
+                what: what.into(),
+                source: e.into(),
+            },
+            // Resources and I/O that may pass: a full disk, memory, EIO, a file that could not be
+            // opened or locked right now, the schema changed under a prepared statement.
+            C::SystemIoFailure
+            | C::DiskFull
+            | C::OutOfMemory
+            | C::CannotOpen
+            | C::FileLockingProtocolFailed
+            | C::SchemaChanged
+            | C::OperationInterrupted
+            | C::OperationAborted
+            | C::ReadOnly
+            | C::PermissionDenied => StoreError::unavailable(what, e),
+            // The file is damaged or not this schema's, or a statement fails on what is stored
+            // (SQLITE_ERROR, MISUSE, MISMATCH, RANGE, …): retrying would fail the same way, so
+            // these must not be reported as retryable.
+            _ => StoreError::Corrupt(format!("{what}: {e}")),
+        },
+        // A stored value that does not decode as this schema writes it (wrong type, out of
+        // range, not UTF-8), or a statement this code should never have built: not retryable.
+        _ => StoreError::Corrupt(format!("{what}: {e}")),
+    }
+}
+
 /// SQLite implementation of [`Catalog`].
 pub struct SqliteCatalog {
     writer: Arc<Mutex<Connection>>,
@@ -79,7 +169,7 @@ pub struct SqliteCatalog {
     path: PathBuf,
 }
 
-fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+fn open_connection(path: &Path) -> Result<Connection, Failure> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -92,6 +182,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
 impl SqliteCatalog {
     /// Opens (creating if needed) the catalog at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self::open_inner(path)?)
+    }
+
+    fn open_inner(path: &Path) -> Result<Self, Failure> {
         // Owner-only (`private`): SQLite gives its `-wal` and `-shm` the database file's mode, so
         // a new catalog is made 0600 before SQLite opens it; older files are tightened.
         match crate::private::file_options()
@@ -128,14 +222,14 @@ impl SqliteCatalog {
     async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Failure> + Send + 'static,
     {
         let writer = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = writer
                 .lock()
                 .map_err(|_| StoreError::Task("catalog writer poisoned".into()))?;
-            f(&mut conn)
+            Ok(f(&mut conn)?)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
@@ -144,7 +238,7 @@ impl SqliteCatalog {
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, Failure> + Send + 'static,
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
@@ -157,7 +251,7 @@ impl SqliteCatalog {
                 Some(c) => c,
                 None => open_connection(&path)?,
             };
-            let result = f(&conn);
+            let result = f(&conn).map_err(StoreError::from);
             if let Ok(mut pool) = readers.lock() {
                 if pool.len() < READERS {
                     pool.push(conn);
@@ -197,7 +291,7 @@ fn stream_where(
     conn: &Connection,
     clause: &str,
     value: &dyn rusqlite::ToSql,
-) -> Result<Option<StreamRecord>, StoreError> {
+) -> Result<Option<StreamRecord>, Failure> {
     let sql = format!("SELECT {STREAM_COLUMNS} FROM stream WHERE {clause}");
     Ok(conn.query_row(&sql, [value], stream_from_row).optional()?)
 }
@@ -211,7 +305,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, StoreError> {
+fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, Failure> {
     let number: String = row.get(1)?;
     let tracks: Vec<u8> = row.get(9)?;
     let tags: Option<String> = row.get(10)?;
@@ -246,7 +340,7 @@ fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, StoreError> {
 fn collect_fragments(
     stmt: &mut rusqlite::Statement<'_>,
     params: &[&dyn rusqlite::ToSql],
-) -> Result<Vec<FragmentRecord>, StoreError> {
+) -> Result<Vec<FragmentRecord>, Failure> {
     let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -266,7 +360,7 @@ impl Catalog for SqliteCatalog {
             let tx = conn.transaction()?;
             let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM stream WHERE name = ?1)", [&s.name], |r| r.get(0))?;
             if exists {
-                return Err(StoreError::AlreadyExists(s.name));
+                return Err(StoreError::AlreadyExists(s.name).into());
             }
             tx.execute(
                 "INSERT INTO stream (name, arn, device_name, media_type, kms_key_id, version, status, creation_time_ms, \
@@ -283,7 +377,14 @@ impl Catalog for SqliteCatalog {
                     s.storage_tier,
                     tags_json(&s.tags)
                 ],
-            )?;
+            )
+            .map_err(|e| {
+                // The name was checked above; the ARN (made from it) is unique as well.
+                constraint_means(e, |c| {
+                    (c == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
+                        .then(|| StoreError::AlreadyExists(s.name.clone()))
+                })
+            })?;
             let id = tx.last_insert_rowid();
             let record = stream_where(&tx, "id = ?1", &id)?.ok_or(StoreError::StreamNotFound(StreamId(id)))?;
             tx.commit()?;
@@ -340,7 +441,7 @@ impl Catalog for SqliteCatalog {
             let mut s = stream_where(&tx, "id = ?1", &id.0)?.ok_or(StoreError::StreamNotFound(id))?;
             if let Some(expected) = expected {
                 if expected != s.version {
-                    return Err(StoreError::VersionMismatch { stream: id, expected, found: s.version });
+                    return Err(StoreError::VersionMismatch { stream: id, expected, found: s.version }.into());
                 }
             }
             if let Some(d) = u.device_name {
@@ -388,7 +489,8 @@ impl Catalog for SqliteCatalog {
                         stream: id,
                         expected,
                         found: s.version,
-                    });
+                    }
+                    .into());
                 }
             }
             tx.execute("DELETE FROM fragment WHERE stream_id = ?1", [id.0])?;
@@ -437,7 +539,14 @@ impl Catalog for SqliteCatalog {
                     config.sampling_frequency,
                     config.channels
                 ],
-            )?;
+            )
+            .map_err(|e| {
+                // The stream was deleted meanwhile.
+                constraint_means(e, |c| {
+                    (c == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY)
+                        .then_some(StoreError::StreamNotFound(stream))
+                })
+            })?;
             let id = CodecConfigId(tx.last_insert_rowid());
             tx.commit()?;
             Ok(id)
@@ -505,7 +614,7 @@ impl Catalog for SqliteCatalog {
                     let (last, state) = row.ok_or(StoreError::StreamNotFound(f.stream))?;
                     let last = last.as_deref().and_then(FragmentNumber::parse);
                     if last.is_some_and(|l| l >= f.number) {
-                        return Err(StoreError::FragmentNumberNotIncreasing { stream: f.stream, number: f.number });
+                        return Err(StoreError::FragmentNumberNotIncreasing { stream: f.stream, number: f.number }.into());
                     }
                     let mut state: StreamEdge = match state {
                         Some(json) => serde_json::from_str(&json)
@@ -535,7 +644,16 @@ impl Catalog for SqliteCatalog {
                         sequence as i64,
                         i64::from(continuity.flags),
                         to_json(&continuity.counts),
-                    ])?;
+                    ])
+                    .map_err(|e| {
+                        constraint_means(e, |c| match c {
+                            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                                Some(StoreError::FragmentNumberNotIncreasing { stream: f.stream, number: f.number })
+                            }
+                            rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Some(StoreError::StreamNotFound(f.stream)),
+                            _ => None,
+                        })
+                    })?;
                     set_state.execute(params![f.stream.0, text, to_json(&state)])?;
                     numbers.push(number);
                 }
@@ -678,4 +796,84 @@ fn config_from_row(r: &Row<'_>, track: TrackNumber, first: usize) -> rusqlite::R
         sampling_frequency: r.get(first + 6)?,
         channels: r.get(first + 7)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StoreErrorKind as K;
+    use rusqlite::ffi;
+
+    fn failure(extended_code: std::os::raw::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(ffi::Error::new(extended_code), None)
+    }
+
+    #[test]
+    fn sqlite_errors_are_classified() {
+        let cases = [
+            (failure(ffi::SQLITE_BUSY), K::Unavailable),
+            (failure(ffi::SQLITE_LOCKED), K::Unavailable),
+            (failure(ffi::SQLITE_IOERR_FSYNC), K::Unavailable),
+            (failure(ffi::SQLITE_FULL), K::Unavailable),
+            (failure(ffi::SQLITE_CANTOPEN), K::Unavailable),
+            (failure(ffi::SQLITE_CONSTRAINT_UNIQUE), K::Conflict),
+            (failure(ffi::SQLITE_CONSTRAINT_FOREIGNKEY), K::Conflict),
+            (failure(ffi::SQLITE_CORRUPT), K::Corrupt),
+            (failure(ffi::SQLITE_NOTADB), K::Corrupt),
+            (failure(ffi::SQLITE_ERROR), K::Corrupt),
+            (
+                rusqlite::Error::InvalidColumnType(0, "x".into(), rusqlite::types::Type::Text),
+                K::Corrupt,
+            ),
+            (rusqlite::Error::IntegralValueOutOfRange(0, -1), K::Corrupt),
+        ];
+        for (e, kind) in cases {
+            let shown = e.to_string();
+            let e = StoreError::from(Failure::from(e));
+            assert_eq!(e.kind(), kind, "{shown}");
+            assert!(e.to_string().contains(&shown), "{e} lost {shown}");
+        }
+    }
+
+    #[test]
+    fn a_constraint_known_at_the_call_site_gets_its_meaning() {
+        let name = || Some(StoreError::AlreadyExists("cam".into()));
+        let known = constraint_means(failure(ffi::SQLITE_CONSTRAINT_UNIQUE), |c| {
+            (c == ffi::SQLITE_CONSTRAINT_UNIQUE).then(name).flatten()
+        });
+        assert!(matches!(
+            StoreError::from(known),
+            StoreError::AlreadyExists(n) if n == "cam"
+        ));
+        // Another constraint, or not a constraint at all: left to `classify`.
+        let other = constraint_means(failure(ffi::SQLITE_CONSTRAINT_CHECK), |c| {
+            (c == ffi::SQLITE_CONSTRAINT_UNIQUE).then(name).flatten()
+        });
+        assert_eq!(StoreError::from(other).kind(), K::Conflict);
+        let busy = constraint_means(failure(ffi::SQLITE_BUSY), |_| name());
+        assert_eq!(StoreError::from(busy).kind(), K::Unavailable);
+    }
+
+    /// A codec config for a stream deleted meanwhile is refused by the foreign key: StreamNotFound.
+    #[tokio::test]
+    async fn a_foreign_key_violation_is_stream_not_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = SqliteCatalog::open(&dir.path().join("catalog.sqlite3")).unwrap();
+        let config = CodecConfig {
+            track: TrackNumber(1),
+            track_type: 1,
+            codec_id: "V_MPEG4/ISO/AVC".into(),
+            codec_private: Bytes::from_static(b"x"),
+            track_name: None,
+            pixel_width: None,
+            pixel_height: None,
+            sampling_frequency: None,
+            channels: None,
+        };
+        let e = catalog
+            .codec_config_for(StreamId(42), &config)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, StoreError::StreamNotFound(StreamId(42))), "{e}");
+    }
 }
