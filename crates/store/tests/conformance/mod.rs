@@ -1,0 +1,1181 @@
+//! The conformance suite every archive backend passes (issue #9): what a [`Catalog`] and a
+//! [`MediaStore`] must guarantee, per the trait docs and docs/architecture.md, written against the
+//! traits only. A backend's test file implements [`Backend`] and calls [`conformance_suite!`],
+//! which makes one `#[tokio::test]` per suite function.
+//!
+//! Errors are checked as `Ok` / `Err` and by what the store holds afterwards, never by variant:
+//! which error a backend returns is the error layer's business, not this suite's.
+
+pub mod fixtures;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fixtures::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use store::*;
+
+/// One backend under test: a catalog and a media store over the same (fresh) storage.
+#[async_trait]
+pub trait Backend: Send {
+    fn catalog(&self) -> Arc<dyn Catalog>;
+    fn media(&self) -> Arc<dyn MediaStore>;
+    /// What a restart sees: every handle dropped and the same storage opened again. `false` for a
+    /// backend that keeps nothing across a restart (an in-memory one), which the reopen test skips.
+    async fn reopen(&mut self) -> bool;
+}
+
+/// One `#[tokio::test]` per suite function, each on a fresh `$backend` (an expression that may
+/// `.await`). Every suite function is listed here once, so a new backend gets all of them.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:expr) => {
+        $crate::conformance_suite!(@tests $backend;
+            streams_are_found_by_name_arn_and_id,
+            a_duplicate_stream_name_is_refused,
+            list_streams_matches_a_literal_prefix_and_pages_by_name,
+            updates_check_the_version,
+            tags_are_set_and_removed,
+            deletes_check_the_version_and_take_everything_of_the_stream,
+            codec_configs_are_reused_until_they_change,
+            a_committed_fragment_reads_back_as_submitted,
+            fragment_numbers_only_increase_per_stream,
+            producer_time_queries_are_inclusive_ordered_and_paged,
+            server_time_queries_are_inclusive_ordered_and_paged,
+            latest_fragments_are_the_live_edge_in_ingest_order,
+            sequence_and_continuity_are_decided_at_commit,
+            media_reads_are_byte_exact_by_range,
+            retention_deletes_old_fragments_and_keeps_the_rest,
+            streams_do_not_see_each_others_fragments,
+            a_fragment_of_a_deleted_stream_fails_alone,
+            a_reopened_store_keeps_everything_committed,
+        );
+    };
+    (@tests $backend:expr; $($name:ident,)*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let mut backend = $backend;
+                $crate::conformance::$name(&mut backend).await;
+            }
+        )*
+    };
+}
+
+/// The backend's catalog and media store, and an [`Archive`] committing to them.
+fn open(b: &dyn Backend) -> (Arc<dyn Catalog>, Arc<dyn MediaStore>, Arc<Archive>) {
+    let (catalog, media) = (b.catalog(), b.media());
+    let archive = Archive::new(catalog.clone(), media.clone());
+    (catalog, media, archive)
+}
+
+async fn assert_last_number(
+    catalog: &dyn Catalog,
+    stream: StreamId,
+    expected: Option<&FragmentNumber>,
+) {
+    let last = catalog.last_fragment_number(stream).await.unwrap();
+    assert_eq!(
+        last.as_ref(),
+        expected,
+        "last fragment number of {stream:?}"
+    );
+}
+
+/// `f` is still in the catalog as it was, and its bytes are `bytes`.
+async fn assert_stored(
+    catalog: &dyn Catalog,
+    media: &dyn MediaStore,
+    f: &FragmentRecord,
+    bytes: Bytes,
+) {
+    let stored = catalog.fragment(f.stream, f.number).await.unwrap();
+    assert_eq!(stored.as_ref(), Some(f));
+    assert_eq!(read_all(media, f).await, bytes, "bytes of {}", f.number);
+}
+
+// ---- streams --------------------------------------------------------------------------------
+
+pub async fn streams_are_found_by_name_arn_and_id(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let asked = new_stream("cam.1_a");
+    let s = catalog.create_stream(asked.clone()).await.unwrap();
+    let other = catalog.create_stream(new_stream("cam2")).await.unwrap();
+    assert_ne!(s.id, other.id);
+    assert_eq!(
+        (s.name.as_str(), s.arn.as_str(), s.version.as_str()),
+        (asked.name.as_str(), asked.arn.as_str(), "v1")
+    );
+    assert_eq!(
+        (&s.device_name, &s.media_type, &s.kms_key_id),
+        (&asked.device_name, &asked.media_type, &asked.kms_key_id)
+    );
+    assert_eq!(
+        (
+            s.creation_time,
+            s.data_retention_hours,
+            &s.storage_tier,
+            &s.tags
+        ),
+        (
+            asked.creation_time,
+            asked.data_retention_hours,
+            &asked.storage_tier,
+            &asked.tags
+        )
+    );
+    assert_eq!(s.status, StreamStatus::Active);
+
+    assert_eq!(
+        catalog.stream_by_name("cam.1_a").await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(
+        catalog.stream_by_arn(&s.arn).await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(catalog.stream_by_id(s.id).await.unwrap(), Some(s.clone()));
+    assert_eq!(
+        catalog.stream_by_id(other.id).await.unwrap(),
+        Some(other.clone())
+    );
+    assert_eq!(catalog.stream_by_name("cam.1_").await.unwrap(), None);
+    assert_eq!(catalog.stream_by_name("CAM.1_A").await.unwrap(), None);
+    assert_eq!(
+        catalog.stream_by_arn(&format!("{}x", s.arn)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        catalog
+            .stream_by_id(StreamId(s.id.0.max(other.id.0) + 1000))
+            .await
+            .unwrap(),
+        None
+    );
+    let mut all = catalog.all_streams().await.unwrap();
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(all, [s, other]);
+}
+
+pub async fn a_duplicate_stream_name_is_refused(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let s = catalog.create_stream(new_stream("dup")).await.unwrap();
+    let mut again = new_stream("dup");
+    again.arn = "arn:aws:kinesisvideo:us-east-1:000000000000:stream/dup/2".into();
+    again.version = "v9".into();
+    assert!(catalog.create_stream(again.clone()).await.is_err());
+    assert_eq!(
+        catalog.stream_by_name("dup").await.unwrap(),
+        Some(s.clone())
+    );
+    assert_eq!(catalog.stream_by_arn(&again.arn).await.unwrap(), None);
+    assert_eq!(catalog.all_streams().await.unwrap().len(), 1);
+
+    // Once deleted, the name is free again, for a new incarnation with a new id.
+    catalog.delete_stream(s.id, None).await.unwrap();
+    let recreated = catalog.create_stream(again).await.unwrap();
+    assert_ne!(recreated.id, s.id, "stream ids are never reused");
+    assert_eq!(
+        catalog.stream_by_name("dup").await.unwrap(),
+        Some(recreated)
+    );
+}
+
+pub async fn list_streams_matches_a_literal_prefix_and_pages_by_name(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    // Created out of name order; '_' , '.' and '%' must match literally (no LIKE patterns).
+    for name in ["b", "a_x", "a.b_c", "a.b", "aXb", "a%", "a.c"] {
+        catalog.create_stream(new_stream(name)).await.unwrap();
+    }
+    let list = |prefix: Option<&'static str>, after: Option<&'static str>, limit| {
+        let catalog = catalog.clone();
+        async move {
+            let got = catalog.list_streams(prefix, after, limit).await.unwrap();
+            names(&got)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(None, None, 100).await,
+        ["a%", "a.b", "a.b_c", "a.c", "aXb", "a_x", "b"]
+    );
+    assert_eq!(list(Some("a."), None, 100).await, ["a.b", "a.b_c", "a.c"]);
+    assert_eq!(list(Some("a_"), None, 100).await, ["a_x"]);
+    assert_eq!(list(Some("a%"), None, 100).await, ["a%"]);
+    assert_eq!(list(Some("a.b"), None, 100).await, ["a.b", "a.b_c"]);
+    assert!(list(Some("c"), None, 100).await.is_empty());
+    // Pages: strictly after the last name of the previous page, `limit` at most.
+    assert_eq!(list(None, None, 3).await, ["a%", "a.b", "a.b_c"]);
+    assert_eq!(list(None, Some("a.b_c"), 3).await, ["a.c", "aXb", "a_x"]);
+    assert_eq!(list(None, Some("a_x"), 3).await, ["b"]);
+    assert!(list(None, Some("b"), 3).await.is_empty());
+    assert_eq!(list(Some("a."), Some("a.b"), 1).await, ["a.b_c"]);
+    // `after` need not be a stream's name.
+    assert_eq!(list(Some("a."), Some("a.bz"), 10).await, ["a.c"]);
+}
+
+pub async fn updates_check_the_version(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let s = catalog.create_stream(new_stream("upd")).await.unwrap();
+    let update = |version: &str| StreamUpdate {
+        device_name: Some("camera-2".into()),
+        media_type: Some("video/h265".into()),
+        data_retention_hours: Some(48),
+        storage_tier: Some("WARM".into()),
+        new_version: version.into(),
+        ..Default::default()
+    };
+    assert!(catalog
+        .update_stream(s.id, Some("stale"), update("v2"))
+        .await
+        .is_err());
+    assert_eq!(
+        catalog.stream_by_id(s.id).await.unwrap(),
+        Some(s.clone()),
+        "a refused update changes nothing"
+    );
+
+    let u = catalog
+        .update_stream(s.id, Some("v1"), update("v2"))
+        .await
+        .unwrap();
+    assert_eq!(u.version, "v2");
+    assert_eq!(u.device_name.as_deref(), Some("camera-2"));
+    assert_eq!(u.media_type.as_deref(), Some("video/h265"));
+    assert_eq!(u.data_retention_hours, 48);
+    assert_eq!(u.storage_tier, "WARM");
+    assert_eq!(
+        (&u.name, &u.arn, u.id, &u.tags),
+        (&s.name, &s.arn, s.id, &s.tags)
+    );
+    assert_eq!(
+        catalog.stream_by_arn(&s.arn).await.unwrap(),
+        Some(u.clone())
+    );
+    assert_eq!(
+        catalog.stream_by_name("upd").await.unwrap(),
+        Some(u.clone())
+    );
+
+    // The old version is now stale; no expected version means no check.
+    assert!(catalog
+        .update_stream(s.id, Some("v1"), update("v3"))
+        .await
+        .is_err());
+    let only_retention = StreamUpdate {
+        data_retention_hours: Some(0),
+        new_version: "v3".into(),
+        ..Default::default()
+    };
+    let u3 = catalog
+        .update_stream(s.id, None, only_retention)
+        .await
+        .unwrap();
+    assert_eq!(u3.version, "v3");
+    assert_eq!(u3.data_retention_hours, 0);
+    assert_eq!(
+        (u3.device_name.as_deref(), u3.storage_tier.as_str()),
+        (Some("camera-2"), "WARM"),
+        "fields not in the update stay"
+    );
+    assert_eq!(catalog.stream_by_id(s.id).await.unwrap(), Some(u3));
+
+    let missing = StreamId(s.id.0 + 1000);
+    assert!(catalog
+        .update_stream(missing, None, update("v4"))
+        .await
+        .is_err());
+    assert_eq!(catalog.stream_by_id(missing).await.unwrap(), None);
+}
+
+pub async fn tags_are_set_and_removed(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let s = catalog.create_stream(new_stream("tags")).await.unwrap();
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    // (tags set, tags removed, tags after); the stream starts with site=lobby.
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    let steps: [(Pairs, &[&str], _); 3] = [
+        (
+            &[("site", "garage"), ("owner", "ops ✓"), ("empty", "")],
+            &[],
+            map(&[("empty", ""), ("owner", "ops ✓"), ("site", "garage")]),
+        ),
+        (
+            &[],
+            &["site", "never-set"],
+            map(&[("empty", ""), ("owner", "ops ✓")]),
+        ),
+        // Removal applies after setting, as TagStream / UntagStream are separate calls anyway.
+        (&[("a", "1")], &["owner"], map(&[("a", "1"), ("empty", "")])),
+    ];
+    for (i, (set, remove, expected)) in steps.into_iter().enumerate() {
+        let update = StreamUpdate {
+            set_tags: map(set).into_iter().collect(),
+            remove_tags: remove.iter().map(|k| k.to_string()).collect(),
+            new_version: format!("v{}", i + 2),
+            ..Default::default()
+        };
+        let version = format!("v{}", i + 1);
+        let u = catalog
+            .update_stream(s.id, Some(&version), update)
+            .await
+            .unwrap();
+        assert_eq!(u.tags, expected, "step {i}");
+        let stored = catalog.stream_by_name("tags").await.unwrap().unwrap();
+        assert_eq!(stored.tags, expected, "step {i}");
+    }
+}
+
+pub async fn deletes_check_the_version_and_take_everything_of_the_stream(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let mut gone = Feed::new(&*catalog, "gone").await;
+    let mut kept = Feed::new(&*catalog, "kept").await;
+    let g1 = gone.put(&archive, T0, T0, payload(1, 300)).await;
+    let k1 = kept.put(&archive, T0, T0, payload(2, 300)).await;
+    let g = catalog.fragment(gone.stream, g1).await.unwrap().unwrap();
+
+    assert!(catalog
+        .delete_stream(gone.stream, Some("stale"))
+        .await
+        .is_err());
+    assert!(catalog.stream_by_id(gone.stream).await.unwrap().is_some());
+    assert!(catalog.fragment(gone.stream, g1).await.unwrap().is_some());
+
+    catalog
+        .delete_stream(gone.stream, Some("v1"))
+        .await
+        .unwrap();
+    media.delete_stream(gone.stream).await.unwrap();
+    assert_eq!(catalog.stream_by_id(gone.stream).await.unwrap(), None);
+    assert_eq!(catalog.stream_by_name("gone").await.unwrap(), None);
+    assert_eq!(names(&catalog.all_streams().await.unwrap()), ["kept"]);
+    // Rows of a deleted stream: none, whether the backend answers "nothing" or an error.
+    assert!(!matches!(
+        catalog.fragment(gone.stream, g1).await,
+        Ok(Some(_))
+    ));
+    assert!(!matches!(catalog.latest_fragments(gone.stream, 10).await, Ok(v) if !v.is_empty()));
+    assert!(!matches!(catalog.codec_configs(gone.stream).await, Ok(v) if !v.is_empty()));
+    assert!(!matches!(
+        catalog.codec_config(gone.config).await,
+        Ok(Some(_))
+    ));
+    assert!(media
+        .read(gone.stream, g.media, 0..g.media.len)
+        .await
+        .is_err());
+    assert!(
+        catalog.delete_stream(gone.stream, None).await.is_err(),
+        "already gone"
+    );
+
+    // The other stream keeps its rows and bytes.
+    let k = catalog.fragment(kept.stream, k1).await.unwrap().unwrap();
+    assert_eq!(read_all(&*media, &k).await, payload(2, 300));
+
+    // A recreated stream of the same name starts empty.
+    let again = Feed::new(&*catalog, "gone").await;
+    assert_ne!(again.stream, gone.stream);
+    assert_eq!(again.last, None);
+    assert!(catalog
+        .latest_fragments(again.stream, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(catalog.codec_configs(again.stream).await.unwrap().len(), 1);
+}
+
+// ---- codec configs --------------------------------------------------------------------------
+
+pub async fn codec_configs_are_reused_until_they_change(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let s = catalog.create_stream(new_stream("codecs")).await.unwrap();
+    let other = catalog.create_stream(new_stream("other")).await.unwrap();
+    assert!(catalog.codec_configs(s.id).await.unwrap().is_empty());
+
+    let v1 = config_id(&*catalog, s.id, video(1, b"\x01a")).await;
+    let a1 = config_id(&*catalog, s.id, audio(2, b"\x12\x10")).await;
+    assert_ne!(v1, a1);
+    assert_eq!(
+        config_id(&*catalog, s.id, video(1, b"\x01a")).await,
+        v1,
+        "the same config is the same row"
+    );
+    assert_eq!(config_id(&*catalog, s.id, audio(2, b"\x12\x10")).await, a1);
+    // Any field makes a new config, not just the codec private data.
+    let mut wider = video(1, b"\x01a");
+    wider.pixel_width = Some(1920);
+    let v2 = config_id(&*catalog, s.id, wider.clone()).await;
+    let v3 = config_id(&*catalog, s.id, video(1, b"\x01b")).await;
+    // Back to the first config: "the track's latest" is what is compared, so a new row again.
+    let v4 = config_id(&*catalog, s.id, video(1, b"\x01a")).await;
+    let ids = BTreeSet::from([v1, a1, v2, v3, v4]);
+    assert_eq!(ids.len(), 5, "{ids:?}");
+    // Another stream's identical config is its own row.
+    let o1 = config_id(&*catalog, other.id, video(1, b"\x01a")).await;
+    assert!(!ids.contains(&o1));
+
+    assert_eq!(
+        catalog.codec_config(v3).await.unwrap(),
+        Some(video(1, b"\x01b"))
+    );
+    assert_eq!(catalog.codec_config(v2).await.unwrap(), Some(wider.clone()));
+    assert_eq!(
+        catalog.codec_config(a1).await.unwrap(),
+        Some(audio(2, b"\x12\x10"))
+    );
+    let all = catalog.codec_configs(s.id).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            (v1, video(1, b"\x01a")),
+            (a1, audio(2, b"\x12\x10")),
+            (v2, wider),
+            (v3, video(1, b"\x01b")),
+            (v4, video(1, b"\x01a")),
+        ],
+        "oldest first"
+    );
+    assert_eq!(
+        catalog.codec_configs(other.id).await.unwrap(),
+        [(o1, video(1, b"\x01a"))]
+    );
+
+    // The shared list: the same content, and a config written after it was first asked for is
+    // in it when asked for by id.
+    assert_eq!(
+        *catalog.codec_configs_shared(s.id, Some(v4)).await.unwrap(),
+        all
+    );
+    let a2 = config_id(&*catalog, s.id, audio(2, b"\x11\x90")).await;
+    let shared = catalog.codec_configs_shared(s.id, Some(a2)).await.unwrap();
+    assert_eq!(shared.last(), Some(&(a2, audio(2, b"\x11\x90"))));
+    assert_eq!(shared.len(), 6);
+}
+
+// ---- fragments ------------------------------------------------------------------------------
+
+pub async fn a_committed_fragment_reads_back_as_submitted(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let (s, v, a) = video_and_audio(&*catalog, "read").await;
+    let (vb, ab) = (payload(3, 5000), payload(4, 701));
+    let pending = fragment(
+        s.id,
+        FragmentNumber::candidate(Timestamp(T0 + 40)),
+        T0 - 250,
+        T0 + 40,
+        &[(1, v, vb.clone()), (2, a, ab.clone())],
+    );
+    let submitted = pending.row.clone();
+    let n = archive.persist(pending).await.unwrap();
+    assert_eq!(n, submitted.number);
+    assert_eq!(n.to_string().len(), FRAGMENT_NUMBER_DIGITS);
+
+    let f = catalog.fragment(s.id, n).await.unwrap().unwrap();
+    assert_eq!((f.stream, f.number), (s.id, n));
+    assert_eq!(f.producer_timestamp, Timestamp(T0 - 250));
+    assert_eq!(f.server_timestamp, Timestamp(T0 + 40));
+    assert_eq!(f.duration_ms, 1000);
+    assert_eq!(f.tracks, submitted.tracks, "sample tables round-trip");
+    assert_eq!(f.tags, submitted.tags, "tags keep their order");
+    assert_eq!(f.media.len, 5701);
+    assert_eq!(f.size_bytes, 5701);
+    assert_eq!(f.sequence, 0);
+    assert_eq!(
+        f.continuity,
+        Continuity::default(),
+        "a stream's first fragment"
+    );
+    assert_eq!(*catalog.fragment_shared(s.id, n).await.unwrap().unwrap(), f);
+    let whole = read_all(&*media, &f).await;
+    assert_eq!(&whole[..5000], &vb[..]);
+    assert_eq!(&whole[5000..], &ab[..]);
+
+    // Numbers that were never committed are not found.
+    assert_eq!(
+        catalog
+            .fragment(s.id, FragmentNumber(n.0 + 1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        catalog
+            .fragment(s.id, FragmentNumber(n.0 - 1))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(catalog
+        .fragment_shared(s.id, FragmentNumber(1))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn fragment_numbers_only_increase_per_stream(b: &mut dyn Backend) {
+    let (catalog, _, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "numbers").await;
+    assert_last_number(&*catalog, feed.stream, None).await;
+
+    let n1 = feed.put(&archive, T0, T0 + 5000, payload(1, 10)).await;
+    assert_last_number(&*catalog, feed.stream, Some(&n1)).await;
+    // The server clock going back does not make numbers go back (FragmentNumber::next).
+    let n2 = feed
+        .put(&archive, T0 + 1000, T0 + 4000, payload(2, 10))
+        .await;
+    assert!(n2 > n1);
+    assert_last_number(&*catalog, feed.stream, Some(&n2)).await;
+
+    // A number not above the last is refused, and nothing of it is stored.
+    for refused in [n2, n1, FragmentNumber(n1.0 - 1)] {
+        let f = fragment(
+            feed.stream,
+            refused,
+            T0 + 9000,
+            T0 + 9000,
+            &[(1, feed.config, payload(9, 10))],
+        );
+        assert!(archive.persist(f).await.is_err(), "{refused} after {n2}");
+    }
+    assert_last_number(&*catalog, feed.stream, Some(&n2)).await;
+    assert_eq!(
+        numbers(&catalog.latest_fragments(feed.stream, 10).await.unwrap()),
+        [n1, n2]
+    );
+    assert_eq!(
+        catalog
+            .fragment(feed.stream, FragmentNumber(n1.0 - 1))
+            .await
+            .unwrap(),
+        None
+    );
+    let unchanged = catalog.fragment(feed.stream, n1).await.unwrap().unwrap();
+    assert_eq!(unchanged.producer_timestamp, Timestamp(T0));
+
+    // Numbers are per stream: another stream may use lower ones.
+    let mut other = Feed::new(&*catalog, "numbers-2").await;
+    let o1 = other.put(&archive, T0, T0, payload(3, 10)).await;
+    assert!(o1 < n1);
+    assert_last_number(&*catalog, other.stream, Some(&o1)).await;
+    assert_last_number(&*catalog, feed.stream, Some(&n2)).await;
+
+    // The catalog's own insert refuses the same way.
+    let mut row = fragment(
+        other.stream,
+        o1,
+        T0,
+        T0,
+        &[(1, other.config, payload(3, 10))],
+    )
+    .row;
+    row.media = catalog
+        .fragment(other.stream, o1)
+        .await
+        .unwrap()
+        .unwrap()
+        .media;
+    assert!(catalog.insert_fragments(vec![row]).await.is_err());
+    assert_eq!(
+        numbers(&catalog.latest_fragments(other.stream, 10).await.unwrap()),
+        [o1]
+    );
+}
+
+/// Six fragments whose producer order, server order and ingest (number) order all differ, with
+/// ties on both timestamps; `expected` is the order of `kind` by (timestamp, number).
+async fn time_range_queries(b: &mut dyn Backend, kind: TimestampKind, expected: [usize; 6]) {
+    let (catalog, _, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "query").await;
+    let mut noise = Feed::new(&*catalog, "query-noise").await;
+    // (producer, server) offsets from T0, in ingest order.
+    let plan = [
+        (5000, 10_000),
+        (4000, 12_000),
+        (3000, 11_000),
+        (3000, 11_000),
+        (2000, 13_000),
+        (9000, 12_000),
+    ];
+    let mut committed = Vec::new();
+    for (i, (p, s)) in plan.into_iter().enumerate() {
+        committed.push(
+            feed.put(&archive, T0 + p, T0 + s, payload(i as u8, 20))
+                .await,
+        );
+        noise.put(&archive, T0 + p, T0 + s, payload(99, 5)).await;
+    }
+    let ts = |i: usize| {
+        let (p, s) = plan[i];
+        Timestamp(
+            T0 + if kind == TimestampKind::Producer {
+                p
+            } else {
+                s
+            },
+        )
+    };
+    let want = |idx: &[usize]| idx.iter().map(|&i| committed[i]).collect::<Vec<_>>();
+    let query = |start: Timestamp, end: Timestamp, after, limit| {
+        let catalog = catalog.clone();
+        let q = FragmentQuery {
+            stream: feed.stream,
+            kind,
+            start,
+            end,
+            after,
+            limit,
+        };
+        async move { catalog.query_fragments(q).await.unwrap() }
+    };
+    let (first, last) = (ts(expected[0]), ts(expected[5]));
+
+    // Both ends inclusive, ascending by (timestamp, number), only this stream's fragments.
+    let all = query(first, last, None, 100).await;
+    assert_eq!(numbers(&all), want(&expected));
+    assert!(all.iter().all(|f| f.stream == feed.stream));
+    assert_eq!(
+        numbers(&query(Timestamp(0), Timestamp(i64::MAX), None, 100).await),
+        want(&expected)
+    );
+    // A fragment starting a millisecond outside the range is not in it, whatever its duration.
+    let inner = query(Timestamp(first.0 + 1), Timestamp(last.0 - 1), None, 100).await;
+    assert_eq!(numbers(&inner), want(&expected[1..5]));
+    // A range of one instant holds every fragment starting then.
+    let tie = ts(expected[1]);
+    assert_eq!(ts(expected[2]), tie, "the plan has a tie here");
+    assert_eq!(
+        numbers(&query(tie, tie, None, 100).await),
+        want(&expected[1..3])
+    );
+    assert!(query(Timestamp(last.0 + 1), Timestamp(i64::MAX), None, 100)
+        .await
+        .is_empty());
+    assert!(
+        query(Timestamp(first.0 + 1), Timestamp(tie.0 - 1), None, 100)
+            .await
+            .is_empty()
+    );
+    // `limit` caps a page.
+    assert_eq!(
+        numbers(&query(first, last, None, 1).await),
+        want(&expected[..1])
+    );
+
+    // Keyset pages of two: each resumes strictly after the last (timestamp, number) of the
+    // previous one, ties included, and together they are the whole range once.
+    let mut pages = Vec::new();
+    let mut after = None;
+    loop {
+        let page = query(first, last, after, 2).await;
+        assert!(page.len() <= 2);
+        let Some(end) = page.last() else { break };
+        let ts_of = |f: &FragmentRecord| match kind {
+            TimestampKind::Producer => f.producer_timestamp,
+            TimestampKind::Server => f.server_timestamp,
+        };
+        after = Some((ts_of(end), end.number));
+        pages.push(numbers(&page));
+        assert!(pages.len() <= 4, "paging does not end: {pages:?}");
+    }
+    assert_eq!(pages.concat(), want(&expected));
+    assert_eq!(pages.len(), 3);
+    // `after` inside a tie: the tied fragment with the higher number follows.
+    let resumed = query(first, last, Some((tie, committed[expected[1]])), 100).await;
+    assert_eq!(numbers(&resumed), want(&expected[2..]));
+}
+
+pub async fn producer_time_queries_are_inclusive_ordered_and_paged(b: &mut dyn Backend) {
+    time_range_queries(b, TimestampKind::Producer, [4, 2, 3, 1, 0, 5]).await;
+}
+
+pub async fn server_time_queries_are_inclusive_ordered_and_paged(b: &mut dyn Backend) {
+    time_range_queries(b, TimestampKind::Server, [0, 2, 3, 1, 5, 4]).await;
+}
+
+pub async fn latest_fragments_are_the_live_edge_in_ingest_order(b: &mut dyn Backend) {
+    let (catalog, _, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "live").await;
+    let mut noise = Feed::new(&*catalog, "live-noise").await;
+    assert!(catalog
+        .latest_fragments(feed.stream, 5)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut committed = Vec::new();
+    // Server time going backwards: the edge is by ingest order (number), not by timestamp.
+    for (i, s) in [3000, 1000, 2000, 500, 4000].into_iter().enumerate() {
+        committed.push(
+            feed.put(&archive, T0 + 1000 * i as i64, T0 + s, payload(1, 8))
+                .await,
+        );
+        noise
+            .put(&archive, T0, T0 + 100_000 + s, payload(2, 8))
+            .await;
+        let edge = catalog.latest_fragments(feed.stream, 3).await.unwrap();
+        let from = committed.len().saturating_sub(3);
+        assert_eq!(numbers(&edge), committed[from..], "after commit {i}");
+    }
+    assert_eq!(
+        numbers(&catalog.latest_fragments(feed.stream, 1).await.unwrap()),
+        committed[4..]
+    );
+    assert_eq!(
+        numbers(&catalog.latest_fragments(feed.stream, 100).await.unwrap()),
+        committed
+    );
+    assert!(catalog
+        .latest_fragments(feed.stream, 0)
+        .await
+        .unwrap()
+        .is_empty());
+    let edge = catalog.latest_fragments(feed.stream, 5).await.unwrap();
+    assert_eq!(
+        edge.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert_last_number(&*catalog, feed.stream, committed.last()).await;
+}
+
+pub async fn sequence_and_continuity_are_decided_at_commit(b: &mut dyn Backend) {
+    use store::Continuity as C;
+    let (catalog, _, archive) = open(b);
+    let s = catalog
+        .create_stream(new_stream("continuity"))
+        .await
+        .unwrap();
+    let c1 = config_id(&*catalog, s.id, video(1, b"a")).await;
+    let c2 = config_id(&*catalog, s.id, video(1, b"b")).await;
+    let aac = config_id(&*catalog, s.id, audio(2, b"\x12\x10")).await;
+    // (producer start, server start, tracks); every fragment lasts 1000 ms.
+    let v = |c| vec![(1, c, payload(1, 4))];
+    let plan: [(i64, i64, Vec<Track>); 8] = [
+        (0, 100_000, v(c1)),
+        (1000, 101_000, v(c1)),
+        (2100, 102_010, v(c1)), // producer gap 100 ms; server 10 ms: no gap
+        (6000, 102_990, v(c1)), // producer +2.9 s (pause); server overlaps by 20 ms
+        (7000, 104_000, v(c2)), // codec change: every flag
+        (8000, 105_051, v(c2)), // server gap 51 ms only
+        (9000, 108_100, v(c2)), // server +2.049 s: a pause on the server clock alone
+        (
+            10_000,
+            109_100,
+            vec![(1, c2, payload(1, 4)), (2, aac, payload(2, 4))],
+        ), // a track added
+    ];
+    // Submitted together, so a backend that commits a batch at once must advance its state
+    // fragment by fragment inside the batch.
+    let mut waits = Vec::new();
+    let mut last = None;
+    for (p, sv, tracks) in plan {
+        let number = FragmentNumber::next(last, Timestamp(T0 + sv));
+        last = Some(number);
+        let f = fragment(s.id, number, T0 + p, T0 + sv, &tracks);
+        waits.push(archive.submit(f).await.unwrap());
+    }
+    for w in waits {
+        w.await.unwrap().unwrap();
+    }
+    let frags = catalog.latest_fragments(s.id, 10).await.unwrap();
+    assert_eq!(
+        frags.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5, 6, 7]
+    );
+    let all = C::CODEC_CHANGE | C::PRODUCER_GAP | C::SERVER_GAP | C::PAUSE;
+    assert_eq!(
+        frags.iter().map(|f| f.continuity.flags).collect::<Vec<_>>(),
+        [
+            0,
+            0,
+            C::PRODUCER_GAP,
+            C::PRODUCER_GAP | C::PAUSE,
+            all,
+            C::SERVER_GAP,
+            C::SERVER_GAP | C::PAUSE,
+            all,
+        ]
+    );
+    let counts = |f: &FragmentRecord| {
+        [C::CODEC_CHANGE, C::PRODUCER_GAP, C::SERVER_GAP, C::PAUSE]
+            .map(|flag| f.continuity.count(flag))
+    };
+    assert_eq!(
+        frags.iter().map(counts).collect::<Vec<_>>(),
+        [
+            [0, 0, 0, 0],
+            [0, 0, 0, 0],
+            [0, 1, 0, 0],
+            [0, 2, 0, 1],
+            [1, 3, 1, 2],
+            [1, 3, 2, 2],
+            [1, 3, 3, 3],
+            [2, 4, 4, 4],
+        ]
+    );
+    // What the queries return is the same record.
+    let by_number = catalog
+        .fragment(s.id, frags[6].number)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_number, frags[6]);
+}
+
+// ---- media ----------------------------------------------------------------------------------
+
+pub async fn media_reads_are_byte_exact_by_range(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let (s, v, a) = video_and_audio(&*catalog, "bytes").await;
+    let mut last = None;
+    let mut stored = Vec::new();
+    // Larger than a page, a small one, and one of a single byte per track.
+    for (i, (vlen, alen)) in [(300_001, 4099), (17, 3), (1, 1)].into_iter().enumerate() {
+        let (vb, ab) = (payload(10 + i as u8, vlen), payload(20 + i as u8, alen));
+        let number = FragmentNumber::next(last, Timestamp(T0 + 1000 * i as i64));
+        last = Some(number);
+        let f = fragment(
+            s.id,
+            number,
+            T0,
+            T0 + 1000 * i as i64,
+            &[(1, v, vb.clone()), (2, a, ab.clone())],
+        );
+        archive.persist(f).await.unwrap();
+        stored.push((number, vb, ab));
+    }
+    for (number, vb, ab) in &stored {
+        let f = catalog.fragment(s.id, *number).await.unwrap().unwrap();
+        let whole = [&vb[..], &ab[..]].concat();
+        assert_eq!(f.media.len, whole.len() as u64);
+        assert_eq!(read_all(&*media, &f).await, whole);
+        for (t, bytes) in f.tracks.iter().zip([vb, ab]) {
+            let got = media
+                .read(s.id, f.media, t.data_offset..t.data_offset + t.data_len)
+                .await
+                .unwrap();
+            assert_eq!(&got, bytes, "track {:?}", t.track);
+        }
+        let n = f.media.len;
+        assert_eq!(media.read(s.id, f.media, 0..1).await.unwrap(), whole[..1]);
+        assert_eq!(
+            media.read(s.id, f.media, n - 1..n).await.unwrap(),
+            whole[n as usize - 1..]
+        );
+        if n > 4 {
+            assert_eq!(
+                media.read(s.id, f.media, 2..n - 2).await.unwrap(),
+                whole[2..n as usize - 2]
+            );
+        }
+        // A read never leaves its fragment.
+        assert!(media.read(s.id, f.media, 0..n + 1).await.is_err());
+        assert!(media.read(s.id, f.media, n..n + 1).await.is_err());
+    }
+
+    // The media store on its own: appends do not overlap, and sync makes them readable.
+    let parts = |seed| vec![payload(seed, 3), Bytes::new(), payload(seed + 1, 70_000)];
+    let expect = |seed| [&payload(seed, 3)[..], &payload(seed + 1, 70_000)[..]].concat();
+    let mut locations = media
+        .append_many(vec![(s.id, parts(40)), (s.id, parts(50))])
+        .await;
+    let l2 = locations.pop().unwrap().unwrap();
+    let l1 = locations.pop().unwrap().unwrap();
+    let l3 = media.append(s.id, parts(60)).await.unwrap();
+    media.sync().await.unwrap();
+    for (loc, seed) in [(l1, 40), (l2, 50), (l3, 60)] {
+        assert_eq!(loc.len, 70_003);
+        assert_eq!(
+            media.read(s.id, loc, 0..loc.len).await.unwrap(),
+            expect(seed)
+        );
+    }
+}
+
+pub async fn retention_deletes_old_fragments_and_keeps_the_rest(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "retention").await;
+    let mut other = Feed::new(&*catalog, "retention-other").await;
+    let mut committed = Vec::new();
+    for i in 0..6u8 {
+        let server = T0 + 1000 * i64::from(i);
+        committed.push(
+            feed.put(&archive, T0 - 50_000, server, payload(i, 2000))
+                .await,
+        );
+        other.put(&archive, T0, server, payload(100 + i, 50)).await;
+    }
+    let records: Vec<FragmentRecord> = {
+        let mut v = Vec::new();
+        for n in &committed {
+            v.push(catalog.fragment(feed.stream, *n).await.unwrap().unwrap());
+        }
+        v
+    };
+
+    // Strictly before the cutoff: the fragment starting at the cutoff stays.
+    let mut reported = BTreeSet::new();
+    let segments = catalog
+        .delete_fragments_before(feed.stream, Timestamp(T0 + 2000))
+        .await
+        .unwrap();
+    let kept_segments: BTreeSet<u64> = records[2..].iter().map(|f| f.media.segment).collect();
+    assert!(
+        segments.iter().all(|s| !kept_segments.contains(s)),
+        "{segments:?} holds a kept fragment's bytes"
+    );
+    media.delete_segments(feed.stream, &segments).await.unwrap();
+    reported.extend(segments);
+    for f in &records[..2] {
+        assert_eq!(catalog.fragment(feed.stream, f.number).await.unwrap(), None);
+    }
+    let q = FragmentQuery {
+        stream: feed.stream,
+        kind: TimestampKind::Server,
+        start: Timestamp(0),
+        end: Timestamp(i64::MAX),
+        after: None,
+        limit: 100,
+    };
+    assert_eq!(
+        numbers(&catalog.query_fragments(q.clone()).await.unwrap()),
+        committed[2..]
+    );
+    let producer = FragmentQuery {
+        kind: TimestampKind::Producer,
+        ..q.clone()
+    };
+    assert_eq!(
+        numbers(&catalog.query_fragments(producer).await.unwrap()),
+        committed[2..]
+    );
+    assert_eq!(
+        numbers(&catalog.latest_fragments(feed.stream, 100).await.unwrap()),
+        committed[2..]
+    );
+    for (i, f) in records.iter().enumerate().skip(2) {
+        assert_stored(&*catalog, &*media, f, payload(i as u8, 2000)).await;
+    }
+    // Another stream is untouched.
+    assert_eq!(
+        catalog
+            .latest_fragments(other.stream, 100)
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+
+    // Everything: every segment the stream's fragments used has now been reported, and the last
+    // number and the sequence go on.
+    let segments = catalog
+        .delete_fragments_before(feed.stream, Timestamp(T0 + 60_000))
+        .await
+        .unwrap();
+    media.delete_segments(feed.stream, &segments).await.unwrap();
+    reported.extend(segments);
+    let used: BTreeSet<u64> = records.iter().map(|f| f.media.segment).collect();
+    assert!(
+        used.is_subset(&reported),
+        "used {used:?}, reported {reported:?}"
+    );
+    assert!(catalog.query_fragments(q).await.unwrap().is_empty());
+    assert!(catalog
+        .latest_fragments(feed.stream, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_last_number(&*catalog, feed.stream, committed.last()).await;
+    let stale = fragment(
+        feed.stream,
+        committed[5],
+        T0,
+        T0 + 70_000,
+        &[(1, feed.config, payload(7, 9))],
+    );
+    assert!(
+        archive.persist(stale).await.is_err(),
+        "numbers keep increasing after retention"
+    );
+    let n = feed.put(&archive, T0, T0 + 70_000, payload(7, 9)).await;
+    assert!(n > committed[5]);
+    let f = catalog.fragment(feed.stream, n).await.unwrap().unwrap();
+    assert_eq!(f.sequence, 6, "the sequence goes on after retention");
+    assert_eq!(read_all(&*media, &f).await, payload(7, 9));
+    // The other stream's bytes survived the deletes of this one's segments.
+    for f in catalog.latest_fragments(other.stream, 100).await.unwrap() {
+        assert_eq!(read_all(&*media, &f).await.len(), 50);
+    }
+}
+
+pub async fn streams_do_not_see_each_others_fragments(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let mut a = Feed::new(&*catalog, "iso-a").await;
+    let mut z = Feed::new(&*catalog, "iso-z").await;
+    // Interleaved, with the same timestamps, so only the stream tells them apart.
+    let mut fa = Vec::new();
+    let mut fz = Vec::new();
+    for i in 0..4i64 {
+        fa.push(
+            a.put(&archive, T0 + 1000 * i, T0 + 1000 * i, payload(1, 64))
+                .await,
+        );
+        fz.push(
+            z.put(&archive, T0 + 1000 * i, T0 + 1000 * i, payload(2, 64))
+                .await,
+        );
+    }
+    for (feed, mine, seed) in [(&a, &fa, 1), (&z, &fz, 2)] {
+        let latest = catalog.latest_fragments(feed.stream, 100).await.unwrap();
+        assert_eq!(numbers(&latest), *mine);
+        assert_eq!(
+            latest.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+            [0, 1, 2, 3]
+        );
+        for f in &latest {
+            assert_eq!(read_all(&*media, f).await, payload(seed, 64));
+        }
+        let q = FragmentQuery {
+            stream: feed.stream,
+            kind: TimestampKind::Producer,
+            start: Timestamp(T0),
+            end: Timestamp(T0 + 3000),
+            after: None,
+            limit: 100,
+        };
+        assert_eq!(numbers(&catalog.query_fragments(q).await.unwrap()), *mine);
+        assert_last_number(&*catalog, feed.stream, mine.last()).await;
+    }
+}
+
+/// docs/architecture.md#group-commit: one bad row does not fail the others of its batch.
+pub async fn a_fragment_of_a_deleted_stream_fails_alone(b: &mut dyn Backend) {
+    let (catalog, _, archive) = open(b);
+    let mut live = Feed::new(&*catalog, "alive").await;
+    let mut dead = Feed::new(&*catalog, "dead").await;
+    catalog.delete_stream(dead.stream, None).await.unwrap();
+    let mut waits = Vec::new();
+    for i in 0..20i64 {
+        let f = live.next(T0 + 1000 * i, T0 + 1000 * i, payload(1, 100));
+        waits.push((true, archive.submit(f).await.unwrap()));
+        let f = dead.next(T0 + 1000 * i, T0 + 1000 * i, payload(2, 100));
+        waits.push((false, archive.submit(f).await.unwrap()));
+    }
+    let mut ok = Vec::new();
+    for (alive, w) in waits {
+        let result = w.await.unwrap();
+        if alive {
+            ok.push(result.unwrap());
+        } else {
+            assert!(result.is_err(), "a fragment of a deleted stream is refused");
+        }
+    }
+    assert_eq!(
+        numbers(&catalog.latest_fragments(live.stream, 100).await.unwrap()),
+        ok
+    );
+    assert_last_number(&*catalog, live.stream, ok.last()).await;
+    assert!(catalog.stream_by_id(dead.stream).await.unwrap().is_none());
+    assert!(!matches!(catalog.latest_fragments(dead.stream, 100).await, Ok(v) if !v.is_empty()));
+    let mut row = dead.next(T0 + 99_000, T0 + 99_000, payload(2, 1)).row;
+    row.media = catalog
+        .fragment(live.stream, ok[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .media;
+    assert!(catalog.insert_fragments(vec![row]).await.is_err());
+}
+
+// ---- restart --------------------------------------------------------------------------------
+
+pub async fn a_reopened_store_keeps_everything_committed(b: &mut dyn Backend) {
+    use store::Continuity as C;
+    let (catalog, media, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "durable").await;
+    let stream = catalog
+        .update_stream(
+            feed.stream,
+            Some("v1"),
+            StreamUpdate {
+                set_tags: vec![("k".into(), "v".into())],
+                new_version: "v2".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let a = config_id(&*catalog, feed.stream, audio(2, b"\x12\x10")).await;
+    let configs = catalog.codec_configs(feed.stream).await.unwrap();
+    for i in 0..3i64 {
+        feed.put(
+            &archive,
+            T0 + 1000 * i,
+            T0 + 1000 * i,
+            payload(i as u8, 1000),
+        )
+        .await;
+    }
+    let before = catalog.latest_fragments(feed.stream, 10).await.unwrap();
+    let last = feed.last;
+    drop((archive, catalog, media));
+
+    if !b.reopen().await {
+        return;
+    }
+    let (catalog, media) = (b.catalog(), b.media());
+    assert_eq!(
+        catalog.stream_by_name("durable").await.unwrap(),
+        Some(stream.clone())
+    );
+    assert_eq!(
+        catalog.stream_by_arn(&stream.arn).await.unwrap(),
+        Some(stream.clone())
+    );
+    assert_eq!(catalog.codec_configs(feed.stream).await.unwrap(), configs);
+    assert_eq!(
+        config_id(&*catalog, feed.stream, audio(2, b"\x12\x10")).await,
+        a,
+        "an unchanged config keeps its row across a restart"
+    );
+    assert_eq!(
+        catalog.latest_fragments(feed.stream, 10).await.unwrap(),
+        before
+    );
+    assert_last_number(&*catalog, feed.stream, last.as_ref()).await;
+    for (i, f) in before.iter().enumerate() {
+        assert_stored(&*catalog, &*media, f, payload(i as u8, 1000)).await;
+    }
+
+    // Ingest goes on where it stopped: numbers, sequence and continuity (a 5 s pause).
+    let archive = Archive::new(catalog.clone(), media.clone());
+    let stale = fragment(
+        feed.stream,
+        last.unwrap(),
+        T0,
+        T0 + 9000,
+        &[(1, feed.config, payload(9, 9))],
+    );
+    assert!(archive.persist(stale).await.is_err());
+    let n = feed
+        .put(&archive, T0 + 8000, T0 + 8000, payload(9, 9))
+        .await;
+    let f = catalog.fragment(feed.stream, n).await.unwrap().unwrap();
+    assert_eq!(f.sequence, 3);
+    assert_eq!(
+        f.continuity.flags,
+        C::PRODUCER_GAP | C::SERVER_GAP | C::PAUSE
+    );
+    assert_eq!(f.continuity.count(C::PAUSE), 1);
+    assert_eq!(f.continuity.count(C::CODEC_CHANGE), 0);
+    assert_eq!(read_all(&*media, &f).await, payload(9, 9));
+    for (i, f) in before.iter().enumerate() {
+        assert_eq!(read_all(&*media, f).await, payload(i as u8, 1000));
+    }
+}
