@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             retention_deletes_old_fragments_and_keeps_the_rest,
             streams_do_not_see_each_others_fragments,
             a_fragment_of_a_deleted_stream_fails_alone,
+            a_batch_is_committed_whole_or_not_at_all,
             a_reopened_store_keeps_everything_committed,
         );
     };
@@ -1091,6 +1092,80 @@ pub async fn a_fragment_of_a_deleted_stream_fails_alone(b: &mut dyn Backend) {
         .unwrap()
         .media;
     assert!(catalog.insert_fragments(vec![row]).await.is_err());
+}
+
+/// `insert_fragments` is one transaction: a batch with a refused fragment stores none of it (no
+/// row, no sequence, no continuity state), and the archive then commits the others one by one.
+pub async fn a_batch_is_committed_whole_or_not_at_all(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "batch").await;
+    let n0 = feed.put(&archive, T0, T0, payload(0, 10)).await;
+    let row = |number: FragmentNumber, ms: i64, location: MediaLocation| {
+        let mut f = fragment(
+            feed.stream,
+            number,
+            ms,
+            ms,
+            &[(1, feed.config, payload(1, 10))],
+        );
+        f.row.media = location;
+        f.row
+    };
+    let location = media
+        .append(feed.stream, vec![payload(1, 10)])
+        .await
+        .unwrap();
+    media.sync().await.unwrap();
+    let good = row(FragmentNumber(n0.0 + 10), T0 + 1000, location);
+    let refused = row(n0, T0 + 2000, location);
+    assert!(catalog
+        .insert_fragments(vec![good.clone(), refused])
+        .await
+        .is_err());
+    assert_last_number(&*catalog, feed.stream, Some(&n0)).await;
+    assert_eq!(
+        catalog.fragment(feed.stream, good.number).await.unwrap(),
+        None
+    );
+    let stored = catalog.latest_fragments(feed.stream, 10).await.unwrap();
+    assert_eq!(numbers(&stored), [n0]);
+
+    // The refused batch took no sequence and moved no edge: `good` follows n0 seamlessly.
+    assert_eq!(
+        catalog.insert_fragments(vec![good.clone()]).await.unwrap(),
+        [good.number]
+    );
+    let f = catalog
+        .fragment(feed.stream, good.number)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((f.sequence, f.continuity), (1, Continuity::default()));
+    assert_eq!(read_all(&*media, &f).await, payload(1, 10));
+
+    // Through the archive, submitted together: the refused one fails, its neighbours commit.
+    feed.last = Some(good.number);
+    let before = feed.next(T0 + 2000, T0 + 2000, payload(2, 10));
+    let mut stale = feed.next(T0 + 3000, T0 + 3000, payload(3, 10));
+    stale.row.number = n0;
+    let after = feed.next(T0 + 4000, T0 + 4000, payload(4, 10));
+    let mut waits = Vec::new();
+    for f in [before, stale, after] {
+        waits.push(archive.submit(f).await.unwrap());
+    }
+    let mut results = Vec::new();
+    for w in waits {
+        results.push(w.await.unwrap());
+    }
+    assert!(results[1].is_err());
+    let committed = [results.remove(0).unwrap(), results.remove(1).unwrap()];
+    let latest = catalog.latest_fragments(feed.stream, 2).await.unwrap();
+    assert_eq!(numbers(&latest), committed);
+    let sequences: Vec<u64> = latest.iter().map(|f| f.sequence).collect();
+    assert_eq!(sequences, [2, 3]);
+    for (f, seed) in latest.iter().zip([2, 4]) {
+        assert_eq!(read_all(&*media, f).await, payload(seed, 10));
+    }
 }
 
 // ---- restart --------------------------------------------------------------------------------
