@@ -12,7 +12,9 @@ use std::sync::Arc;
 use store::*;
 
 /// docs/architecture.md#crash-safety, invariant 2: a process never appends to a segment file it
-/// did not create, and retention reports (then deletes) a segment once no row references it.
+/// did not create, so bytes written but never committed (a crash between write and commit) stay
+/// unreferenced at the tail of the old file; retention reports (then deletes) a segment once no
+/// row references it.
 #[tokio::test]
 async fn after_a_reopen_appends_go_to_a_new_segment_and_retention_frees_the_old_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -30,9 +32,16 @@ async fn after_a_reopen_appends_go_to_a_new_segment_and_retention_frees_the_old_
         .join(feed.stream.0.to_string())
         .join(format!("{:016}.seg", f2.media.segment));
     assert_eq!(std::fs::metadata(&old).unwrap().len(), 200);
+    // Written and synced, never committed: what a crash before the catalog commit leaves.
+    let garbage = feed.next(T0 + 1500, T0 + 1500, payload(9, 50));
+    media.append(feed.stream, garbage.parts).await.unwrap();
+    media.sync().await.unwrap();
     drop((archive, catalog, media));
 
     let (catalog, media) = embedded::open(dir.path()).await.unwrap();
+    assert_eq!(std::fs::metadata(&old).unwrap().len(), 250);
+    let listed = catalog.latest_fragments(feed.stream, 10).await.unwrap();
+    assert_eq!(numbers(&listed), [n1, n2]);
     let archive = Archive::new(catalog.clone(), media.clone());
     let n3 = feed
         .put(&archive, T0 + 2000, T0 + 2000, payload(3, 100))
@@ -50,6 +59,28 @@ async fn after_a_reopen_appends_go_to_a_new_segment_and_retention_frees_the_old_
     assert!(!old.exists());
     assert!(catalog.fragment(feed.stream, n1).await.unwrap().is_none());
     assert_eq!(read_all(&*media, &f3).await, payload(3, 100));
+}
+
+/// docs/architecture.md#deletes-and-retention: a DeleteStream interrupted between the catalog
+/// delete and the media removal is finished by the next open.
+#[tokio::test]
+async fn open_removes_the_media_of_streams_the_catalog_no_longer_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, media) = embedded::open(dir.path()).await.unwrap();
+    let archive = Archive::new(catalog.clone(), media.clone());
+    let mut gone = Feed::new(&*catalog, "gone").await;
+    let mut kept = Feed::new(&*catalog, "kept").await;
+    gone.put(&archive, T0, T0, payload(1, 10)).await;
+    let k = kept.put(&archive, T0, T0, payload(2, 10)).await;
+    catalog.delete_stream(gone.stream, None).await.unwrap();
+    drop((archive, catalog, media));
+    let media_dir = |s: StreamId| dir.path().join("media").join(s.0.to_string());
+    assert!(media_dir(gone.stream).exists());
+
+    let (catalog, media) = embedded::open(dir.path()).await.unwrap();
+    assert!(!media_dir(gone.stream).exists());
+    let f = catalog.fragment(kept.stream, k).await.unwrap().unwrap();
+    assert_eq!(read_all(&*media, &f).await, payload(2, 10));
 }
 
 #[tokio::test]
