@@ -212,6 +212,7 @@ pub async fn list_streams_matches_a_literal_prefix_and_pages_by_name(b: &mut dyn
     assert_eq!(list(None, Some("a.b_c"), 3).await, ["a.c", "aXb", "a_x"]);
     assert_eq!(list(None, Some("a_x"), 3).await, ["b"]);
     assert!(list(None, Some("b"), 3).await.is_empty());
+    assert!(list(None, None, 0).await.is_empty());
     assert_eq!(list(Some("a."), Some("a.b"), 1).await, ["a.b_c"]);
     // `after` need not be a stream's name.
     assert_eq!(list(Some("a."), Some("a.bz"), 10).await, ["a.c"]);
@@ -376,6 +377,11 @@ pub async fn deletes_check_the_version_and_take_everything_of_the_stream(b: &mut
         catalog.delete_stream(gone.stream, None).await.is_err(),
         "already gone"
     );
+    // No config rows for a stream that is gone (they would never be deleted).
+    let orphan = catalog
+        .codec_config_for(gone.stream, &video(1, b"\x01z"))
+        .await;
+    assert!(orphan.is_err(), "{orphan:?}");
 
     // The other stream keeps its rows and bytes.
     let k = catalog.fragment(kept.stream, k1).await.unwrap().unwrap();
