@@ -28,12 +28,16 @@ pub async fn run_once(state: &AppState) -> Result<usize, store::StoreError> {
     let now = state.clock.timestamp();
     let mut freed = 0;
     for stream in state.catalog.all_streams().await? {
+        // The media store's protocol (store::MediaStore): begin, ask the catalog, then delete,
+        // on every pass even when the catalog reports nothing, so deletions the media store had
+        // to defer (a segment an uncommitted append was writing to) are retried.
+        state.media.begin_delete(stream.id).await;
         let segments = state
             .catalog
             .delete_fragments_before(stream.id, cutoff(now, stream.data_retention_hours))
             .await?;
+        state.media.delete_segments(stream.id, &segments).await?;
         if !segments.is_empty() {
-            state.media.delete_segments(stream.id, &segments).await?;
             freed += 1;
         }
     }

@@ -98,16 +98,22 @@ fn segment_files(dir: &std::path::Path, s: &StreamRecord) -> usize {
         .unwrap_or(0)
 }
 
-#[tokio::test]
-async fn old_fragments_and_their_segments_go_recent_ones_stay() {
-    let dir = tempfile::tempdir().unwrap();
+/// A server on `dir` whose clock stands still at the returned time until the test moves it.
+async fn pinned_server(dir: &std::path::Path) -> (server::AppState, Arc<ManualClock>, SystemTime) {
     let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let clock = Arc::new(ManualClock(Mutex::new(now)));
-    let config = server::Config::new("127.0.0.1:0".parse().unwrap(), dir.path().to_owned());
+    let config = server::Config::new("127.0.0.1:0".parse().unwrap(), dir.to_owned());
     let state = server::build(config)
         .await
         .unwrap()
         .with_clock(clock.clone());
+    (state, clock, now)
+}
+
+#[tokio::test]
+async fn old_fragments_and_their_segments_go_recent_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, clock, now) = pinned_server(dir.path()).await;
     let hour = 3_600_000;
     let t = ms(now);
 
@@ -164,4 +170,38 @@ async fn old_fragments_and_their_segments_go_recent_ones_stay() {
     *clock.0.lock().unwrap() = now + Duration::from_secs(600);
     server::retention::run_once(&state).await.unwrap();
     assert!(left(zero).await.is_empty());
+}
+
+/// docs/architecture.md#deletes-and-retention: a pass that finds the stream's segment still being
+/// appended to (bytes written, row not yet committed) leaves it, and a later pass, with nothing
+/// new to report, deletes it once that append has failed.
+#[tokio::test]
+async fn a_segment_with_an_append_in_flight_is_deleted_by_a_later_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _clock, now) = pinned_server(dir.path()).await;
+    let s = stream(&state, "in-flight", 1).await;
+    ingest(&state, &s, ms(now) - 3 * 3_600_000).await;
+    let in_flight = state
+        .media
+        .append(s.id, vec![Bytes::from_static(b"uncommitted")])
+        .await
+        .unwrap();
+    state.media.sync().await.unwrap();
+
+    server::retention::run_once(&state).await.unwrap();
+    assert!(state
+        .catalog
+        .latest_fragments(s.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(segment_files(dir.path(), &s), 1, "deletion deferred");
+
+    state.media.settle(s.id, in_flight, false).await;
+    server::retention::run_once(&state).await.unwrap();
+    assert_eq!(
+        segment_files(dir.path(), &s),
+        0,
+        "deferred deletion retried"
+    );
 }

@@ -4,7 +4,7 @@
 //! fragment number and may acknowledge PERSISTED (docs/architecture.md#group-commit; invariants in
 //! docs/architecture.md#crash-safety).
 
-use crate::{Catalog, FragmentNumber, MediaStore, NewFragment, StoreError};
+use crate::{Catalog, FragmentNumber, MediaStore, NewFragment, StoreError, StoreErrorKind};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -101,15 +101,19 @@ async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Vec<
     if let Err(e) = media.sync().await {
         tracing::error!(error = %e, "media sync failed; failing the batch");
         let msg = e.to_string();
-        for (_, reply) in written {
+        for (row, reply) in written {
+            media.settle(row.stream, row.media, false).await;
             let _ = reply.send(Err(StoreError::Task(format!("media sync failed: {msg}"))));
         }
         return;
     }
+    // Every append is settled once its row's fate is known, before the caller hears of it, so
+    // retention never deletes a segment a committed row points at (MediaStore's doc).
     let rows: Vec<NewFragment> = written.iter().map(|(r, _)| r.clone()).collect();
     match catalog.insert_fragments(rows).await {
         Ok(numbers) => {
-            for ((_, reply), number) in written.into_iter().zip(numbers) {
+            for ((row, reply), number) in written.into_iter().zip(numbers) {
+                media.settle(row.stream, row.media, true).await;
                 let _ = reply.send(Ok(number));
             }
         }
@@ -117,13 +121,27 @@ async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Vec<
             // One bad row (say, its stream was deleted meanwhile) must not fail the others.
             tracing::warn!(error = %batch_error, "batch commit failed; committing fragments one by one");
             for (row, reply) in written {
+                let (stream, location) = (row.stream, row.media);
                 let result = catalog.insert_fragments(vec![row]).await.and_then(|n| {
                     n.into_iter()
                         .next()
                         .ok_or_else(|| StoreError::Task("no fragment number".into()))
                 });
+                media.settle(stream, location, !refused(&result)).await;
                 let _ = reply.send(result);
             }
         }
     }
+}
+
+/// Whether a commit's error says the row was refused, so no row points at its bytes. Any other
+/// error (the catalog unreachable mid-commit, say) might hide a commit and counts as one: at
+/// worst retention keeps a segment it could have deleted (docs/architecture.md#deletes-and-retention).
+fn refused<T>(result: &Result<T, StoreError>) -> bool {
+    result.as_ref().err().is_some_and(|e| {
+        matches!(
+            e.kind(),
+            StoreErrorKind::NotFound | StoreErrorKind::AlreadyExists | StoreErrorKind::Conflict
+        )
+    })
 }

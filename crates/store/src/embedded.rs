@@ -6,7 +6,12 @@ use std::sync::Arc;
 
 /// Opens the embedded archive in `data_dir`, creating it if needed, and finishes half-done work:
 /// media directories of streams the catalog no longer has (a delete interrupted between the
-/// catalog commit and the file removal) are removed.
+/// catalog commit and the file removal) are removed, and so are a stream's segment files older
+/// than its oldest row's segment or newer than its newest row's (a retention pass interrupted
+/// between the row delete and the file delete, a deletion deferred and then lost with the
+/// process, bytes a crash left uncommitted in a segment no row ever pointed at). No append is in
+/// flight yet, and every append of this process goes to a new segment, so none of them can
+/// become referenced (docs/architecture.md#deletes-and-retention).
 pub async fn open(
     data_dir: &Path,
 ) -> Result<(Arc<SqliteCatalog>, Arc<SegmentMediaStore>), StoreError> {
@@ -18,6 +23,17 @@ pub async fn open(
         if catalog.stream_by_id(id).await?.is_none() {
             tracing::info!(stream = ?id, "removing media of a deleted stream");
             media.delete_stream(id).await?;
+            continue;
+        }
+        let referenced = catalog.referenced_segment_range(id).await?;
+        let unreferenced: Vec<u64> = media
+            .segments_on_disk(id)?
+            .into_iter()
+            .filter(|s| referenced.is_none_or(|(first, last)| *s < first || *s > last))
+            .collect();
+        if !unreferenced.is_empty() {
+            tracing::info!(stream = ?id, segments = ?unreferenced, "removing segment files no fragment references");
+            media.delete_segments(id, &unreferenced).await?;
         }
     }
     Ok((catalog, media))

@@ -140,9 +140,22 @@ pub trait Catalog: Send + Sync + 'static {
 }
 
 /// Fragment bytes. `append` writes, `sync` makes everything appended so far durable (group commit).
+///
+/// What a backend must guarantee (docs/architecture.md#deletes-and-retention): **no committed
+/// fragment row ever points at deleted bytes.** A catalog row for an append is committed after
+/// the append returned, and retention learns which segments no row references from a catalog
+/// answer that may already be stale when [`MediaStore::delete_segments`] runs. So the store
+/// tracks appends from [`MediaStore::append`] until [`MediaStore::settle`] and deletes a segment
+/// only when no such append can still become a row pointing at it; whatever it cannot delete yet
+/// it remembers and deletes on a later `delete_segments` call once it can. A backend whose
+/// segments each take one append only (an object per fragment) meets this trivially, since a
+/// segment the catalog reports was never the target of an unsettled append: its `settle` and
+/// `begin_delete` may do nothing (or `settle` may delete the object of an append not committed).
 #[async_trait]
 pub trait MediaStore: Send + Sync + 'static {
-    /// Appends the concatenation of `parts` for `stream`; not yet durable.
+    /// Appends the concatenation of `parts` for `stream`; not yet durable. Every successful append
+    /// must later be [`settle`](MediaStore::settle)d exactly once (the [`Archive`] does); until
+    /// then its segment is never deleted.
     async fn append(
         &self,
         stream: StreamId,
@@ -168,7 +181,27 @@ pub trait MediaStore: Send + Sync + 'static {
         location: MediaLocation,
         range: Range<u64>,
     ) -> Result<Bytes, StoreError>;
-    /// Deletes the listed segments of a stream.
+    /// Reports what became of a successful append at `location`: `committed` is true when a
+    /// catalog row pointing at it was committed, or might have been (an error that does not say
+    /// the row was refused), and false when no row will ever point at it (the sync or the commit
+    /// failed). Ends the protection `append` gave the segment.
+    async fn settle(&self, stream: StreamId, location: MediaLocation, committed: bool);
+    /// Retention, step 1 of 3: called before [`Catalog::delete_fragments_before`] (step 2) is
+    /// asked which of `stream`'s segments no row references. An append settled as committed after
+    /// this call may be missing from that answer, so [`MediaStore::delete_segments`] keeps its
+    /// segment.
+    async fn begin_delete(&self, stream: StreamId);
+    /// Retention, step 3 of 3: deletes the listed segments of a stream (step 2's answer) and the
+    /// ones earlier calls deferred, as far as that is safe; called on every pass, even with an
+    /// empty list, so deferred ones are retried. Calls for one stream do not overlap. A listed
+    /// segment is
+    /// - deleted when no append to it is unsettled and none was settled as committed since
+    ///   `begin_delete` (the next append goes to a new segment);
+    /// - kept and forgotten when an append to it was settled as committed since `begin_delete`
+    ///   (or while its deletion was deferred): a row may point at it, and the catalog lists it
+    ///   again once that row is deleted;
+    /// - deferred otherwise (an append to it is unsettled), and deleted by a later call once
+    ///   that append is settled as not committed.
     async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError>;
     /// Deletes all media of a stream.
     async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError>;

@@ -8,7 +8,7 @@ use crate::{MediaLocation, MediaStore, StoreError, StreamId};
 use async_trait::async_trait;
 use bytes::Bytes;
 use memmap2::Mmap;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::Write;
 use std::ops::Range;
@@ -35,9 +35,31 @@ struct Pending {
     dirs: Vec<PathBuf>,
 }
 
+/// What keeps a stream's segments from being deleted (the [`MediaStore`] trait doc's guarantee).
+#[derive(Default)]
+struct Holds {
+    /// Appends not yet settled, per segment: a row may still be committed pointing at them.
+    unsettled: HashMap<u64, usize>,
+    /// Segments with an append settled as committed since the last `begin_delete`: the catalog's
+    /// answer to retention may predate that row.
+    committed_since_begin: HashSet<u64>,
+    /// Deletions asked for while an append to the segment was unsettled, retried on every
+    /// `delete_segments`.
+    deferred: BTreeSet<u64>,
+}
+
+impl Holds {
+    fn is_empty(&self) -> bool {
+        self.unsettled.is_empty()
+            && self.committed_since_begin.is_empty()
+            && self.deferred.is_empty()
+    }
+}
+
 struct Inner {
     writers: HashMap<StreamId, Writer>,
     pending: Pending,
+    holds: HashMap<StreamId, Holds>,
 }
 
 /// A byte range of a mapped segment, owned by the [`Bytes`] handed to the HTTP layer.
@@ -115,6 +137,7 @@ impl SegmentMediaStore {
             inner: Arc::new(Mutex::new(Inner {
                 writers: HashMap::new(),
                 pending: Pending::default(),
+                holds: HashMap::new(),
             })),
             sync_lock: tokio::sync::Mutex::new(()),
         })
@@ -189,6 +212,24 @@ impl SegmentMediaStore {
             }
         }
         Ok(ids)
+    }
+
+    /// The segment numbers of the stream's files on disk (for the startup sweep).
+    pub fn segments_on_disk(&self, stream: StreamId) -> Result<Vec<u64>, StoreError> {
+        let mut segments = Vec::new();
+        match fs::read_dir(stream_dir(&self.root, stream)) {
+            Ok(entries) => {
+                for e in entries {
+                    if let Some(n) = e?.file_name().to_str().and_then(parse_segment_name) {
+                        segments.push(n);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        segments.sort_unstable();
+        Ok(segments)
     }
 
     fn next_segment_number(root: &Path, stream: StreamId) -> Result<u64, StoreError> {
@@ -275,6 +316,9 @@ fn append_blocking(
     if !inner.pending.files.iter().any(|f| Arc::ptr_eq(f, &file)) {
         inner.pending.files.push(file);
     }
+    // Held until settled: retention must not delete what a row may soon point at.
+    let holds = inner.holds.entry(stream).or_default();
+    *holds.unsettled.entry(segment).or_default() += 1;
     Ok(MediaLocation {
         segment,
         offset,
@@ -381,25 +425,80 @@ impl MediaStore for SegmentMediaStore {
         }))
     }
 
+    async fn settle(&self, stream: StreamId, location: MediaLocation, committed: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // No holds: the stream was deleted meanwhile.
+        let Some(holds) = inner.holds.get_mut(&stream) else {
+            return;
+        };
+        let segment = location.segment;
+        if let Some(n) = holds.unsettled.get_mut(&segment) {
+            *n -= 1;
+            if *n == 0 {
+                holds.unsettled.remove(&segment);
+            }
+        }
+        if committed {
+            // A row points at it now: the catalog lists it again once that row is deleted.
+            holds.deferred.remove(&segment);
+            holds.committed_since_begin.insert(segment);
+        }
+        if holds.is_empty() {
+            inner.holds.remove(&stream);
+        }
+    }
+
+    async fn begin_delete(&self, stream: StreamId) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(holds) = inner.holds.get_mut(&stream) {
+            holds.committed_since_begin.clear();
+            if holds.is_empty() {
+                inner.holds.remove(&stream);
+            }
+        }
+    }
+
     async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError> {
-        self.forget_mappings(stream, Some(segments));
-        let root = self.root.clone();
-        let segments = segments.to_vec();
-        {
-            let mut inner = lock(&self.inner)?;
-            if inner
-                .writers
-                .get(&stream)
-                .is_some_and(|w| segments.contains(&w.segment))
-            {
-                // Keep the number: the next append continues with segment + 1.
-                if let Some(w) = inner.writers.get_mut(&stream) {
+        let doomed: Vec<u64> = {
+            let mut guard = lock(&self.inner)?;
+            let inner = &mut *guard;
+            let holds = inner.holds.entry(stream).or_default();
+            let asked: BTreeSet<u64> = segments
+                .iter()
+                .copied()
+                .chain(holds.deferred.iter().copied())
+                .collect();
+            let mut doomed = Vec::new();
+            for segment in asked {
+                holds.deferred.remove(&segment);
+                if holds.committed_since_begin.contains(&segment) {
+                    continue;
+                }
+                if holds.unsettled.contains_key(&segment) {
+                    holds.deferred.insert(segment);
+                    continue;
+                }
+                doomed.push(segment);
+            }
+            if holds.is_empty() {
+                inner.holds.remove(&stream);
+            }
+            if let Some(w) = inner.writers.get_mut(&stream) {
+                if doomed.contains(&w.segment) {
+                    // Keep the number: the next append continues with segment + 1.
                     w.len = u64::MAX;
                 }
             }
+            doomed
+        };
+        if doomed.is_empty() {
+            return Ok(());
         }
-        tokio::task::spawn_blocking(move || {
-            for s in &segments {
+        self.forget_mappings(stream, Some(&doomed));
+        let root = self.root.clone();
+        let retry = doomed.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            for s in &doomed {
                 match fs::remove_file(segment_path(&root, stream, *s)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -413,12 +512,23 @@ impl MediaStore for SegmentMediaStore {
             Ok(())
         })
         .await
-        .map_err(|e| StoreError::Task(e.to_string()))?
+        .map_err(|e| StoreError::Task(e.to_string()))?;
+        if result.is_err() {
+            // Tried again on the next pass (a file already gone is no error then).
+            let mut inner = lock(&self.inner)?;
+            let holds = inner.holds.entry(stream).or_default();
+            holds.deferred.extend(retry);
+        }
+        result
     }
 
     async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError> {
         self.forget_mappings(stream, None);
-        lock(&self.inner)?.writers.remove(&stream);
+        {
+            let mut inner = lock(&self.inner)?;
+            inner.writers.remove(&stream);
+            inner.holds.remove(&stream);
+        }
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             match fs::remove_dir_all(stream_dir(&root, stream)) {

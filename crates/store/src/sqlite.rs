@@ -185,6 +185,33 @@ impl SqliteCatalog {
         Ok(Self::open_inner(path)?)
     }
 
+    /// The segments of the stream's oldest and newest fragment rows (by number), `None` without
+    /// rows. A stream's segment numbers never decrease in commit order (one committer appends and
+    /// commits in order; a restart continues past every segment on disk), so every segment a row
+    /// references lies in this range. Two primary-key lookups, for the startup sweep.
+    pub async fn referenced_segment_range(
+        &self,
+        stream: StreamId,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        self.read(move |c| {
+            let end = |order: &str| {
+                c.query_row(
+                    &format!(
+                        "SELECT segment FROM fragment WHERE stream_id = ?1 ORDER BY number {order} LIMIT 1"
+                    ),
+                    [stream.0],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+            };
+            Ok(match (end("ASC")?, end("DESC")?) {
+                (Some(first), Some(last)) => Some((first as u64, last as u64)),
+                _ => None,
+            })
+        })
+        .await
+    }
+
     fn open_inner(path: &Path) -> Result<Self, Failure> {
         // Owner-only (`private`): SQLite gives its `-wal` and `-shm` the database file's mode, so
         // a new catalog is made 0600 before SQLite opens it; older files are tightened.

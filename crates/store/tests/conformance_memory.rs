@@ -7,7 +7,7 @@ mod conformance;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 use store::*;
@@ -324,6 +324,12 @@ const SEGMENT_BYTES: usize = 64 * 1024;
 struct StreamMedia {
     segments: BTreeMap<u64, Vec<u8>>,
     current: u64,
+    /// Appends not yet settled, per segment.
+    unsettled: BTreeMap<u64, usize>,
+    /// Segments with an append settled as committed since `begin_delete`.
+    committed_since_begin: BTreeSet<u64>,
+    /// Deletions to retry.
+    deferred: BTreeSet<u64>,
 }
 
 #[derive(Default)]
@@ -352,6 +358,7 @@ impl MediaStore for MemoryMedia {
             bytes.extend_from_slice(p);
         }
         let len = bytes.len() as u64 - offset;
+        *m.unsettled.entry(segment).or_default() += 1;
         Ok(MediaLocation {
             segment,
             offset,
@@ -387,11 +394,44 @@ impl MediaStore for MemoryMedia {
             })
     }
 
+    async fn settle(&self, stream: StreamId, location: MediaLocation, committed: bool) {
+        if let Some(m) = self.0.lock().unwrap().get_mut(&stream) {
+            let seg = location.segment;
+            if let Some(n) = m.unsettled.get_mut(&seg) {
+                *n -= 1;
+                if *n == 0 {
+                    m.unsettled.remove(&seg);
+                }
+            }
+            if committed {
+                m.deferred.remove(&seg);
+                m.committed_since_begin.insert(seg);
+            }
+        }
+    }
+
+    async fn begin_delete(&self, stream: StreamId) {
+        if let Some(m) = self.0.lock().unwrap().get_mut(&stream) {
+            m.committed_since_begin.clear();
+        }
+    }
+
     async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError> {
         if let Some(m) = self.0.lock().unwrap().get_mut(&stream) {
-            m.segments.retain(|seg, _| !segments.contains(seg));
-            // A segment number is never used again, as on disk.
-            m.current = m.current.max(segments.iter().copied().max().unwrap_or(0));
+            let asked: BTreeSet<u64> = segments.iter().chain(&m.deferred).copied().collect();
+            m.deferred.clear();
+            for seg in asked {
+                if m.committed_since_begin.contains(&seg) {
+                    continue;
+                }
+                if m.unsettled.contains_key(&seg) {
+                    m.deferred.insert(seg);
+                    continue;
+                }
+                m.segments.remove(&seg);
+                // A segment number is never used again, as on disk.
+                m.current = m.current.max(seg);
+            }
         }
         Ok(())
     }

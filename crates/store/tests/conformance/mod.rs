@@ -46,6 +46,8 @@ macro_rules! conformance_suite {
             sequence_and_continuity_are_decided_at_commit,
             media_reads_are_byte_exact_by_range,
             retention_deletes_old_fragments_and_keeps_the_rest,
+            retention_never_deletes_bytes_an_uncommitted_append_wrote,
+            a_deferred_segment_deletion_happens_once_nothing_is_in_flight,
             streams_do_not_see_each_others_fragments,
             a_fragment_of_a_deleted_stream_fails_alone,
             a_batch_is_committed_whole_or_not_at_all,
@@ -928,6 +930,7 @@ pub async fn retention_deletes_old_fragments_and_keeps_the_rest(b: &mut dyn Back
 
     // Strictly before the cutoff: the fragment starting at the cutoff stays.
     let mut reported = BTreeSet::new();
+    media.begin_delete(feed.stream).await;
     let segments = catalog
         .delete_fragments_before(feed.stream, Timestamp(T0 + 2000))
         .await
@@ -981,6 +984,7 @@ pub async fn retention_deletes_old_fragments_and_keeps_the_rest(b: &mut dyn Back
 
     // Everything: every segment the stream's fragments used has now been reported, and the last
     // number and the sequence go on.
+    media.begin_delete(feed.stream).await;
     let segments = catalog
         .delete_fragments_before(feed.stream, Timestamp(T0 + 60_000))
         .await
@@ -1019,6 +1023,130 @@ pub async fn retention_deletes_old_fragments_and_keeps_the_rest(b: &mut dyn Back
     for f in catalog.latest_fragments(other.stream, 100).await.unwrap() {
         assert_eq!(read_all(&*media, &f).await.len(), 50);
     }
+}
+
+/// Appends a fragment's bytes and syncs them, as the archive does before the catalog commit;
+/// returns its row, pointing at them, not yet committed.
+async fn append_uncommitted(media: &dyn MediaStore, f: PendingFragment) -> NewFragment {
+    let mut row = f.row;
+    row.media = media.append(row.stream, f.parts).await.unwrap();
+    media.sync().await.unwrap();
+    row
+}
+
+/// Commits `row` and settles its append, as the archive does; returns the stored record.
+async fn commit(catalog: &dyn Catalog, media: &dyn MediaStore, row: NewFragment) -> FragmentRecord {
+    let (stream, number, location) = (row.stream, row.number, row.media);
+    catalog.insert_fragments(vec![row]).await.unwrap();
+    media.settle(stream, location, true).await;
+    catalog.fragment(stream, number).await.unwrap().unwrap()
+}
+
+/// One retention pass over `stream`, as the server's retention task runs it; returns the
+/// segments the catalog reported.
+async fn retention_pass(
+    catalog: &dyn Catalog,
+    media: &dyn MediaStore,
+    stream: StreamId,
+    cutoff: i64,
+) -> Vec<u64> {
+    media.begin_delete(stream).await;
+    let segments = catalog
+        .delete_fragments_before(stream, Timestamp(cutoff))
+        .await
+        .unwrap();
+    media.delete_segments(stream, &segments).await.unwrap();
+    segments
+}
+
+/// A stream with one committed fragment (server time T0), the next fragment appended and synced
+/// but not committed, and a retention pass in between that expires the committed one (whose
+/// segment the catalog reports). Returns the stream's feed, the expired record and the pending row.
+async fn an_append_in_flight_during_retention(
+    catalog: &dyn Catalog,
+    media: &dyn MediaStore,
+    archive: &Archive,
+    name: &str,
+) -> (Feed, FragmentRecord, NewFragment) {
+    let mut feed = Feed::new(catalog, name).await;
+    let n = feed.put(archive, T0, T0, payload(1, 3000)).await;
+    let old = catalog.fragment(feed.stream, n).await.unwrap().unwrap();
+    let row = append_uncommitted(media, feed.next(T0, T0 + 60_000, payload(2, 3000))).await;
+    let reported = retention_pass(catalog, media, feed.stream, T0 + 1).await;
+    assert_eq!(reported, [old.media.segment]);
+    assert_eq!(catalog.fragment(feed.stream, n).await.unwrap(), None);
+    (feed, old, row)
+}
+
+/// docs/architecture.md#deletes-and-retention: retention between a fragment's append and its
+/// commit must not delete the bytes the row is about to point at, neither when the whole pass
+/// runs in between nor when the commit lands between the catalog's answer and the media delete.
+/// The stream's only committed rows expire meanwhile, so the catalog reports the segment the
+/// append went to (the embedded store's current segment file) as unreferenced.
+pub async fn retention_never_deletes_bytes_an_uncommitted_append_wrote(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    // The whole retention pass runs between append and commit.
+    let (mut feed, _, row) =
+        an_append_in_flight_during_retention(&*catalog, &*media, &archive, "in-flight").await;
+    let f = commit(&*catalog, &*media, row).await;
+    assert_stored(&*catalog, &*media, &f, payload(2, 3000)).await;
+
+    // The commit lands between the catalog's answer and the media delete.
+    let row = append_uncommitted(&*media, feed.next(T0, T0 + 120_000, payload(3, 3000))).await;
+    media.begin_delete(feed.stream).await;
+    let reported = catalog
+        .delete_fragments_before(feed.stream, Timestamp(T0 + 60_001))
+        .await
+        .unwrap();
+    assert_eq!(reported, [f.media.segment]);
+    let g = commit(&*catalog, &*media, row).await;
+    media.delete_segments(feed.stream, &reported).await.unwrap();
+    assert_stored(&*catalog, &*media, &g, payload(3, 3000)).await;
+
+    // Later passes keep it while its row is there, and the archive goes on.
+    assert!(retention_pass(&*catalog, &*media, feed.stream, T0 + 60_001)
+        .await
+        .is_empty());
+    assert_stored(&*catalog, &*media, &g, payload(3, 3000)).await;
+    let n = feed.put(&archive, T0, T0 + 180_000, payload(4, 3000)).await;
+    let h = catalog.fragment(feed.stream, n).await.unwrap().unwrap();
+    assert_stored(&*catalog, &*media, &g, payload(3, 3000)).await;
+    assert_stored(&*catalog, &*media, &h, payload(4, 3000)).await;
+}
+
+/// A segment whose deletion retention had to defer (an append to it was not settled) is deleted
+/// by a later pass once that append is settled as not committed, with nothing new reported.
+pub async fn a_deferred_segment_deletion_happens_once_nothing_is_in_flight(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let (mut feed, old, row) =
+        an_append_in_flight_during_retention(&*catalog, &*media, &archive, "deferred").await;
+    // Whatever the append wrote stays while its row may still be committed.
+    assert_eq!(
+        media
+            .read(feed.stream, row.media, 0..row.media.len)
+            .await
+            .unwrap(),
+        payload(2, 3000)
+    );
+
+    // The commit failed: no row will point at it, and the next pass deletes what was deferred.
+    media.settle(feed.stream, row.media, false).await;
+    assert!(retention_pass(&*catalog, &*media, feed.stream, T0 + 1)
+        .await
+        .is_empty());
+    assert!(
+        media
+            .read(feed.stream, old.media, 0..old.media.len)
+            .await
+            .is_err(),
+        "segment {} outlived its last row and its failed append",
+        old.media.segment
+    );
+
+    // Ingest goes on, into a segment that exists.
+    let n = feed.put(&archive, T0, T0 + 120_000, payload(3, 3000)).await;
+    let f = catalog.fragment(feed.stream, n).await.unwrap().unwrap();
+    assert_stored(&*catalog, &*media, &f, payload(3, 3000)).await;
 }
 
 pub async fn streams_do_not_see_each_others_fragments(b: &mut dyn Backend) {
