@@ -995,6 +995,25 @@ pub async fn init_fragment(
     ))
 }
 
+/// The stored fragment `number` when the session shows it; `ResourceNotFoundException` otherwise.
+pub(super) async fn session_fragment(
+    state: &AppState,
+    session: &Session,
+    stream: &StreamRecord,
+    number: FragmentNumber,
+) -> Result<Arc<FragmentRecord>, ApiError> {
+    state
+        .catalog
+        .fragment_shared(stream.id, number)
+        .await?
+        .filter(|f| in_session(session, f))
+        .ok_or_else(|| {
+            ApiError::ResourceNotFound(format!(
+                "Fragment {number} is not part of this streaming session."
+            ))
+        })
+}
+
 /// `GET /hls/v1/getMP4MediaFragment.mp4?FragmentNumber=F&TrackNumber=N`: a generated `moof` and
 /// `mdat` header, then the fragment's stored bytes for that track, as ingested.
 pub async fn media_fragment(
@@ -1006,16 +1025,7 @@ pub async fn media_fragment(
     fmp4_only(&session)?;
     let track = q.track()?;
     let number = q.fragment()?;
-    let fragment = state
-        .catalog
-        .fragment_shared(stream.id, number)
-        .await?
-        .filter(|f| in_session(&session, f))
-        .ok_or_else(|| {
-            ApiError::ResourceNotFound(format!(
-                "Fragment {number} is not part of this streaming session."
-            ))
-        })?;
+    let fragment = session_fragment(&state, &session, &stream, number).await?;
     let t = track_of(&fragment, track).ok_or_else(|| {
         ApiError::InvalidArgument(format!("Fragment {number} has no track {track}."))
     })?;

@@ -14,8 +14,8 @@ use media::ts::{TsCodec, TsTrack};
 
 use super::limits::HlsResource;
 use super::serve::{
-    cache_control, etag, in_session, not_modified, read_failed, respond_tagged, start_ns, timing,
-    Codec, Configs, HlsQuery,
+    cache_control, etag, not_modified, read_failed, respond_tagged, session_fragment, start_ns,
+    timing, Codec, Configs, HlsQuery,
 };
 use super::session::ContainerFormat;
 use crate::wire::AwsQuery;
@@ -39,16 +39,7 @@ pub async fn ts_fragment(
         ));
     }
     let number = q.fragment()?;
-    let fragment = state
-        .catalog
-        .fragment_shared(stream.id, number)
-        .await?
-        .filter(|f| in_session(&session, f))
-        .ok_or_else(|| {
-            ApiError::ResourceNotFound(format!(
-                "Fragment {number} is not part of this streaming session."
-            ))
-        })?;
+    let fragment = session_fragment(&state, &session, &stream, number).await?;
     let now = state.clock.timestamp();
     let cache = cache_control(&session, now, false);
     let tag = etag(&[
