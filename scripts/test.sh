@@ -27,6 +27,9 @@ step "tools"
 apt_pkgs=()
 { command -v ffmpeg && command -v mkvinfo; } >/dev/null 2>&1 || apt_pkgs+=(ffmpeg mkvtoolnix)
 command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
+# The PostgreSQL catalog's conformance tests start their own cluster (initdb + pg_ctl on a unix
+# socket in a temp dir); no system service is started.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || apt_pkgs+=(postgresql-15)
 # GStreamer playbin over HLS/fMP4: hlsdemux (plugins-bad), hlsdemux2 + qtdemux + souphttpsrc (plugins-good),
 # h264parse/h265parse (plugins-bad), avdec_h264/h265/aac (libav), playbin (plugins-base), gst-launch (tools).
 for e in playbin hlsdemux hlsdemux2 qtdemux souphttpsrc h264parse avdec_h264 avdec_aac; do

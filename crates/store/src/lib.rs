@@ -6,9 +6,11 @@
 mod continuity;
 pub mod embedded;
 mod error;
+pub mod postgres;
 mod private;
 mod sample_table;
 mod segments;
+mod sql_rows;
 mod sqlite;
 mod types;
 pub mod varint;

@@ -5,16 +5,16 @@
 //! concurrently (WAL readers never block the writer). All calls run on tokio's blocking pool.
 
 use crate::sample_table;
+use crate::sql_rows::{apply_update, check_version, next_row, tags_json, to_json};
 use crate::{
     Catalog, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery, FragmentRecord,
-    MediaLocation, NewFragment, NewStream, StoreError, StreamEdge, StreamId, StreamRecord,
-    StreamStatus, StreamUpdate, Timestamp, TimestampKind,
+    MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamStatus,
+    StreamUpdate, Timestamp, TimestampKind,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use media::TrackNumber;
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -327,11 +327,6 @@ const FRAGMENT_COLUMNS: &str =
     "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, offset, len, \
      tracks, tags, sequence, continuity_flags, continuity_counts";
 
-/// Serialises small catalog values (plain numbers and strings; cannot fail).
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_default()
-}
-
 fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, Failure> {
     let number: String = row.get(1)?;
     let tracks: Vec<u8> = row.get(9)?;
@@ -374,10 +369,6 @@ fn collect_fragments(
         out.push(fragment_from_row(row)?);
     }
     Ok(out)
-}
-
-fn tags_json(tags: &BTreeMap<String, String>) -> String {
-    serde_json::to_string(tags).unwrap_or_else(|_| "{}".into())
 }
 
 #[async_trait]
@@ -466,30 +457,8 @@ impl Catalog for SqliteCatalog {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let mut s = stream_where(&tx, "id = ?1", &id.0)?.ok_or(StoreError::StreamNotFound(id))?;
-            if let Some(expected) = expected {
-                if expected != s.version {
-                    return Err(StoreError::VersionMismatch { stream: id, expected, found: s.version }.into());
-                }
-            }
-            if let Some(d) = u.device_name {
-                s.device_name = Some(d);
-            }
-            if let Some(m) = u.media_type {
-                s.media_type = Some(m);
-            }
-            if let Some(r) = u.data_retention_hours {
-                s.data_retention_hours = r;
-            }
-            if let Some(t) = u.storage_tier {
-                s.storage_tier = t;
-            }
-            for (k, v) in u.set_tags {
-                s.tags.insert(k, v);
-            }
-            for k in u.remove_tags {
-                s.tags.remove(&k);
-            }
-            s.version = u.new_version;
+            check_version(id, expected, &s.version)?;
+            apply_update(&mut s, u);
             tx.execute(
                 "UPDATE stream SET device_name = ?2, media_type = ?3, retention_hours = ?4, storage_tier = ?5, tags = ?6, \
                  version = ?7 WHERE id = ?1",
@@ -510,16 +479,7 @@ impl Catalog for SqliteCatalog {
         self.write(move |conn| {
             let tx = conn.transaction()?;
             let s = stream_where(&tx, "id = ?1", &id.0)?.ok_or(StoreError::StreamNotFound(id))?;
-            if let Some(expected) = expected {
-                if expected != s.version {
-                    return Err(StoreError::VersionMismatch {
-                        stream: id,
-                        expected,
-                        found: s.version,
-                    }
-                    .into());
-                }
-            }
+            check_version(id, expected, &s.version)?;
             tx.execute("DELETE FROM fragment WHERE stream_id = ?1", [id.0])?;
             tx.execute("DELETE FROM codec_config WHERE stream_id = ?1", [id.0])?;
             tx.execute("DELETE FROM stream WHERE id = ?1", [id.0])?;
@@ -639,26 +599,10 @@ impl Catalog for SqliteCatalog {
                         .query_row([f.stream.0], |r| Ok((r.get(0)?, r.get(1)?)))
                         .optional()?;
                     let (last, state) = row.ok_or(StoreError::StreamNotFound(f.stream))?;
-                    let last = last.as_deref().and_then(FragmentNumber::parse);
-                    if last.is_some_and(|l| l >= f.number) {
-                        return Err(StoreError::FragmentNumberNotIncreasing { stream: f.stream, number: f.number }.into());
-                    }
-                    let mut state: StreamEdge = match state {
-                        Some(json) => serde_json::from_str(&json)
-                            .map_err(|e| StoreError::Corrupt(format!("ingest state of {:?}: {e}", f.stream)))?,
-                        None => StreamEdge::default(),
-                    };
-                    let (sequence, continuity) = state.advance(f);
-                    let number = f.number;
-                    let text = number.to_string();
-                    let tags = if f.tags.is_empty() {
-                        None
-                    } else {
-                        Some(serde_json::to_string(&f.tags).map_err(|e| StoreError::Corrupt(e.to_string()))?)
-                    };
+                    let next = next_row(last.as_deref(), state.as_deref(), f)?;
                     insert.execute(params![
                         f.stream.0,
-                        text,
+                        next.number,
                         f.producer_timestamp.0,
                         f.server_timestamp.0,
                         f.duration_ms as i64,
@@ -667,10 +611,10 @@ impl Catalog for SqliteCatalog {
                         f.media.offset as i64,
                         f.media.len as i64,
                         sample_table::encode(&f.tracks),
-                        tags,
-                        sequence as i64,
-                        i64::from(continuity.flags),
-                        to_json(&continuity.counts),
+                        next.tags,
+                        next.sequence as i64,
+                        i64::from(next.continuity.flags),
+                        to_json(&next.continuity.counts),
                     ])
                     .map_err(|e| {
                         constraint_means(e, |c| match c {
@@ -681,8 +625,8 @@ impl Catalog for SqliteCatalog {
                             _ => None,
                         })
                     })?;
-                    set_state.execute(params![f.stream.0, text, to_json(&state)])?;
-                    numbers.push(number);
+                    set_state.execute(params![f.stream.0, next.number, next.edge])?;
+                    numbers.push(f.number);
                 }
             }
             tx.commit()?;

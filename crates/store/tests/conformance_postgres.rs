@@ -1,0 +1,382 @@
+//! The conformance suite (`conformance/mod.rs`) on the PostgreSQL catalog (`store::postgres`)
+//! paired with the segment-file media store in a temporary directory.
+//!
+//! The test binary starts its own PostgreSQL 15 cluster (initdb + pg_ctl, unix socket only, in a
+//! temporary directory), gives every test a fresh database, and stops the cluster when the process
+//! exits. PostgreSQL refuses to run as root, so as root the cluster runs as `nobody` (`runuser`).
+//! Without the PostgreSQL binaries the tests fail: scripts/test.sh installs `postgresql-15`.
+
+mod conformance;
+
+use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use store::postgres::PgCatalog;
+use store::{Catalog, MediaStore, SegmentMediaStore};
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Only names the socket file; nothing listens on TCP.
+const PORT: u16 = 5432;
+/// The user the cluster runs as when the tests run as root.
+const UNPRIVILEGED: &str = "nobody";
+
+/// One cluster per test binary, stopped at process exit.
+struct Cluster {
+    root: PathBuf,
+    data: PathBuf,
+    socket_dir: PathBuf,
+    as_nobody: bool,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let initdb = Path::new(PG_BIN).join("initdb");
+        assert!(
+            initdb.exists(),
+            "PostgreSQL 15 is not installed ({} is missing): the PostgreSQL catalog's conformance \
+             tests need it. Install it with `apt-get install postgresql-15` (scripts/test.sh does).",
+            initdb.display()
+        );
+        let as_nobody = rustix::process::geteuid().is_root();
+        let root = std::env::temp_dir().join(format!("openkvs-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).unwrap();
+        let (data, socket_dir) = (root.join("data"), root.join("sock"));
+        for d in [&data, &socket_dir] {
+            std::fs::create_dir(d).unwrap();
+        }
+        if as_nobody {
+            // The cluster's user must reach and own its directories.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let (uid, gid) = (id_of("-u"), id_of("-g"));
+            for d in [&data, &socket_dir] {
+                std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let cluster = Cluster {
+            root,
+            data,
+            socket_dir,
+            as_nobody,
+        };
+        cluster.run(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                cluster.data.as_os_str(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "--auth=trust".as_ref(),
+                "--no-locale".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        );
+        // fsync=off: the tests never crash the machine, and it keeps each commit cheap.
+        let options = format!(
+            "-k {} -c listen_addresses='' -p {PORT} -c fsync=off -c max_connections=300",
+            cluster.socket_dir.display()
+        );
+        let log = cluster.data.join("server.log");
+        let started = cluster.try_run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                cluster.data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "-w".as_ref(),
+                "start".as_ref(),
+            ],
+        );
+        if let Err(e) = started {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("pg_ctl start failed: {e}\nserver log:\n{log}");
+        }
+        cluster
+    }
+
+    fn command(&self, bin: &str) -> Command {
+        let path = Path::new(PG_BIN).join(bin);
+        if self.as_nobody {
+            let mut c = Command::new("runuser");
+            c.args(["-u", UNPRIVILEGED, "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn try_run(&self, bin: &str, args: &[&std::ffi::OsStr]) -> Result<(), String> {
+        let out = self
+            .command(bin)
+            .args(args)
+            .current_dir(&self.root)
+            .output()
+            .map_err(|e| format!("{bin}: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{bin} {args:?}: {}\n{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    fn run(&self, bin: &str, args: &[&std::ffi::OsStr]) {
+        if let Err(e) = self.try_run(bin, args) {
+            panic!("{e}");
+        }
+    }
+
+    /// A new, empty database and its connection URL.
+    fn new_database(&self) -> String {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("t{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let sock = self.socket_dir.as_os_str();
+        let port = PORT.to_string();
+        self.run(
+            "createdb",
+            &[
+                "-h".as_ref(),
+                sock,
+                "-p".as_ref(),
+                port.as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                name.as_ref(),
+            ],
+        );
+        // The URL form `openkvs serve --catalog` takes.
+        format!(
+            "postgresql://postgres@localhost/{name}?host={}&port={PORT}",
+            self.socket_dir.display()
+        )
+    }
+
+    fn stop(&self) {
+        let _ = self.try_run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        );
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// `id FLAG nobody` (uid or gid).
+fn id_of(flag: &str) -> u32 {
+    let out = Command::new("id")
+        .args([flag, UNPRIVILEGED])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+extern "C" fn stop_cluster() {
+    if let Some(c) = CLUSTER.get() {
+        c.stop();
+    }
+}
+
+fn cluster() -> &'static Cluster {
+    CLUSTER.get_or_init(|| {
+        let cluster = Cluster::start();
+        // Statics are never dropped: stop the cluster when the test binary exits (libtest ends
+        // with `exit`, pass or fail, which runs atexit handlers).
+        // SAFETY: registers a plain function with libc; it only reads CLUSTER, set by now.
+        let registered = unsafe { atexit(stop_cluster) };
+        assert_eq!(registered, 0, "atexit");
+        cluster
+    })
+}
+
+struct Postgres {
+    url: String,
+    media_dir: tempfile::TempDir,
+    catalog: Arc<dyn Catalog>,
+    media: Arc<dyn MediaStore>,
+}
+
+impl Postgres {
+    async fn new() -> Self {
+        let url = tokio::task::spawn_blocking(|| cluster().new_database())
+            .await
+            .unwrap();
+        let media_dir = tempfile::tempdir().unwrap();
+        let (catalog, media) = Self::open(&url, media_dir.path()).await;
+        Postgres {
+            url,
+            media_dir,
+            catalog,
+            media,
+        }
+    }
+
+    async fn open(url: &str, media_dir: &Path) -> (Arc<dyn Catalog>, Arc<dyn MediaStore>) {
+        let catalog = PgCatalog::connect(url).await.unwrap();
+        let media = SegmentMediaStore::open(media_dir).unwrap();
+        (Arc::new(catalog), Arc::new(media))
+    }
+}
+
+#[async_trait]
+impl conformance::Backend for Postgres {
+    fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
+    fn media(&self) -> Arc<dyn MediaStore> {
+        self.media.clone()
+    }
+
+    async fn reopen(&mut self) -> bool {
+        (self.catalog, self.media) = Self::open(&self.url, self.media_dir.path()).await;
+        true
+    }
+}
+
+mod postgres {
+    crate::conformance_suite!(crate::Postgres::new().await);
+}
+
+/// A second connect finds the schema applied and changes nothing.
+#[tokio::test]
+async fn migrations_apply_once() {
+    let url = tokio::task::spawn_blocking(|| cluster().new_database())
+        .await
+        .unwrap();
+    let first = PgCatalog::connect(&url).await.unwrap();
+    let version = first.schema_version().await.unwrap();
+    assert!(version >= 1);
+    let second = PgCatalog::connect(&url).await.unwrap();
+    assert_eq!(second.schema_version().await.unwrap(), version);
+}
+
+/// What the suite leaves open (it checks Ok / Err only): the refusals have their meaning, the
+/// same ones the SQLite catalog gives.
+#[tokio::test]
+async fn refusals_have_their_meaning() {
+    use conformance::fixtures::*;
+    use store::{FragmentNumber, StoreError, StreamId, StreamUpdate};
+    let b = Postgres::new().await;
+    let catalog = b.catalog.clone();
+    let s = catalog.create_stream(new_stream("cam")).await.unwrap();
+    let e = catalog.create_stream(new_stream("cam")).await.unwrap_err();
+    assert!(
+        matches!(e, StoreError::AlreadyExists(ref n) if n == "cam"),
+        "{e}"
+    );
+
+    let missing = StreamId(s.id.0 + 1000);
+    let e = catalog
+        .codec_config_for(missing, &video(1, b"sps"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::StreamNotFound(id) if id == missing),
+        "{e}"
+    );
+    let e = catalog
+        .update_stream(s.id, Some("nope"), StreamUpdate::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::VersionMismatch { .. }), "{e}");
+
+    let config = catalog
+        .codec_config_for(s.id, &video(1, b"sps"))
+        .await
+        .unwrap();
+    let track = (1, config, payload(1, 100));
+    let row = |stream, n| {
+        fragment(
+            stream,
+            FragmentNumber(n),
+            1_000,
+            2_000,
+            std::slice::from_ref(&track),
+        )
+        .row
+    };
+    catalog.insert_fragments(vec![row(s.id, 10)]).await.unwrap();
+    let e = catalog
+        .insert_fragments(vec![row(s.id, 10)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::FragmentNumberNotIncreasing { number, .. } if number == FragmentNumber(10)),
+        "{e}"
+    );
+    let e = catalog
+        .insert_fragments(vec![row(missing, 11)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::StreamNotFound(id) if id == missing),
+        "{e}"
+    );
+}
+
+/// A connection the server drops (a restart, a failover) gives a retryable error at worst, and
+/// the pool replaces it: the next call works.
+#[tokio::test]
+async fn a_dropped_connection_is_unavailable_then_replaced() {
+    use store::StoreErrorKind;
+    let b = Postgres::new().await;
+    let catalog = b.catalog.clone();
+    catalog.all_streams().await.unwrap();
+    let (admin, connection) = tokio_postgres::connect(&b.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    // pg_terminate_backend only signals: wait until the catalog's backends are gone.
+    for _ in 0..500 {
+        let others: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if others == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    match catalog.all_streams().await {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), StoreErrorKind::Unavailable, "{e}"),
+    }
+    catalog.all_streams().await.unwrap();
+}
