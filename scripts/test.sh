@@ -38,6 +38,13 @@ for e in playbin hlsdemux hlsdemux2 qtdemux souphttpsrc h264parse avdec_h264 avd
 done
 if [ ${#apt_pkgs[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  if [[ " ${apt_pkgs[*]} " == *" postgresql-15 "* ]]; then
+    # Only the binaries: Debian's package would otherwise create a "main" cluster and start it as
+    # a system service; the tests start their own in a temp dir. As the official postgres images
+    # do: postgresql-common first, then switch cluster creation off in its own config file.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql-common >/dev/null
+    as_root sed -ri 's/^#?\s*(create_main_cluster)\s*=.*$/\1 = false/' /etc/postgresql-common/createcluster.conf
+  fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_pkgs[@]}" >/dev/null
 fi
 if ! "$PY" - <<'PY' 2>/dev/null
