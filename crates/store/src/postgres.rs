@@ -103,30 +103,19 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(10);
 
 const WHAT: &str = "catalog (PostgreSQL)";
 
-/// What the PostgreSQL code fails with: a [`StoreError`] it decided itself, or a driver error
-/// that [`classify`] turns into one when it leaves this module.
-#[derive(Debug)]
-enum Failure {
-    Store(StoreError),
-    Pg(tokio_postgres::Error),
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Store(e)
-    }
-}
+/// This backend's failures (`sql_rows::Failure`).
+type Failure = crate::sql_rows::Failure<tokio_postgres::Error>;
 
 impl From<tokio_postgres::Error> for Failure {
     fn from(e: tokio_postgres::Error) -> Self {
-        Failure::Pg(e)
+        Failure::Engine(e)
     }
 }
 
 impl From<PoolError> for Failure {
     fn from(e: PoolError) -> Self {
         match e {
-            PoolError::Backend(e) => Failure::Pg(e),
+            PoolError::Backend(e) => Failure::Engine(e),
             // Timed out waiting for or creating a connection, a closed pool, a failed hook:
             // the catalog cannot be reached now.
             other => Failure::Store(StoreError::unavailable(WHAT, other)),
@@ -134,12 +123,9 @@ impl From<PoolError> for Failure {
     }
 }
 
-impl From<Failure> for StoreError {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::Store(e) => e,
-            Failure::Pg(e) => classify(e),
-        }
+impl crate::sql_rows::EngineError for tokio_postgres::Error {
+    fn classify(self) -> StoreError {
+        classify(self)
     }
 }
 
@@ -152,7 +138,7 @@ fn constraint_means(
     if let Some(known) = e.code().and_then(meaning) {
         return Failure::Store(known);
     }
-    Failure::Pg(e)
+    Failure::Engine(e)
 }
 
 /// A driver error's kind, for errors no call site decided.

@@ -9,6 +9,35 @@ use crate::{
 };
 use std::collections::BTreeMap;
 
+/// What a SQL catalog's code fails with: a [`StoreError`] it decided itself, or an engine error
+/// that the engine's [`EngineError::classify`] turns into one when it leaves the backend's module,
+/// so no driver type reaches the public error.
+#[derive(Debug)]
+pub(crate) enum Failure<E> {
+    Store(StoreError),
+    Engine(E),
+}
+
+/// An engine's error, classified by meaning for the errors no call site decided.
+pub(crate) trait EngineError {
+    fn classify(self) -> StoreError;
+}
+
+impl<E> From<StoreError> for Failure<E> {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl<E: EngineError> From<Failure<E>> for StoreError {
+    fn from(f: Failure<E>) -> Self {
+        match f {
+            Failure::Store(e) => e,
+            Failure::Engine(e) => e.classify(),
+        }
+    }
+}
+
 /// Serialises small catalog values (plain numbers and strings; cannot fail).
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()

@@ -72,24 +72,12 @@ CREATE INDEX IF NOT EXISTS fragment_by_server ON fragment(stream_id, server_ms, 
 
 const READERS: usize = 4;
 
-/// What the SQLite code fails with: a [`StoreError`] it decided itself, or a SQLite error that
-/// [`classify`] turns into one when it leaves this module (`read` / `write` / `open`), so no
-/// rusqlite type reaches the public error.
-#[derive(Debug)]
-enum Failure {
-    Store(StoreError),
-    Sql(rusqlite::Error),
-}
-
-impl From<StoreError> for Failure {
-    fn from(e: StoreError) -> Self {
-        Failure::Store(e)
-    }
-}
+/// This backend's failures (`sql_rows::Failure`).
+type Failure = crate::sql_rows::Failure<rusqlite::Error>;
 
 impl From<rusqlite::Error> for Failure {
     fn from(e: rusqlite::Error) -> Self {
-        Failure::Sql(e)
+        Failure::Engine(e)
     }
 }
 
@@ -99,12 +87,9 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-impl From<Failure> for StoreError {
-    fn from(f: Failure) -> Self {
-        match f {
-            Failure::Store(e) => e,
-            Failure::Sql(e) => classify(e),
-        }
+impl crate::sql_rows::EngineError for rusqlite::Error {
+    fn classify(self) -> StoreError {
+        classify(self)
     }
 }
 
@@ -121,7 +106,7 @@ fn constraint_means(
             }
         }
     }
-    Failure::Sql(e)
+    Failure::Engine(e)
 }
 
 /// A SQLite error's kind, for errors no call site decided (docs/architecture.md#data-directory).

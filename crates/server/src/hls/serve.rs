@@ -586,17 +586,20 @@ pub(super) fn respond_tagged(
     response
 }
 
-/// A stored fragment's bytes could not be read (a segment file gone or cut short): 500
-/// `InternalFailure`, logged with the stream and fragment; the store's error names the file.
+/// A stored fragment's bytes could not be read: a segment file gone or cut short is 500
+/// `InternalFailure`, a read that may pass on retry 503 (docs/wire.md#errors); logged with the
+/// stream and fragment, and the store's error names the file.
 pub(super) fn read_failed(
     stream: &StreamRecord,
     number: FragmentNumber,
     e: store::StoreError,
 ) -> ApiError {
-    ApiError::Internal(format!(
-        "reading fragment {number} of stream {}: {e}",
-        stream.name
-    ))
+    let detail = format!("reading fragment {number} of stream {}: {e}", stream.name);
+    match e.kind() {
+        // A read that may pass on retry (I/O trouble, an object store away) stays retryable.
+        store::StoreErrorKind::Unavailable => ApiError::StoreUnavailable(detail),
+        _ => ApiError::Internal(detail),
+    }
 }
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
