@@ -6,6 +6,13 @@
 //! ```toml
 //! listen = "127.0.0.1:4567"
 //! data_dir = "./openkvs-data"
+//! catalog = "postgresql://openkvs@localhost/openkvs?host=/run/postgresql"  # default: SQLite in data_dir
+//! media = "s3://bucket/prefix"      # default: files in data_dir
+//! s3_endpoint = "http://127.0.0.1:3900"  # a non-AWS S3 store (Garage, MinIO); default: AWS S3
+//! s3_region = "garage"              # default: the region below
+//! s3_access_key_id = "GK…"          # or OPENKVS_S3_ACCESS_KEY_ID (never AWS_*)
+//! s3_secret_access_key = "…"        # or OPENKVS_S3_SECRET_ACCESS_KEY
+//! node_id = "node-a"                # default: <host name>:<port>
 //! public_url = "http://cams.example.net:4567"
 //! region = "us-east-1"
 //! account_id = "000000000000"
@@ -40,6 +47,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use serde::Deserialize;
+use server::config::{CatalogBackend, MediaBackend, S3Media};
 use server::{Config, Credentials};
 
 #[derive(clap::Args, Debug)]
@@ -50,6 +58,24 @@ pub struct ServeArgs {
     /// Data directory (catalog and media) [default: ./openkvs-data].
     #[arg(long, env = "OPENKVS_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// The catalog: `postgresql://USER@HOST/DB?host=SOCKET_DIR&port=PORT` for a PostgreSQL
+    /// catalog shared by several nodes [default: SQLite in the data dir].
+    #[arg(long, env = "OPENKVS_CATALOG", value_name = "URL")]
+    catalog: Option<String>,
+    /// Fragment bytes: `s3://BUCKET/PREFIX` for an S3-compatible bucket shared by several nodes
+    /// (credentials from OPENKVS_S3_ACCESS_KEY_ID / OPENKVS_S3_SECRET_ACCESS_KEY) [default: files
+    /// in the data dir].
+    #[arg(long, env = "OPENKVS_MEDIA", value_name = "URL")]
+    media: Option<String>,
+    /// Endpoint of a non-AWS S3-compatible store (Garage, MinIO) [default: AWS S3].
+    #[arg(long, env = "OPENKVS_S3_ENDPOINT", value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// Region of the S3 bucket [default: --region].
+    #[arg(long, env = "OPENKVS_S3_REGION", value_name = "REGION")]
+    s3_region: Option<String>,
+    /// This node's name in writer leases and logs [default: <host name>:<port>].
+    #[arg(long, env = "OPENKVS_NODE_ID", value_name = "NAME")]
+    node_id: Option<String>,
     /// Base URL GetDataEndpoint returns [default: http://<listen addr>].
     #[arg(long, env = "OPENKVS_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
@@ -110,6 +136,13 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    catalog: Option<String>,
+    media: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    node_id: Option<String>,
     public_url: Option<String>,
     region: Option<String>,
     account_id: Option<String>,
@@ -225,6 +258,74 @@ fn at_least_one<T: Copy + PartialEq + From<u8>>(
     }
 }
 
+/// The catalog flag: a PostgreSQL URL (`postgresql://` or `postgres://`, as libpq accepts), or
+/// `sqlite` for the embedded default.
+fn catalog_backend(url: Option<String>) -> Result<CatalogBackend, String> {
+    match url.as_deref().map(str::trim) {
+        None | Some("") | Some("sqlite") => Ok(CatalogBackend::Embedded),
+        Some(u) if u.starts_with("postgresql://") || u.starts_with("postgres://") => {
+            Ok(CatalogBackend::Postgres { url: u.to_owned() })
+        }
+        Some(u) => Err(format!(
+            "--catalog must be a postgresql:// URL (got {:?})",
+            server::config::redact_password(u)
+        )),
+    }
+}
+
+/// Where S3 media settings come from, merged (flags > environment > config file).
+struct S3Settings {
+    media: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+}
+
+/// The media flag: `s3://BUCKET/PREFIX`, or `files` for the embedded default.
+fn media_backend(s: S3Settings, default_region: &str) -> Result<MediaBackend, String> {
+    let url = match s.media.as_deref().map(str::trim) {
+        None | Some("") | Some("files") => {
+            if s.endpoint.is_some() {
+                return Err("--s3-endpoint needs --media s3://BUCKET/PREFIX".into());
+            }
+            return Ok(MediaBackend::Embedded);
+        }
+        Some(u) => u.to_owned(),
+    };
+    let bucket = url
+        .strip_prefix("s3://")
+        .map(|rest| rest.split('/').next().unwrap_or(""))
+        .unwrap_or("");
+    if bucket.is_empty() {
+        return Err(format!("--media must be s3://BUCKET/PREFIX (got {url:?})"));
+    }
+    if let Some(e) = &s.endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(format!(
+                "--s3-endpoint must start with http:// or https:// (got {e:?})"
+            ));
+        }
+    }
+    let (Some(access_key_id), Some(secret_access_key)) = (
+        s.access_key_id.filter(|k| !k.is_empty()),
+        s.secret_access_key.filter(|k| !k.is_empty()),
+    ) else {
+        return Err(
+            "--media s3://… needs OPENKVS_S3_ACCESS_KEY_ID and OPENKVS_S3_SECRET_ACCESS_KEY \
+             (or s3_access_key_id / s3_secret_access_key in the config file)"
+                .into(),
+        );
+    };
+    Ok(MediaBackend::S3(S3Media {
+        url,
+        endpoint: s.endpoint.map(|e| e.trim_end_matches('/').to_owned()),
+        region: s.region.unwrap_or_else(|| default_region.to_owned()),
+        access_key_id,
+        secret_access_key,
+    }))
+}
+
 /// Settings after merging; `insecure_open` is not part of the server config.
 struct Settings {
     config: Config,
@@ -247,6 +348,15 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from("./openkvs-data"));
     let mut config = Config::new(listen, data_dir);
+    config.catalog = catalog_backend(args.catalog.or(file.catalog))?;
+    if let Some(node_id) = args.node_id.or(file.node_id) {
+        if node_id.is_empty() || node_id.len() > 128 || node_id.chars().any(char::is_control) {
+            return Err(format!(
+                "--node-id must be 1 to 128 printable characters (got {node_id:?})"
+            ));
+        }
+        config.node_id = node_id;
+    }
     if let Some(url) = args.public_url.or(file.public_url) {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(format!(
@@ -258,6 +368,20 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     if let Some(region) = args.region.or(file.region) {
         config.region = region;
     }
+    config.media = media_backend(
+        S3Settings {
+            media: args.media.or(file.media),
+            endpoint: args.s3_endpoint.or(file.s3_endpoint),
+            region: args.s3_region.or(file.s3_region),
+            access_key_id: std::env::var("OPENKVS_S3_ACCESS_KEY_ID")
+                .ok()
+                .or(file.s3_access_key_id),
+            secret_access_key: std::env::var("OPENKVS_S3_SECRET_ACCESS_KEY")
+                .ok()
+                .or(file.s3_secret_access_key),
+        },
+        &config.region,
+    )?;
     if let Some(account_id) = args.account_id.or(file.account_id) {
         if account_id.is_empty() || !account_id.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("--account-id must be digits (got {account_id:?})"));
@@ -500,6 +624,11 @@ mod tests {
         let s = settings(ServeArgs {
             listen: None,
             data_dir: None,
+            catalog: None,
+            media: None,
+            s3_endpoint: None,
+            s3_region: None,
+            node_id: None,
             public_url: None,
             credentials: None,
             insecure_open: false,
@@ -534,6 +663,82 @@ mod tests {
             "no HLS rate limit unless asked for"
         );
         assert_eq!(s.config.hls_limits.media_fragment_tps, 0.0);
+    }
+
+    #[test]
+    fn scale_out_settings() {
+        let s = settings(parse(&[])).unwrap();
+        assert_eq!(s.config.catalog, CatalogBackend::Embedded);
+        assert_eq!(s.config.media, MediaBackend::Embedded);
+        assert!(s.config.node_id.ends_with(":4567"), "{}", s.config.node_id);
+
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("openkvs.toml");
+        std::fs::write(
+            &conf,
+            "media = \"s3://bucket/some/prefix\"\ns3_access_key_id = \"GK1\"\n\
+             s3_secret_access_key = \"sec\"\nnode_id = \"from-file\"\n",
+        )
+        .unwrap();
+        let url = "postgresql://openkvs@localhost/kvs?host=/tmp/sock&port=5433";
+        let s = settings(parse(&[
+            "--config",
+            conf.to_str().unwrap(),
+            "--catalog",
+            url,
+            "--s3-endpoint",
+            "http://127.0.0.1:3900/",
+            "--node-id",
+            "node-a",
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.config.catalog,
+            CatalogBackend::Postgres { url: url.into() }
+        );
+        let MediaBackend::S3(m) = &s.config.media else {
+            panic!("{:?}", s.config.media)
+        };
+        assert_eq!(
+            (m.url.as_str(), m.endpoint.as_deref(), m.region.as_str()),
+            (
+                "s3://bucket/some/prefix",
+                Some("http://127.0.0.1:3900"),
+                "us-east-1"
+            )
+        );
+        assert_eq!(
+            (m.access_key_id.as_str(), m.secret_access_key.as_str()),
+            ("GK1", "sec")
+        );
+        assert_eq!(s.config.node_id, "node-a", "the flag wins over the file");
+        assert!(
+            !format!("{:?}", s.config).contains("sec\""),
+            "no secret in Debug"
+        );
+
+        for bad in [
+            &["--catalog", "mysql://x"][..],
+            &["--media", "s3://"],
+            &["--media", "/var/media"],
+            &["--s3-endpoint", "http://127.0.0.1:3900"],
+            &["--node-id", ""],
+        ] {
+            assert!(settings(parse(bad)).is_err(), "{bad:?}");
+        }
+        // S3 without credentials: a clear refusal, not a request signed with nothing.
+        let no_keys = dir.path().join("no-keys.toml");
+        std::fs::write(&no_keys, "media = \"s3://bucket\"\n").unwrap();
+        if std::env::var_os("OPENKVS_S3_ACCESS_KEY_ID").is_none() {
+            let e = settings(parse(&["--config", no_keys.to_str().unwrap()]))
+                .err()
+                .unwrap();
+            assert!(e.contains("OPENKVS_S3_ACCESS_KEY_ID"), "{e}");
+        }
+        assert_eq!(
+            server::config::redact_password("postgresql://u:pw@h/db"),
+            "postgresql://u:***@h/db"
+        );
     }
 
     #[test]

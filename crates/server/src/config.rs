@@ -40,10 +40,87 @@ impl sigv4::SecretLookup for Credentials {
     }
 }
 
+/// Where the catalog lives (docs/architecture.md#scale-out).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum CatalogBackend {
+    /// SQLite in the data dir: one node.
+    #[default]
+    Embedded,
+    /// PostgreSQL 15+, shared by every node: `postgresql://USER@HOST/DB?host=SOCKET_DIR&port=PORT`.
+    Postgres { url: String },
+}
+
+impl std::fmt::Debug for CatalogBackend {
+    /// A password in the URL never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CatalogBackend::Embedded => f.write_str("Embedded"),
+            CatalogBackend::Postgres { url } => f
+                .debug_struct("Postgres")
+                .field("url", &redact_password(url))
+                .finish(),
+        }
+    }
+}
+
+/// `scheme://user:secret@host…` → `scheme://user:***@host…`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Where fragment bytes live (docs/architecture.md#scale-out).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum MediaBackend {
+    /// Segment files in the data dir: one node.
+    #[default]
+    Embedded,
+    /// An S3-compatible bucket, shared by every node.
+    S3(S3Media),
+}
+
+/// An S3-compatible bucket for fragment objects.
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Media {
+    /// `s3://BUCKET/PREFIX` (the prefix may be empty).
+    pub url: String,
+    /// Endpoint of a non-AWS store (Garage, MinIO, …): path-style requests go there. `None`: AWS S3.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// From OPENKVS_S3_ACCESS_KEY_ID / OPENKVS_S3_SECRET_ACCESS_KEY or the config file, never from
+    /// the AWS_* variables the KVS clients on the same machine use.
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Media {
+    /// The secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Media")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
+    pub catalog: CatalogBackend,
+    pub media: MediaBackend,
+    /// This node's name in writer leases and logs (docs/architecture.md#writer-lease).
+    pub node_id: String,
     /// Base URL GetDataEndpoint returns (scheme, host, port; no trailing slash).
     pub public_url: String,
     pub region: String,
@@ -73,6 +150,9 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
+            .field("catalog", &self.catalog)
+            .field("media", &self.media)
+            .field("node_id", &self.node_id)
             .field("public_url", &self.public_url)
             .field("region", &self.region)
             .field("account_id", &self.account_id)
@@ -95,6 +175,9 @@ impl Config {
         Config {
             listen,
             data_dir,
+            catalog: CatalogBackend::Embedded,
+            media: MediaBackend::Embedded,
+            node_id: default_node_id(listen),
             public_url: format!("http://{listen}"),
             region: DEFAULT_REGION.into(),
             account_id: DEFAULT_ACCOUNT_ID.into(),
@@ -122,4 +205,14 @@ impl Config {
             self.region, self.account_id
         )
     }
+}
+
+/// `<host name>:<port>`: unique among nodes on different machines, and among nodes on one machine.
+pub fn default_node_id(listen: SocketAddr) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "openkvs".into());
+    format!("{host}:{}", listen.port())
 }

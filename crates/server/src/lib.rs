@@ -143,6 +143,13 @@ pub enum ServeError {
         dir: String,
         source: store::StoreError,
     },
+    #[error("opening the {what}: {source}")]
+    Backend {
+        what: &'static str,
+        source: store::StoreError,
+    },
+    #[error("{0}")]
+    Settings(String),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -161,12 +168,7 @@ pub enum ServeError {
 /// Without configured session keys, the key in `<data_dir>/session.key` is used (created, owner-only,
 /// on first start), so session URLs survive restarts.
 pub async fn build(mut config: Config) -> Result<AppState, ServeError> {
-    let (catalog, media) = store::embedded::open(&config.data_dir)
-        .await
-        .map_err(|source| ServeError::Store {
-            dir: config.data_dir.display().to_string(),
-            source,
-        })?;
+    let (catalog, media) = open_archive(&config).await?;
     if config.session_keys.is_empty() {
         let path = config.data_dir.join(hls::token::KEY_FILE);
         let key = hls::token::load_or_create_key_file(&path).map_err(|source| {
@@ -180,6 +182,36 @@ pub async fn build(mut config: Config) -> Result<AppState, ServeError> {
     // Playback reads the same few rows over and over: serve them from memory.
     let catalog = Arc::new(store::CachingCatalog::new(catalog));
     Ok(AppState::new(config, catalog, media))
+}
+
+/// The catalog and media store `config` names (docs/architecture.md#scale-out).
+async fn open_archive(
+    config: &Config,
+) -> Result<(Arc<dyn store::Catalog>, Arc<dyn store::MediaStore>), ServeError> {
+    use config::{CatalogBackend, MediaBackend};
+    match (&config.catalog, &config.media) {
+        (CatalogBackend::Embedded, MediaBackend::Embedded) => {
+            let (catalog, media) =
+                store::embedded::open(&config.data_dir)
+                    .await
+                    .map_err(|source| ServeError::Store {
+                        dir: config.data_dir.display().to_string(),
+                        source,
+                    })?;
+            Ok((catalog, media))
+        }
+        // Nodes that share a catalog must share the bytes its rows point at; a lone node on
+        // PostgreSQL with local files would also lose the startup sweep that `embedded::open`
+        // can only do when it is the one writer of its segment files.
+        (CatalogBackend::Postgres { .. }, MediaBackend::Embedded) => Err(ServeError::Settings(
+            "--catalog postgresql://… needs --media s3://…: nodes that share a catalog must share \
+             the fragment bytes its rows point at"
+                .into(),
+        )),
+        (_, MediaBackend::S3(_)) => Err(ServeError::Settings(
+            "--media s3://… is not available in this build".into(),
+        )),
+    }
 }
 
 /// Serves `state` on `listener` until `shutdown_signal` resolves; then stops accepting, cancels
