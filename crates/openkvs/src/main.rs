@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (embedded default: SQLite and segment files in --data-dir).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Stream an MKV file or standard input into a stream as a signed PutMedia.
     PutMedia(put_media::PutMediaArgs),
 }
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::PutMedia(args) => put_media::run(args).await,
         }
     })
