@@ -371,7 +371,7 @@ impl From<store::StoreError> for ApiError {
             // modes (as it does 500/502/504), the JS and Rust SDKs too (docs/wire.md#errors).
             e @ S::Unavailable { .. } => ApiError::StoreUnavailable(e.to_string()),
             // Corrupt and internal: 500 InternalFailure, the detail to the log only.
-            e @ (S::Corrupt(_) | S::MediaIo { .. } | S::Task(_)) => {
+            e @ (S::Corrupt(_) | S::MediaIo { .. } | S::Config(_) | S::Task(_)) => {
                 ApiError::Internal(e.to_string())
             }
         }

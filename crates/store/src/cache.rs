@@ -28,40 +28,78 @@ const LIVE_EDGE: usize = 64;
 
 /// Two generations: lookups hit either; when the young one is full it becomes the old one and
 /// the old one is dropped. O(1), bounded, and recently used entries survive (they are promoted).
-struct Generations<K, V> {
-    young: HashMap<K, V>,
-    old: HashMap<K, V>,
+/// Bounded by weight: `capacity` per generation, each entry weighing what its inserter says (1
+/// for the fragment rows here, the object's size in bytes in the object store's media cache), so
+/// at most twice `capacity` is held. An entry heavier than `capacity` is not kept.
+pub(crate) struct Generations<K, V> {
+    young: HashMap<K, (V, usize)>,
+    old: HashMap<K, (V, usize)>,
+    young_weight: usize,
     capacity: usize,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> Generations<K, V> {
-    fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Generations {
             young: HashMap::new(),
             old: HashMap::new(),
+            young_weight: 0,
             capacity,
         }
     }
 
-    fn get(&mut self, key: &K) -> Option<V> {
-        if let Some(v) = self.young.get(key) {
+    pub(crate) fn get(&mut self, key: &K) -> Option<V> {
+        if let Some((v, _)) = self.young.get(key) {
             return Some(v.clone());
         }
-        let v = self.old.remove(key)?;
-        self.insert(key.clone(), v.clone());
+        let (v, weight) = self.old.remove(key)?;
+        self.insert_weighted(key.clone(), v.clone(), weight);
         Some(v)
     }
 
-    fn insert(&mut self, key: K, value: V) {
-        if self.young.len() >= self.capacity {
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(key, value);
+    pub(crate) fn insert(&mut self, key: K, value: V) {
+        self.insert_weighted(key, value, 1);
     }
 
-    fn retain(&mut self, keep: impl Fn(&K) -> bool) {
-        self.young.retain(|k, _| keep(k));
+    pub(crate) fn insert_weighted(&mut self, key: K, value: V, weight: usize) {
+        if weight > self.capacity {
+            self.remove(&key);
+            return;
+        }
+        if self.young_weight + weight > self.capacity {
+            self.old = std::mem::take(&mut self.young);
+            self.young_weight = 0;
+        }
+        if let Some((_, replaced)) = self.young.insert(key, (value, weight)) {
+            self.young_weight -= replaced;
+        }
+        self.young_weight += weight;
+    }
+
+    pub(crate) fn remove(&mut self, key: &K) {
+        if let Some((_, weight)) = self.young.remove(key) {
+            self.young_weight -= weight;
+        }
+        self.old.remove(key);
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl Fn(&K) -> bool) {
+        let mut dropped = 0;
+        self.young.retain(|k, (_, weight)| {
+            let kept = keep(k);
+            if !kept {
+                dropped += *weight;
+            }
+            kept
+        });
+        self.young_weight -= dropped;
         self.old.retain(|k, _| keep(k));
+    }
+
+    /// The weight held, both generations.
+    #[cfg(test)]
+    pub(crate) fn weight(&self) -> usize {
+        self.young_weight + self.old.values().map(|(_, w)| w).sum::<usize>()
     }
 }
 

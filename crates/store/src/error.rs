@@ -1,4 +1,4 @@
-use crate::{FragmentNumber, StreamId};
+use crate::{FragmentNumber, MediaLocation, StreamId};
 
 /// A backend's own error (SQLite, I/O, later PostgreSQL or S3), kept whole for the log. The
 /// public [`StoreError`] never names a backend type; each backend decides its errors' kind where
@@ -63,6 +63,10 @@ pub enum StoreError {
     },
 
     // ---- Internal ----
+    /// The store cannot be set up as configured (a malformed object store URL, say); fixing the
+    /// configuration is the only cure.
+    #[error("store configuration: {0}")]
+    Config(String),
     /// A store task failed or stopped (a panic, a poisoned lock, the committer gone at shutdown).
     #[error("store task failed: {0}")]
     Task(String),
@@ -92,7 +96,23 @@ impl StoreError {
             | E::Conflict { .. } => StoreErrorKind::Conflict,
             E::Unavailable { .. } => StoreErrorKind::Unavailable,
             E::Corrupt(_) | E::MediaIo { .. } => StoreErrorKind::Corrupt,
-            E::Task(_) => StoreErrorKind::Internal,
+            E::Config(_) | E::Task(_) => StoreErrorKind::Internal,
+        }
+    }
+
+    /// [`StoreError::MediaIo`] for a read of `range` (relative to the fragment) at `location`.
+    pub fn media_io(
+        stream: StreamId,
+        location: MediaLocation,
+        range: &std::ops::Range<u64>,
+        source: std::io::Error,
+    ) -> Self {
+        StoreError::MediaIo {
+            stream,
+            segment: location.segment,
+            offset: location.offset + range.start,
+            len: range.end.saturating_sub(range.start),
+            source,
         }
     }
 
@@ -171,6 +191,7 @@ mod tests {
                 },
                 StoreErrorKind::Corrupt,
             ),
+            (StoreError::Config("c".into()), StoreErrorKind::Internal),
             (StoreError::Task("t".into()), StoreErrorKind::Internal),
         ];
         for (e, kind) in cases {

@@ -6,6 +6,7 @@
 mod continuity;
 pub mod embedded;
 mod error;
+pub mod object;
 pub mod postgres;
 mod private;
 mod sample_table;

@@ -401,13 +401,7 @@ impl MediaStore for SegmentMediaStore {
         location: MediaLocation,
         range: Range<u64>,
     ) -> Result<Bytes, StoreError> {
-        let io_err = |source| StoreError::MediaIo {
-            stream,
-            segment: location.segment,
-            offset: location.offset + range.start,
-            len: range.end.saturating_sub(range.start),
-            source,
-        };
+        let io_err = |source| StoreError::media_io(stream, location, &range, source);
         if range.start > range.end || range.end > location.len {
             return Err(io_err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,

@@ -383,15 +383,14 @@ impl MediaStore for MemoryMedia {
             .and_then(|m| m.segments.get(&location.segment))
             .filter(|_| range.start <= range.end && range.end <= location.len)
             .and_then(|s| s.get(start as usize..end as usize));
-        bytes
-            .map(Bytes::copy_from_slice)
-            .ok_or_else(|| StoreError::MediaIo {
+        bytes.map(Bytes::copy_from_slice).ok_or_else(|| {
+            StoreError::media_io(
                 stream,
-                segment: location.segment,
-                offset: start,
-                len: range.end.saturating_sub(range.start),
-                source: std::io::ErrorKind::NotFound.into(),
-            })
+                location,
+                &range,
+                std::io::ErrorKind::NotFound.into(),
+            )
+        })
     }
 
     async fn settle(&self, stream: StreamId, location: MediaLocation, committed: bool) {
