@@ -12,7 +12,8 @@
 # OPENKVS_SKIP_CARGO_TEST=1 to skip `cargo test`, OPENKVS_KEEP_TMP=1 to keep the e2e temp dirs,
 # OPENKVS_E2E_TIMEOUT (seconds, default 1200) caps the end-to-end run. AWS's C producer SDK is built from the
 # pinned tarballs by scripts/build-kvs-producer-c.sh (cached in ${OPENKVS_CACHE_DIR:-~/.cache/openkvs}); a
-# preset OPENKVS_KVS_PRODUCER_DRIVER skips that build.
+# preset OPENKVS_KVS_PRODUCER_DRIVER skips that build. Garage, the S3-compatible store of the object-media
+# tests, is built by scripts/garage.sh build (cached there too).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -72,6 +73,12 @@ echo "$(chromium --version 2>/dev/null); $(gst-launch-1.0 --version | sed -n 2p)
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export OPENKVS_BIN="${OPENKVS_BIN:-$TARGET/debug/openkvs}"
+
+step "Garage (S3-compatible store; crates/store/tests/conformance_garage.rs)"
+# Built once with cargo install (several minutes), then cached; the tests start and stop their own
+# with scripts/garage.sh start/stop in a temp dir.
+OPENKVS_GARAGE_BIN="$(scripts/garage.sh build)"
+echo "$("$OPENKVS_GARAGE_BIN" --version)"
 
 if [ "${OPENKVS_SKIP_CARGO_TEST:-0}" != 1 ]; then
   step "cargo fmt --check, cargo clippy -D warnings"
