@@ -459,6 +459,7 @@ async fn add_fragment(
     server_ms: i64,
 ) -> String {
     let row = store::NewFragment {
+        writer_epoch: None,
         stream,
         number: store::FragmentNumber::candidate(store::Timestamp(server_ms)),
         producer_timestamp: store::Timestamp(producer_ms),

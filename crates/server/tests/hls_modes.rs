@@ -96,6 +96,7 @@ async fn ingest(s: &TestServer, stream: &StreamRecord, upto: usize) {
             .persist(PendingFragment {
                 parts: vec![Bytes::from(vec![0u8; 120])],
                 row: NewFragment {
+                    writer_epoch: None,
                     stream: stream.id,
                     number: FragmentNumber::next(last, Timestamp(T0_MS + server_off)),
                     producer_timestamp: Timestamp(T0_MS + producer_off),
@@ -361,6 +362,7 @@ async fn a_live_session_outlives_a_producer_pause() {
         .persist(PendingFragment {
             parts: vec![Bytes::from(vec![0u8; 120])],
             row: NewFragment {
+                writer_epoch: None,
                 stream: h.stream.id,
                 number: FragmentNumber::next(last, Timestamp(T0_MS + 62_500)),
                 producer_timestamp: Timestamp(T0_MS + 62_500),

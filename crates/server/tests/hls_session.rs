@@ -231,6 +231,7 @@ impl T {
             .persist(PendingFragment {
                 parts,
                 row: NewFragment {
+                    writer_epoch: None,
                     stream: s.id,
                     number: FragmentNumber::next(last, Timestamp(server_ms)),
                     producer_timestamp: Timestamp(producer_ms),

@@ -2,20 +2,25 @@
 //! request needs its stream, the fragment row and the stream's codec configs, and the same few
 //! fragments are asked for by every viewer. Fragment rows never change once committed and codec
 //! configs are append-only, so caching them is safe; the cache sees every write that goes through
-//! it (deletes, updates, retention) and drops what they touch. Stream records are also refreshed
-//! after [`STREAM_TTL`], for writers in other processes.
+//! it (deletes, updates, retention) and drops what they touch. Writes of other nodes arrive
+//! through the inner catalog's change feed ([`Catalog::changes`], docs/architecture.md#playback-path),
+//! which a follower task applies; stream records are also refreshed after [`STREAM_TTL`] and live
+//! edges after [`LIVE_EDGE_TTL`], in case a notification is lost.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use tokio::sync::broadcast::{self, error::RecvError};
 
+use crate::task::AbortOnDrop;
 use crate::{
-    Catalog, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery, FragmentRecord,
-    NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamUpdate, Timestamp,
+    Catalog, CatalogChange, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery,
+    FragmentRecord, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamUpdate,
+    Timestamp, WriterLease, CHANGE_FEED_CAPACITY,
 };
 
 /// How long a cached stream record is trusted without asking the catalog again.
@@ -25,6 +30,9 @@ const FRAGMENT_ENTRIES: usize = 8192;
 /// The live edge kept per stream: every LIVE viewer asks for the same newest few fragments
 /// (docs/architecture.md#playback-path). Requests for more go to the catalog.
 const LIVE_EDGE: usize = 64;
+/// How long a cached live edge is trusted: the change feed drops it at once on a commit, this
+/// bounds the staleness when a notification is lost.
+pub const LIVE_EDGE_TTL: Duration = Duration::from_secs(1);
 
 /// Two generations: lookups hit either; when the young one is full it becomes the old one and
 /// the old one is dropped. O(1), bounded, and recently used entries survive (they are promoted).
@@ -104,15 +112,27 @@ impl<K: Hash + Eq + Clone, V: Clone> Generations<K, V> {
 }
 
 type Configs = Arc<Vec<(CodecConfigId, CodecConfig)>>;
+/// A stream's cached live edge and when it was read.
+type LiveEdge = (Instant, Arc<Vec<FragmentRecord>>);
 
 /// [`Catalog`] with a read-through cache of fragments, codec configs and stream records.
 pub struct CachingCatalog {
     inner: Arc<dyn Catalog>,
+    cache: Arc<Cache>,
+    /// The inner catalog's changes, sent on once the cache has applied them (so a reader woken
+    /// by one sees fresh data); `None` when built outside a runtime (no follower).
+    changes: Option<broadcast::Sender<CatalogChange>>,
+    _follower: Option<AbortOnDrop>,
+}
+
+/// What [`CachingCatalog`] keeps, shared with its follower task (which holds it weakly).
+struct Cache {
     fragments: Mutex<Generations<(StreamId, FragmentNumber), Arc<FragmentRecord>>>,
     configs: Mutex<HashMap<StreamId, Configs>>,
     streams: Mutex<HashMap<StreamId, (Instant, StreamRecord)>>,
-    /// Per stream, the newest [`LIVE_EDGE`] fragments, ascending; dropped on every commit.
-    live_edge: Mutex<HashMap<StreamId, Arc<Vec<FragmentRecord>>>>,
+    /// Per stream, the newest [`LIVE_EDGE`] fragments, ascending, and when they were read;
+    /// dropped on every commit (this node's, or another's through the change feed).
+    live_edge: Mutex<HashMap<StreamId, LiveEdge>>,
     /// Bumped after every commit: a live edge read before a commit is not cached after it.
     commits: AtomicU64,
 }
@@ -122,37 +142,104 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl CachingCatalog {
+    /// Subscribes to `inner`'s change feed at once (no change after this call is missed); the
+    /// follower task that applies it needs a tokio runtime, without one the cache relies on its
+    /// TTLs alone.
     pub fn new(inner: Arc<dyn Catalog>) -> Self {
-        CachingCatalog {
-            inner,
+        let cache = Arc::new(Cache {
             fragments: Mutex::new(Generations::new(FRAGMENT_ENTRIES)),
             configs: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             live_edge: Mutex::new(HashMap::new()),
             commits: AtomicU64::new(0),
+        });
+        let (changes, follower) = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let out = broadcast::channel(CHANGE_FEED_CAPACITY).0;
+                let task =
+                    runtime.spawn(follow(inner.changes(), Arc::downgrade(&cache), out.clone()));
+                (Some(out), Some(AbortOnDrop(task)))
+            }
+            Err(_) => {
+                tracing::warn!("CachingCatalog built outside a tokio runtime: no change feed");
+                (None, None)
+            }
+        };
+        CachingCatalog {
+            inner,
+            cache,
+            changes,
+            _follower: follower,
         }
     }
 
-    /// The newest [`LIVE_EDGE`] fragments of `stream`, from memory when no commit happened since.
+    /// The newest [`LIVE_EDGE`] fragments of `stream`, from memory when no commit happened since
+    /// (and it is younger than [`LIVE_EDGE_TTL`]).
     async fn live_edge(&self, stream: StreamId) -> Result<Arc<Vec<FragmentRecord>>, StoreError> {
-        if let Some(edge) = lock(&self.live_edge).get(&stream).cloned() {
-            return Ok(edge);
+        if let Some((at, edge)) = lock(&self.cache.live_edge).get(&stream) {
+            if at.elapsed() < LIVE_EDGE_TTL {
+                return Ok(edge.clone());
+            }
         }
         // A commit between this read and caching it would make it stale: then don't cache.
-        let before = self.commits.load(Ordering::SeqCst);
+        let before = self.cache.commits.load(Ordering::SeqCst);
+        let read_at = Instant::now();
         let fresh = Arc::new(self.inner.latest_fragments(stream, LIVE_EDGE).await?);
-        let mut edges = lock(&self.live_edge);
-        if self.commits.load(Ordering::SeqCst) == before {
-            edges.insert(stream, fresh.clone());
+        let mut edges = lock(&self.cache.live_edge);
+        if self.cache.commits.load(Ordering::SeqCst) == before {
+            edges.insert(stream, (read_at, fresh.clone()));
         }
         Ok(fresh)
     }
+}
 
+impl Cache {
     fn forget_stream(&self, stream: StreamId) {
         lock(&self.streams).remove(&stream);
         lock(&self.configs).remove(&stream);
         lock(&self.fragments).retain(|(s, _)| *s != stream);
         lock(&self.live_edge).remove(&stream);
+    }
+
+    /// A change committed by any node. A stream change may be a retention delete or the stream
+    /// gone, so everything of the stream goes, not only its record.
+    fn apply(&self, change: CatalogChange) {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        match change {
+            CatalogChange::Fragments(stream) => {
+                lock(&self.live_edge).remove(&stream);
+            }
+            CatalogChange::Stream(stream) => self.forget_stream(stream),
+            CatalogChange::Unknown => {
+                lock(&self.streams).clear();
+                lock(&self.configs).clear();
+                lock(&self.fragments).retain(|_| false);
+                lock(&self.live_edge).clear();
+            }
+        }
+    }
+}
+
+/// The follower: applies each change of `feed` to the cache, then passes it on to `out`. Ends
+/// when the cache or the feed is gone.
+async fn follow(
+    mut feed: broadcast::Receiver<CatalogChange>,
+    cache: Weak<Cache>,
+    out: broadcast::Sender<CatalogChange>,
+) {
+    loop {
+        let change = match feed.recv().await {
+            Ok(change) => change,
+            // Missed changes: anything may have changed.
+            Err(RecvError::Lagged(_)) => CatalogChange::Unknown,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        cache.apply(change);
+        drop(cache);
+        let _ = out.send(change);
     }
 }
 
@@ -171,13 +258,13 @@ impl Catalog for CachingCatalog {
     }
 
     async fn stream_by_id(&self, id: StreamId) -> Result<Option<StreamRecord>, StoreError> {
-        if let Some((at, s)) = lock(&self.streams).get(&id) {
+        if let Some((at, s)) = lock(&self.cache.streams).get(&id) {
             if at.elapsed() < STREAM_TTL {
                 return Ok(Some(s.clone()));
             }
         }
         let found = self.inner.stream_by_id(id).await?;
-        let mut streams = lock(&self.streams);
+        let mut streams = lock(&self.cache.streams);
         match &found {
             Some(s) => {
                 streams.insert(id, (Instant::now(), s.clone()));
@@ -205,7 +292,7 @@ impl Catalog for CachingCatalog {
         update: StreamUpdate,
     ) -> Result<StreamRecord, StoreError> {
         let result = self.inner.update_stream(id, expected_version, update).await;
-        lock(&self.streams).remove(&id);
+        lock(&self.cache.streams).remove(&id);
         result
     }
 
@@ -215,7 +302,7 @@ impl Catalog for CachingCatalog {
         expected_version: Option<&str>,
     ) -> Result<(), StoreError> {
         let result = self.inner.delete_stream(id, expected_version).await;
-        self.forget_stream(id);
+        self.cache.forget_stream(id);
         result
     }
 
@@ -237,13 +324,13 @@ impl Catalog for CachingCatalog {
         stream: StreamId,
         needed: Option<CodecConfigId>,
     ) -> Result<Configs, StoreError> {
-        if let Some(c) = lock(&self.configs).get(&stream) {
+        if let Some(c) = lock(&self.cache.configs).get(&stream) {
             if needed.is_none_or(|id| c.iter().any(|(i, _)| *i == id)) {
                 return Ok(c.clone());
             }
         }
         let fresh = Arc::new(self.inner.codec_configs(stream).await?);
-        lock(&self.configs).insert(stream, fresh.clone());
+        lock(&self.cache.configs).insert(stream, fresh.clone());
         Ok(fresh)
     }
 
@@ -252,14 +339,14 @@ impl Catalog for CachingCatalog {
         stream: StreamId,
         number: FragmentNumber,
     ) -> Result<Option<Arc<FragmentRecord>>, StoreError> {
-        if let Some(f) = lock(&self.fragments).get(&(stream, number)) {
+        if let Some(f) = lock(&self.cache.fragments).get(&(stream, number)) {
             return Ok(Some(f));
         }
         let Some(f) = self.inner.fragment(stream, number).await? else {
             return Ok(None);
         };
         let f = Arc::new(f);
-        lock(&self.fragments).insert((stream, number), f.clone());
+        lock(&self.cache.fragments).insert((stream, number), f.clone());
         Ok(Some(f))
     }
 
@@ -268,7 +355,7 @@ impl Catalog for CachingCatalog {
         stream: StreamId,
     ) -> Result<Vec<(CodecConfigId, CodecConfig)>, StoreError> {
         let fresh = self.inner.codec_configs(stream).await?;
-        lock(&self.configs).insert(stream, Arc::new(fresh.clone()));
+        lock(&self.cache.configs).insert(stream, Arc::new(fresh.clone()));
         Ok(fresh)
     }
 
@@ -278,8 +365,8 @@ impl Catalog for CachingCatalog {
     ) -> Result<Vec<FragmentNumber>, StoreError> {
         let streams: Vec<StreamId> = fragments.iter().map(|f| f.stream).collect();
         let result = self.inner.insert_fragments(fragments).await;
-        self.commits.fetch_add(1, Ordering::SeqCst);
-        let mut edges = lock(&self.live_edge);
+        self.cache.commits.fetch_add(1, Ordering::SeqCst);
+        let mut edges = lock(&self.cache.live_edge);
         for stream in streams {
             edges.remove(&stream);
         }
@@ -334,12 +421,65 @@ impl Catalog for CachingCatalog {
         cutoff: Timestamp,
     ) -> Result<Vec<u64>, StoreError> {
         let result = self.inner.delete_fragments_before(stream, cutoff).await;
-        lock(&self.fragments).retain(|(s, _)| *s != stream);
-        lock(&self.live_edge).remove(&stream);
+        lock(&self.cache.fragments).retain(|(s, _)| *s != stream);
+        lock(&self.cache.live_edge).remove(&stream);
         result
     }
 
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
         self.inner.all_streams().await
+    }
+
+    async fn acquire_writer_lease(
+        &self,
+        stream: StreamId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<WriterLease>, StoreError> {
+        self.inner.acquire_writer_lease(stream, holder, ttl).await
+    }
+
+    async fn renew_writer_lease(
+        &self,
+        lease: WriterLease,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.renew_writer_lease(lease, ttl).await
+    }
+
+    async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {
+        self.inner.release_writer_lease(lease).await
+    }
+
+    async fn allocate_media_epoch(&self) -> Result<u64, StoreError> {
+        self.inner.allocate_media_epoch().await
+    }
+
+    async fn record_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        self.inner.record_pending_media(stream, segment).await
+    }
+
+    async fn clear_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        self.inner.clear_pending_media(stream, segment).await
+    }
+
+    async fn stale_pending_media(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u64)>, StoreError> {
+        self.inner.stale_pending_media(older_than, limit).await
+    }
+
+    async fn session_key_or_init(&self, candidate: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        self.inner.session_key_or_init(candidate).await
+    }
+
+    /// The inner catalog's feed, each change sent on after this cache applied it.
+    fn changes(&self) -> broadcast::Receiver<CatalogChange> {
+        match &self.changes {
+            Some(out) => out.subscribe(),
+            None => self.inner.changes(),
+        }
     }
 }

@@ -139,6 +139,7 @@ mod tests {
     /// A one-second fragment starting at `producer_ms` / `server_ms`, its tracks on `configs`.
     fn frag(producer_ms: i64, server_ms: i64, configs: &[i64]) -> NewFragment {
         NewFragment {
+            writer_epoch: None,
             stream: StreamId(1),
             number: FragmentNumber(0),
             producer_timestamp: Timestamp(producer_ms),

@@ -37,6 +37,11 @@ pub enum StoreError {
         stream: StreamId,
         number: FragmentNumber,
     },
+    /// The fragment was committed under a writer lease epoch that is no longer the stream's:
+    /// another writer took the stream over (docs/architecture.md#writer-lease). Nothing was
+    /// stored; the old writer must stop.
+    #[error("writer lease lost on stream {stream:?}: epoch {epoch} is no longer current")]
+    WriterLeaseLost { stream: StreamId, epoch: u64 },
     /// Any other write the backend refused because of what is stored (a uniqueness or reference
     /// constraint that no caller-level check caught, e.g. a concurrent writer won).
     #[error("conflict: {what}: {source}")]
@@ -93,6 +98,7 @@ impl StoreError {
             E::AlreadyExists(_) => StoreErrorKind::AlreadyExists,
             E::VersionMismatch { .. }
             | E::FragmentNumberNotIncreasing { .. }
+            | E::WriterLeaseLost { .. }
             | E::Conflict { .. } => StoreErrorKind::Conflict,
             E::Unavailable { .. } => StoreErrorKind::Unavailable,
             E::Corrupt(_) | E::MediaIo { .. } => StoreErrorKind::Corrupt,
@@ -169,6 +175,13 @@ mod tests {
                 StoreError::FragmentNumberNotIncreasing {
                     stream: StreamId(1),
                     number: FragmentNumber(2),
+                },
+                StoreErrorKind::Conflict,
+            ),
+            (
+                StoreError::WriterLeaseLost {
+                    stream: StreamId(1),
+                    epoch: 2,
                 },
                 StoreErrorKind::Conflict,
             ),

@@ -13,6 +13,7 @@ mod sample_table;
 mod segments;
 mod sql_rows;
 mod sqlite;
+mod task;
 mod types;
 pub mod varint;
 
@@ -140,7 +141,61 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> Result<Vec<u64>, StoreError>;
     /// All streams (for the retention task).
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError>;
+
+    // ---- scale-out (issue #9): docs/architecture.md#writer-lease ----
+
+    /// Grants `holder` the stream's writer lease for `ttl` if the stream has none or its lease
+    /// expired (by the catalog's own clock, so nodes' clocks do not matter), else `Ok(None)`.
+    /// Every grant's epoch is above every earlier epoch of the stream. Unknown stream →
+    /// [`StoreError::StreamNotFound`].
+    async fn acquire_writer_lease(
+        &self,
+        stream: StreamId,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<WriterLease>, StoreError>;
+    /// Extends the lease to `ttl` from now iff its epoch is still the stream's current one (even
+    /// if it expired meanwhile, as long as nobody took over); false when another epoch took over
+    /// or the stream is gone.
+    async fn renew_writer_lease(
+        &self,
+        lease: WriterLease,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+    /// Ends the lease now iff its epoch is still current (so another writer can acquire at
+    /// once); a no-op otherwise.
+    async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError>;
+
+    /// A number this catalog never returned before, in `1..2^31`: part of media object keys, so
+    /// nodes and restarts never write the same key (docs/architecture.md#pending-media-and-orphan-collection).
+    async fn allocate_media_epoch(&self) -> Result<u64, StoreError>;
+
+    /// Records that an object for `(stream, segment)` is about to be written, before it is
+    /// (docs/architecture.md#pending-media-and-orphan-collection). No reference to the stream:
+    /// entries outlive a deleted stream so its objects are still collected. Segments < 2^63.
+    async fn record_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError>;
+    /// Forgets a pending entry (its object was deleted, or committed some other way).
+    /// [`Catalog::insert_fragments`] clears the entries of the rows it commits itself.
+    async fn clear_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError>;
+    /// Pending entries recorded more than `older_than` ago (catalog clock), oldest first, at most `limit`.
+    async fn stale_pending_media(
+        &self,
+        older_than: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u64)>, StoreError>;
+
+    /// The cluster's HLS session-token key: stores `candidate` if the catalog holds none yet and
+    /// returns the stored one, the same for every node even when they start together.
+    async fn session_key_or_init(&self, candidate: [u8; 32]) -> Result<[u8; 32], StoreError>;
+
+    /// Changes committed from now on, by any node sharing this catalog (docs/architecture.md#playback-path).
+    /// Best effort: a receiver that lags ([`tokio::sync::broadcast::error::RecvError::Lagged`])
+    /// must treat it as [`CatalogChange::Unknown`]; readers keep a short TTL as a fallback.
+    fn changes(&self) -> tokio::sync::broadcast::Receiver<CatalogChange>;
 }
+
+/// Capacity of a catalog's change feed ([`Catalog::changes`]); a receiver further behind lags.
+pub const CHANGE_FEED_CAPACITY: usize = 1024;
 
 /// Fragment bytes. `append` writes, `sync` makes everything appended so far durable (group commit).
 ///

@@ -20,28 +20,45 @@
 //!   keeps retention's "is this segment still referenced" a lookup. Fragment numbers and stream
 //!   names are `COLLATE "C"` text, so their order is byte order (numeric order for the
 //!   zero-padded numbers) whatever the database's locale.
+//! - **Scale-out** (docs/architecture.md#writer-lease): writer leases live on the stream row and
+//!   use the server's clock (`clock_timestamp()`), so nodes' clocks never decide who writes;
+//!   `insert_fragments` checks a fragment's lease epoch under the same row lock. Media epochs are
+//!   a sequence, the session key a one-row table.
+//! - **Change feed:** every write that changes what a cache holds runs `pg_notify` on
+//!   [`CHANGE_CHANNEL`] inside its transaction (delivered at commit, to every node); each
+//!   `PgCatalog` keeps one extra connection that `LISTEN`s and forwards to [`Catalog::changes`],
+//!   reconnecting with backoff and reporting [`CatalogChange::Unknown`] for what it may have missed.
 
 use crate::sample_table;
-use crate::sql_rows::{apply_update, check_version, next_row, tags_json, to_json};
+use crate::sql_rows::{
+    announce, apply_update, batch_streams, check_version, check_writer_epoch, epoch_column,
+    media_epoch, next_row, segment_column, session_key, tags_json, to_json, unsigned_column,
+};
+use crate::task::AbortOnDrop;
 use crate::{
-    Catalog, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery, FragmentRecord,
-    MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamStatus,
-    StreamUpdate, Timestamp, TimestampKind,
+    BackendError, Catalog, CatalogChange, CodecConfig, CodecConfigId, Continuity, FragmentNumber,
+    FragmentQuery, FragmentRecord, MediaLocation, NewFragment, NewStream, StoreError, StreamId,
+    StreamRecord, StreamStatus, StreamUpdate, Timestamp, TimestampKind, WriterLease,
+    CHANGE_FEED_CAPACITY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{
     GenericClient, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
 };
+use futures::StreamExt;
 use media::TrackNumber;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::{FromSql, ToSql};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{AsyncMessage, NoTls, Row, Socket};
 
 /// Schema migrations, in order; `schema_version` holds how many are applied. Never edit one that
 /// shipped: add the next.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE stream (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- a recreated stream never reuses an id
     name TEXT COLLATE "C" NOT NULL UNIQUE,
@@ -93,7 +110,38 @@ CREATE INDEX fragment_by_producer ON fragment (stream_id, producer_ms, number);
 CREATE INDEX fragment_by_server ON fragment (stream_id, server_ms, number);
 -- Retention asks, per candidate segment, whether any row still references it.
 CREATE INDEX fragment_by_segment ON fragment (stream_id, segment);
-"#];
+"#,
+    r#"
+-- docs/architecture.md#writer-lease: the last epoch granted (0: never; only increases), its
+-- holder, and when it expires by this server's clock (NULL: none, or released).
+ALTER TABLE stream
+    ADD COLUMN writer_epoch BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN writer_holder TEXT,
+    ADD COLUMN writer_expires TIMESTAMPTZ;
+-- docs/architecture.md#pending-media-and-orphan-collection: no reference to stream, so entries of
+-- a deleted stream are still collected.
+CREATE TABLE pending_media (
+    stream_id BIGINT NOT NULL,
+    segment BIGINT NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (stream_id, segment)
+);
+CREATE INDEX pending_media_by_age ON pending_media (recorded_at, stream_id, segment);
+-- Never hands out a number twice, rolled back or not; fails rather than wrap.
+CREATE SEQUENCE media_epoch AS BIGINT MINVALUE 1 MAXVALUE 2147483647 NO CYCLE;
+CREATE TABLE session_key (
+    id SMALLINT PRIMARY KEY CHECK (id = 1),   -- one row: the first key stored wins
+    key BYTEA NOT NULL
+);
+"#,
+];
+
+/// The `LISTEN`/`NOTIFY` channel of the change feed; payloads are `fragments:<stream id>` and
+/// `stream:<stream id>`.
+pub const CHANGE_CHANNEL: &str = "openkvs_changes";
+/// The listener's reconnect backoff: from the first to the second, doubling.
+const RECONNECT_MIN: Duration = Duration::from_millis(100);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Any constant: the key of the advisory lock that serialises migrations between nodes.
 const MIGRATION_LOCK: i64 = 0x6f70_656e_6b76_7301;
@@ -191,6 +239,115 @@ fn to_i64(v: u64) -> i64 {
 /// PostgreSQL implementation of [`Catalog`].
 pub struct PgCatalog {
     pool: Pool,
+    changes: broadcast::Sender<CatalogChange>,
+    /// Forwards notifications into `changes`; ends with the catalog (no task left retrying
+    /// against a server nobody uses).
+    _listener: AbortOnDrop,
+}
+
+type ListenConnection = tokio_postgres::Connection<Socket, NoTlsStream>;
+
+/// A new connection that listens on [`CHANGE_CHANNEL`]; the client must be kept for as long as
+/// the connection is used (dropping it closes the connection).
+async fn listen(
+    config: &tokio_postgres::Config,
+) -> Result<(tokio_postgres::Client, ListenConnection), BackendError> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let sql = format!("LISTEN {CHANGE_CHANNEL}");
+    {
+        let listening = client.batch_execute(&sql);
+        tokio::pin!(listening);
+        // The connection must be polled for the LISTEN to go out and its answer to come back.
+        loop {
+            tokio::select! {
+                done = &mut listening => {
+                    done?;
+                    break;
+                }
+                message = futures::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
+                    Some(Ok(_)) => {} // a notice; no notification can come before LISTEN
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err("connection closed during LISTEN".into()),
+                },
+            }
+        }
+    }
+    Ok((client, connection))
+}
+
+/// A notification's payload as a change; anything unexpected counts as "everything changed".
+fn parse_change(payload: &str) -> CatalogChange {
+    let parsed = payload.split_once(':').and_then(|(kind, id)| {
+        let id = StreamId(id.parse().ok()?);
+        match kind {
+            "fragments" => Some(CatalogChange::Fragments(id)),
+            "stream" => Some(CatalogChange::Stream(id)),
+            _ => None,
+        }
+    });
+    parsed.unwrap_or(CatalogChange::Unknown)
+}
+
+fn change_payload(change: CatalogChange) -> String {
+    match change {
+        CatalogChange::Fragments(id) => format!("fragments:{}", id.0),
+        CatalogChange::Stream(id) => format!("stream:{}", id.0),
+        CatalogChange::Unknown => "unknown".into(),
+    }
+}
+
+/// Queues `change` for every node's listener; delivered when (if) `tx` commits.
+async fn notify(tx: &impl GenericClient, change: CatalogChange) -> Result<(), Failure> {
+    let stmt = tx.prepare_cached("SELECT pg_notify($1, $2)").await?;
+    tx.execute(&stmt, &[&CHANGE_CHANNEL, &change_payload(change)])
+        .await?;
+    Ok(())
+}
+
+/// Forwards the notifications of `connection` into `feed`; when the connection ends, listens
+/// again (backoff [`RECONNECT_MIN`] doubling to [`RECONNECT_MAX`]) and reports
+/// [`CatalogChange::Unknown`], since notifications sent meanwhile are lost.
+async fn forward_changes(
+    config: tokio_postgres::Config,
+    feed: broadcast::Sender<CatalogChange>,
+    mut client: tokio_postgres::Client,
+    mut connection: ListenConnection,
+) {
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        let since = Instant::now();
+        {
+            let mut messages = futures::stream::poll_fn(|cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(n)) => announce(&feed, parse_change(n.payload())),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "catalog change feed connection failed");
+                        break;
+                    }
+                }
+            }
+        }
+        drop(client);
+        // A connection that lasted starts the backoff over; one that keeps dropping at once does not.
+        if since.elapsed() >= RECONNECT_MAX {
+            backoff = RECONNECT_MIN;
+        }
+        loop {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(RECONNECT_MAX);
+            match listen(&config).await {
+                Ok((c, k)) => {
+                    (client, connection) = (c, k);
+                    tracing::info!("catalog change feed listening again");
+                    announce(&feed, CatalogChange::Unknown);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "catalog change feed: cannot listen yet"),
+            }
+        }
+    }
 }
 
 impl PgCatalog {
@@ -202,7 +359,7 @@ impl PgCatalog {
             .parse()
             .map_err(|e| StoreError::unavailable(format!("{WHAT}: bad connection string"), e))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -216,7 +373,17 @@ impl PgCatalog {
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
             .map_err(|e| StoreError::unavailable(WHAT, e))?;
-        let catalog = PgCatalog { pool };
+        let changes = broadcast::channel(CHANGE_FEED_CAPACITY).0;
+        // Listening before connect returns: every change committed after it is reported.
+        let (client, connection) = listen(&config)
+            .await
+            .map_err(|e| StoreError::unavailable(format!("{WHAT}: change feed"), e))?;
+        let task = tokio::spawn(forward_changes(config, changes.clone(), client, connection));
+        let catalog = PgCatalog {
+            pool,
+            changes,
+            _listener: AbortOnDrop(task),
+        };
         catalog.migrate().await?;
         Ok(catalog)
     }
@@ -497,6 +664,7 @@ impl PgCatalog {
             ],
         )
         .await?;
+        notify(&tx, CatalogChange::Stream(id)).await?;
         tx.commit().await?;
         Ok(s)
     }
@@ -516,6 +684,7 @@ impl PgCatalog {
             .await?;
         tx.execute("DELETE FROM stream WHERE id = $1", &[&id.0])
             .await?;
+        notify(&tx, CatalogChange::Stream(id)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -620,7 +789,7 @@ impl PgCatalog {
         let tx = client.transaction().await?;
         let state_stmt = tx
             .prepare_cached(
-                "SELECT last_fragment_number, ingest_state FROM stream WHERE id = $1 FOR UPDATE",
+                "SELECT last_fragment_number, ingest_state, writer_epoch FROM stream WHERE id = $1 FOR UPDATE",
             )
             .await?;
         let set_state = tx
@@ -635,6 +804,11 @@ impl PgCatalog {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .await?;
+        // docs/architecture.md#pending-media-and-orphan-collection: the row and the end of its
+        // object's pending entry are one commit.
+        let clear_pending = tx
+            .prepare_cached("DELETE FROM pending_media WHERE stream_id = $1 AND segment = $2")
+            .await?;
         let mut numbers = Vec::with_capacity(fragments.len());
         for f in &fragments {
             let row = tx
@@ -643,6 +817,9 @@ impl PgCatalog {
                 .ok_or(StoreError::StreamNotFound(f.stream))?;
             let last: Option<String> = get(&row, 0)?;
             let state: Option<String> = get(&row, 1)?;
+            // Under the row lock that every lease change also takes: a takeover either committed
+            // before (refused here) or waits for this commit.
+            check_writer_epoch(f, get(&row, 2)?)?;
             let next = next_row(last.as_deref(), state.as_deref(), f)?;
             tx.execute(
                 &insert,
@@ -680,7 +857,15 @@ impl PgCatalog {
             })?;
             tx.execute(&set_state, &[&f.stream.0, &next.number, &next.edge])
                 .await?;
+            tx.execute(
+                &clear_pending,
+                &[&f.stream.0, &segment_column(f.media.segment)?],
+            )
+            .await?;
             numbers.push(f.number);
+        }
+        for stream in batch_streams(&fragments) {
+            notify(&tx, CatalogChange::Fragments(stream)).await?;
         }
         tx.commit().await?;
         Ok(numbers)
@@ -789,6 +974,9 @@ impl PgCatalog {
                 unreferenced.push(get_u64(r, 0)?);
             }
         }
+        if !rows.is_empty() {
+            notify(&tx, CatalogChange::Stream(stream)).await?;
+        }
         tx.commit().await?;
         Ok(unreferenced)
     }
@@ -818,6 +1006,123 @@ impl PgCatalog {
             )
             .await?;
         Ok(rows.iter().map(stream_from_row).collect::<Result<_, _>>()?)
+    }
+}
+
+impl PgCatalog {
+    async fn acquire_writer_lease_inner(
+        &self,
+        stream: StreamId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<WriterLease>, Failure> {
+        let client = self.pool.get().await?;
+        // One statement: concurrent acquirers queue on the row lock, and the later one re-checks
+        // the expiry against the earlier one's grant (READ COMMITTED re-evaluates the WHERE).
+        let stmt = client
+            .prepare_cached(
+                "UPDATE stream SET writer_epoch = writer_epoch + 1, writer_holder = $2, \
+                 writer_expires = clock_timestamp() + make_interval(secs => $3) \
+                 WHERE id = $1 AND (writer_expires IS NULL OR writer_expires <= clock_timestamp()) \
+                 RETURNING writer_epoch",
+            )
+            .await?;
+        let granted = client
+            .query_opt(&stmt, &[&stream.0, &holder, &ttl.as_secs_f64()])
+            .await?;
+        match granted {
+            Some(row) => Ok(Some(WriterLease {
+                stream,
+                epoch: unsigned_column(get(&row, 0)?, "writer_epoch")?,
+            })),
+            None => {
+                let exists = client
+                    .query_opt("SELECT 1 FROM stream WHERE id = $1", &[&stream.0])
+                    .await?;
+                match exists {
+                    Some(_) => Ok(None),
+                    None => Err(StoreError::StreamNotFound(stream).into()),
+                }
+            }
+        }
+    }
+
+    /// Runs `sql` (parameters: stream id, epoch, then `extra`) and returns the rows it changed.
+    async fn lease_update(
+        &self,
+        sql: &str,
+        lease: WriterLease,
+        extra: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, Failure> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        let epoch = epoch_column(lease.epoch);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&lease.stream.0, &epoch];
+        params.extend_from_slice(extra);
+        Ok(client.execute(&stmt, &params).await?)
+    }
+
+    async fn allocate_media_epoch_inner(&self) -> Result<u64, Failure> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_one("SELECT nextval('media_epoch')", &[])
+            .await?;
+        Ok(media_epoch(get(&row, 0)?)?)
+    }
+
+    /// Runs `sql` on a pending entry (parameters: stream id, segment).
+    async fn pending_update(
+        &self,
+        sql: &str,
+        stream: StreamId,
+        segment: u64,
+    ) -> Result<(), Failure> {
+        let client = self.pool.get().await?;
+        let stmt = client.prepare_cached(sql).await?;
+        client
+            .execute(&stmt, &[&stream.0, &segment_column(segment)?])
+            .await?;
+        Ok(())
+    }
+
+    async fn stale_pending_media_inner(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u64)>, Failure> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT stream_id, segment FROM pending_media \
+                 WHERE recorded_at < clock_timestamp() - make_interval(secs => $1) \
+                 ORDER BY recorded_at, stream_id, segment LIMIT $2",
+            )
+            .await?;
+        let rows = client
+            .query(&stmt, &[&older_than.as_secs_f64(), &to_i64(limit as u64)])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push((StreamId(get(r, 0)?), get_u64(r, 1)?));
+        }
+        Ok(out)
+    }
+
+    async fn session_key_or_init_inner(&self, candidate: [u8; 32]) -> Result<[u8; 32], Failure> {
+        let client = self.pool.get().await?;
+        // Nodes racing at start: the second INSERT waits for the first to commit, then does
+        // nothing, and its SELECT (a new snapshot) sees the first one's key.
+        client
+            .execute(
+                "INSERT INTO session_key (id, key) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                &[&&candidate[..]],
+            )
+            .await?;
+        let row = client
+            .query_one("SELECT key FROM session_key WHERE id = 1", &[])
+            .await?;
+        let stored: Vec<u8> = get(&row, 0)?;
+        Ok(session_key(&stored)?)
     }
 }
 
@@ -935,6 +1240,65 @@ impl Catalog for PgCatalog {
 
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
         Ok(self.all_streams_inner().await?)
+    }
+
+    async fn acquire_writer_lease(
+        &self,
+        stream: StreamId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<WriterLease>, StoreError> {
+        Ok(self.acquire_writer_lease_inner(stream, holder, ttl).await?)
+    }
+
+    async fn renew_writer_lease(
+        &self,
+        lease: WriterLease,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let sql =
+            "UPDATE stream SET writer_expires = clock_timestamp() + make_interval(secs => $3) \
+                   WHERE id = $1 AND writer_epoch = $2";
+        Ok(self.lease_update(sql, lease, &[&ttl.as_secs_f64()]).await? == 1)
+    }
+
+    async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {
+        let sql = "UPDATE stream SET writer_expires = NULL WHERE id = $1 AND writer_epoch = $2";
+        self.lease_update(sql, lease, &[]).await?;
+        Ok(())
+    }
+
+    async fn allocate_media_epoch(&self) -> Result<u64, StoreError> {
+        Ok(self.allocate_media_epoch_inner().await?)
+    }
+
+    async fn record_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        // Recorded again (a retried write of the same object): it is young again.
+        let sql = "INSERT INTO pending_media (stream_id, segment, recorded_at) \
+                   VALUES ($1, $2, clock_timestamp()) \
+                   ON CONFLICT (stream_id, segment) DO UPDATE SET recorded_at = excluded.recorded_at";
+        Ok(self.pending_update(sql, stream, segment).await?)
+    }
+
+    async fn clear_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        let sql = "DELETE FROM pending_media WHERE stream_id = $1 AND segment = $2";
+        Ok(self.pending_update(sql, stream, segment).await?)
+    }
+
+    async fn stale_pending_media(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u64)>, StoreError> {
+        Ok(self.stale_pending_media_inner(older_than, limit).await?)
+    }
+
+    async fn session_key_or_init(&self, candidate: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        Ok(self.session_key_or_init_inner(candidate).await?)
+    }
+
+    fn changes(&self) -> broadcast::Receiver<CatalogChange> {
+        self.changes.subscribe()
     }
 }
 

@@ -133,3 +133,76 @@ pub(crate) fn next_row(
         edge: to_json(&edge),
     })
 }
+
+// ---- scale-out (docs/architecture.md#writer-lease) ----
+
+/// Media epochs stay below this (they fit a signed 32-bit field of an object key).
+pub(crate) const MEDIA_EPOCH_LIMIT: u64 = 1 << 31;
+
+/// [`StoreError::WriterLeaseLost`] unless `f` carries no epoch or the stream's `current` one.
+pub(crate) fn check_writer_epoch(f: &NewFragment, current: i64) -> Result<(), StoreError> {
+    match f.writer_epoch {
+        Some(epoch) if i64::try_from(epoch) != Ok(current) => Err(StoreError::WriterLeaseLost {
+            stream: f.stream,
+            epoch,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A lease epoch as stored (BIGINT); epochs only count up from 1, far below 2^63.
+pub(crate) fn epoch_column(epoch: u64) -> i64 {
+    i64::try_from(epoch).unwrap_or(i64::MAX)
+}
+
+/// A stored unsigned column (an epoch, a segment: non-negative by construction).
+pub(crate) fn unsigned_column(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what}: {v} < 0")))
+}
+
+/// A segment number as stored (BIGINT): the media stores keep them below 2^63.
+pub(crate) fn segment_column(segment: u64) -> Result<i64, StoreError> {
+    i64::try_from(segment)
+        .map_err(|_| StoreError::Corrupt(format!("segment {segment} does not fit a BIGINT")))
+}
+
+/// A duration as whole milliseconds (the SQLite catalog's clock unit), saturating.
+pub(crate) fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The stored session key; anything but 32 bytes is not what this code writes.
+pub(crate) fn session_key(stored: &[u8]) -> Result<[u8; 32], StoreError> {
+    stored
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("session key of {} bytes", stored.len())))
+}
+
+/// A media epoch the catalog counted to, if still below [`MEDIA_EPOCH_LIMIT`].
+pub(crate) fn media_epoch(v: i64) -> Result<u64, StoreError> {
+    match u64::try_from(v) {
+        Ok(e) if (1..MEDIA_EPOCH_LIMIT).contains(&e) => Ok(e),
+        _ => Err(StoreError::Corrupt(format!(
+            "media epoch {v} outside 1..2^31 (epochs exhausted?)"
+        ))),
+    }
+}
+
+/// Sends `change` to the catalog's subscribers, if any (none is fine: nobody is listening).
+pub(crate) fn announce(
+    feed: &tokio::sync::broadcast::Sender<crate::CatalogChange>,
+    change: crate::CatalogChange,
+) {
+    let _ = feed.send(change);
+}
+
+/// The distinct streams of a committed batch, in first-seen order: one Fragments change each.
+pub(crate) fn batch_streams(fragments: &[NewFragment]) -> Vec<StreamId> {
+    let mut streams: Vec<StreamId> = Vec::new();
+    for f in fragments {
+        if !streams.contains(&f.stream) {
+            streams.push(f.stream);
+        }
+    }
+    streams
+}

@@ -5,11 +5,15 @@
 //! concurrently (WAL readers never block the writer). All calls run on tokio's blocking pool.
 
 use crate::sample_table;
-use crate::sql_rows::{apply_update, check_version, next_row, tags_json, to_json};
+use crate::sql_rows::{
+    announce, apply_update, batch_streams, check_version, check_writer_epoch, duration_ms,
+    epoch_column, media_epoch, next_row, segment_column, session_key, tags_json, to_json,
+    unsigned_column,
+};
 use crate::{
-    Catalog, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery, FragmentRecord,
-    MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamStatus,
-    StreamUpdate, Timestamp, TimestampKind,
+    Catalog, CatalogChange, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery,
+    FragmentRecord, MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord,
+    StreamStatus, StreamUpdate, Timestamp, TimestampKind, WriterLease, CHANGE_FEED_CAPACITY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,6 +21,8 @@ use media::TrackNumber;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS stream (
@@ -68,7 +74,58 @@ CREATE TABLE IF NOT EXISTS fragment (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS fragment_by_producer ON fragment(stream_id, producer_ms, number);
 CREATE INDEX IF NOT EXISTS fragment_by_server ON fragment(stream_id, server_ms, number);
+-- docs/architecture.md#pending-media-and-orphan-collection: no reference to stream, so entries of
+-- a deleted stream are still collected.
+CREATE TABLE IF NOT EXISTS pending_media (
+    stream_id INTEGER NOT NULL,
+    segment INTEGER NOT NULL,
+    recorded_ms INTEGER NOT NULL,            -- system clock, epoch milliseconds
+    PRIMARY KEY (stream_id, segment)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS pending_media_by_age ON pending_media(recorded_ms, stream_id, segment);
+CREATE TABLE IF NOT EXISTS media_epoch (
+    id INTEGER PRIMARY KEY CHECK (id = 1),   -- one row: the last epoch handed out
+    last INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS session_key (
+    id INTEGER PRIMARY KEY CHECK (id = 1),   -- one row: the first key stored wins
+    key BLOB NOT NULL
+);
 "#;
+
+/// Columns added to `stream` after its first release (docs/architecture.md#writer-lease), added
+/// to older catalogs at open (`CREATE TABLE IF NOT EXISTS` does not).
+const STREAM_COLUMNS_ADDED: &[(&str, &str)] = &[
+    // The last writer lease epoch granted (0: never); only ever increases.
+    ("writer_epoch", "INTEGER NOT NULL DEFAULT 0"),
+    ("writer_holder", "TEXT"),
+    // Epoch milliseconds; NULL: no lease, or released.
+    ("writer_expires_ms", "INTEGER"),
+];
+
+/// The system clock, epoch milliseconds: the embedded catalog's clock for leases and pending
+/// entries (one process, one clock).
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, duration_ms)
+}
+
+/// Adds the columns of [`STREAM_COLUMNS_ADDED`] an older catalog lacks.
+fn add_stream_columns(conn: &Connection) -> Result<(), Failure> {
+    let existing: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('stream')")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (name, definition) in STREAM_COLUMNS_ADDED {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE stream ADD COLUMN {name} {definition}"
+            ))?;
+        }
+    }
+    Ok(())
+}
 
 const READERS: usize = 4;
 
@@ -152,6 +209,8 @@ pub struct SqliteCatalog {
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// [`Catalog::changes`]: one process writes this file, so its own commits are all there is.
+    changes: broadcast::Sender<CatalogChange>,
 }
 
 fn open_connection(path: &Path) -> Result<Connection, Failure> {
@@ -220,6 +279,7 @@ impl SqliteCatalog {
         }
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
+        add_stream_columns(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open_connection(path)?);
@@ -228,6 +288,7 @@ impl SqliteCatalog {
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
+            changes: broadcast::channel(CHANGE_FEED_CAPACITY).0,
         })
     }
 
@@ -439,7 +500,7 @@ impl Catalog for SqliteCatalog {
         u: StreamUpdate,
     ) -> Result<StreamRecord, StoreError> {
         let expected = expected_version.map(str::to_owned);
-        self.write(move |conn| {
+        let updated = self.write(move |conn| {
             let tx = conn.transaction()?;
             let mut s = stream_where(&tx, "id = ?1", &id.0)?.ok_or(StoreError::StreamNotFound(id))?;
             check_version(id, expected, &s.version)?;
@@ -452,7 +513,9 @@ impl Catalog for SqliteCatalog {
             tx.commit()?;
             Ok(s)
         })
-        .await
+        .await?;
+        announce(&self.changes, CatalogChange::Stream(id));
+        Ok(updated)
     }
 
     async fn delete_stream(
@@ -471,7 +534,9 @@ impl Catalog for SqliteCatalog {
             tx.commit()?;
             Ok(())
         })
-        .await
+        .await?;
+        announce(&self.changes, CatalogChange::Stream(id));
+        Ok(())
     }
 
     async fn codec_config_for(
@@ -564,12 +629,18 @@ impl Catalog for SqliteCatalog {
         &self,
         fragments: Vec<NewFragment>,
     ) -> Result<Vec<FragmentNumber>, StoreError> {
-        self.write(move |conn| {
+        let streams = batch_streams(&fragments);
+        let numbers = self.write(move |conn| {
             let tx = conn.transaction()?;
             let mut numbers = Vec::with_capacity(fragments.len());
             {
                 let mut state_stmt = tx.prepare_cached(
-                    "SELECT last_fragment_number, ingest_state FROM stream WHERE id = ?1",
+                    "SELECT last_fragment_number, ingest_state, writer_epoch FROM stream WHERE id = ?1",
+                )?;
+                // docs/architecture.md#pending-media-and-orphan-collection: the row and the end of
+                // its object's pending entry are one commit.
+                let mut clear_pending = tx.prepare_cached(
+                    "DELETE FROM pending_media WHERE stream_id = ?1 AND segment = ?2",
                 )?;
                 let mut set_state = tx.prepare_cached(
                     "UPDATE stream SET last_fragment_number = ?2, ingest_state = ?3 WHERE id = ?1",
@@ -580,10 +651,12 @@ impl Catalog for SqliteCatalog {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )?;
                 for f in &fragments {
-                    let row: Option<(Option<String>, Option<String>)> = state_stmt
-                        .query_row([f.stream.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                    let row: Option<(Option<String>, Option<String>, i64)> = state_stmt
+                        .query_row([f.stream.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                         .optional()?;
-                    let (last, state) = row.ok_or(StoreError::StreamNotFound(f.stream))?;
+                    let (last, state, epoch) = row.ok_or(StoreError::StreamNotFound(f.stream))?;
+                    // The single writer connection serialises this with every lease change.
+                    check_writer_epoch(f, epoch)?;
                     let next = next_row(last.as_deref(), state.as_deref(), f)?;
                     insert.execute(params![
                         f.stream.0,
@@ -611,13 +684,18 @@ impl Catalog for SqliteCatalog {
                         })
                     })?;
                     set_state.execute(params![f.stream.0, next.number, next.edge])?;
+                    clear_pending.execute(params![f.stream.0, segment_column(f.media.segment)?])?;
                     numbers.push(f.number);
                 }
             }
             tx.commit()?;
             Ok(numbers)
         })
-        .await
+        .await?;
+        for stream in streams {
+            announce(&self.changes, CatalogChange::Fragments(stream));
+        }
+        Ok(numbers)
     }
 
     async fn fragment(
@@ -679,34 +757,39 @@ impl Catalog for SqliteCatalog {
         stream: StreamId,
         cutoff: Timestamp,
     ) -> Result<Vec<u64>, StoreError> {
-        self.write(move |conn| {
-            let tx = conn.transaction()?;
-            let candidates: Vec<i64> = {
-                let mut stmt = tx.prepare(
+        let (deleted, unreferenced) = self
+            .write(move |conn| {
+                let tx = conn.transaction()?;
+                let candidates: Vec<i64> = {
+                    let mut stmt = tx.prepare(
                     "SELECT DISTINCT segment FROM fragment WHERE stream_id = ?1 AND server_ms < ?2",
                 )?;
-                let rows = stmt.query_map(params![stream.0, cutoff.0], |r| r.get(0))?;
-                rows.collect::<Result<_, _>>()?
-            };
-            tx.execute(
-                "DELETE FROM fragment WHERE stream_id = ?1 AND server_ms < ?2",
-                params![stream.0, cutoff.0],
-            )?;
-            let mut unreferenced = Vec::new();
-            for seg in candidates {
-                let used: bool = tx.query_row(
+                    let rows = stmt.query_map(params![stream.0, cutoff.0], |r| r.get(0))?;
+                    rows.collect::<Result<_, _>>()?
+                };
+                let deleted = tx.execute(
+                    "DELETE FROM fragment WHERE stream_id = ?1 AND server_ms < ?2",
+                    params![stream.0, cutoff.0],
+                )?;
+                let mut unreferenced = Vec::new();
+                for seg in candidates {
+                    let used: bool = tx.query_row(
                     "SELECT EXISTS(SELECT 1 FROM fragment WHERE stream_id = ?1 AND segment = ?2)",
                     params![stream.0, seg],
                     |r| r.get(0),
                 )?;
-                if !used {
-                    unreferenced.push(seg as u64);
+                    if !used {
+                        unreferenced.push(seg as u64);
+                    }
                 }
-            }
-            tx.commit()?;
-            Ok(unreferenced)
-        })
-        .await
+                tx.commit()?;
+                Ok((deleted, unreferenced))
+            })
+            .await?;
+        if deleted > 0 {
+            announce(&self.changes, CatalogChange::Stream(stream));
+        }
+        Ok(unreferenced)
     }
 
     async fn last_fragment_number(
@@ -735,6 +818,157 @@ impl Catalog for SqliteCatalog {
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
+    }
+
+    async fn acquire_writer_lease(
+        &self,
+        stream: StreamId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<WriterLease>, StoreError> {
+        let holder = holder.to_owned();
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            let now = now_ms();
+            let granted: Option<i64> = tx
+                .query_row(
+                    "UPDATE stream SET writer_epoch = writer_epoch + 1, writer_holder = ?2, \
+                     writer_expires_ms = ?3 + ?4 \
+                     WHERE id = ?1 AND (writer_expires_ms IS NULL OR writer_expires_ms <= ?3) \
+                     RETURNING writer_epoch",
+                    params![stream.0, holder, now, duration_ms(ttl)],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let lease = match granted {
+                Some(epoch) => Some(WriterLease {
+                    stream,
+                    epoch: unsigned_column(epoch, "writer_epoch")?,
+                }),
+                None if stream_where(&tx, "id = ?1", &stream.0)?.is_none() => {
+                    return Err(StoreError::StreamNotFound(stream).into())
+                }
+                None => None,
+            };
+            tx.commit()?;
+            Ok(lease)
+        })
+        .await
+    }
+
+    async fn renew_writer_lease(
+        &self,
+        lease: WriterLease,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.write(move |conn| {
+            let renewed = conn.execute(
+                "UPDATE stream SET writer_expires_ms = ?3 WHERE id = ?1 AND writer_epoch = ?2",
+                params![
+                    lease.stream.0,
+                    epoch_column(lease.epoch),
+                    now_ms().saturating_add(duration_ms(ttl))
+                ],
+            )?;
+            Ok(renewed == 1)
+        })
+        .await
+    }
+
+    async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            conn.execute(
+                "UPDATE stream SET writer_expires_ms = NULL WHERE id = ?1 AND writer_epoch = ?2",
+                params![lease.stream.0, epoch_column(lease.epoch)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn allocate_media_epoch(&self) -> Result<u64, StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction()?;
+            let last: i64 = tx.query_row(
+                "INSERT INTO media_epoch (id, last) VALUES (1, 1) \
+                 ON CONFLICT (id) DO UPDATE SET last = last + 1 RETURNING last",
+                [],
+                |r| r.get(0),
+            )?;
+            let epoch = media_epoch(last)?;
+            tx.commit()?;
+            Ok(epoch)
+        })
+        .await
+    }
+
+    async fn record_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        let segment = segment_column(segment)?;
+        self.write(move |conn| {
+            // Recorded again (a retried write of the same object): it is young again.
+            conn.execute(
+                "INSERT INTO pending_media (stream_id, segment, recorded_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (stream_id, segment) DO UPDATE SET recorded_ms = excluded.recorded_ms",
+                params![stream.0, segment, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn clear_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        let segment = segment_column(segment)?;
+        self.write(move |conn| {
+            conn.execute(
+                "DELETE FROM pending_media WHERE stream_id = ?1 AND segment = ?2",
+                params![stream.0, segment],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn stale_pending_media(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u64)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT stream_id, segment FROM pending_media WHERE recorded_ms < ?1 \
+                 ORDER BY recorded_ms, stream_id, segment LIMIT ?2",
+            )?;
+            let cutoff = now_ms().saturating_sub(duration_ms(older_than));
+            let rows = stmt.query_map(params![cutoff, limit as i64], |r| {
+                Ok((StreamId(r.get(0)?), r.get::<_, i64>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (stream, segment) = row?;
+                out.push((stream, unsigned_column(segment, "pending segment")?));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn session_key_or_init(&self, candidate: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "INSERT INTO session_key (id, key) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+                [&candidate[..]],
+            )?;
+            let stored: Vec<u8> =
+                tx.query_row("SELECT key FROM session_key WHERE id = 1", [], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(session_key(&stored)?)
+        })
+        .await
+    }
+
+    fn changes(&self) -> broadcast::Receiver<CatalogChange> {
+        self.changes.subscribe()
     }
 }
 

@@ -197,6 +197,30 @@ pub struct NewFragment {
     pub tracks: Vec<FragmentTrack>,
     pub tags: Vec<(String, String)>,
     pub media: MediaLocation,
+    /// The writer lease epoch the fragment is committed under: when `Some`, the catalog refuses
+    /// the row ([`crate::StoreError::WriterLeaseLost`]) unless it is still the stream's current
+    /// epoch, checked in the committing transaction (docs/architecture.md#writer-lease). `None`
+    /// skips the check (a single process that holds no leases).
+    pub writer_epoch: Option<u64>,
+}
+
+/// A stream's writer lease: who may commit fragments to it (docs/architecture.md#writer-lease).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriterLease {
+    pub stream: StreamId,
+    pub epoch: u64,
+}
+
+/// What changed in a catalog, as [`crate::Catalog::changes`] reports it: for cache invalidation
+/// across nodes and live-edge wake-ups (docs/architecture.md#playback-path).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogChange {
+    /// Fragments were committed to the stream.
+    Fragments(StreamId),
+    /// The stream record changed or went, or retention deleted some of its fragments.
+    Stream(StreamId),
+    /// Notifications may have been missed: treat everything as changed.
+    Unknown,
 }
 
 /// A stored fragment's catalog row.

@@ -10,7 +10,9 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use store::*;
+use tokio::sync::broadcast;
 
 /// One stream and everything the catalog keeps for it.
 #[derive(Clone)]
@@ -20,6 +22,9 @@ struct StreamState {
     fragments: BTreeMap<FragmentNumber, FragmentRecord>,
     last: Option<FragmentNumber>,
     edge: StreamEdge,
+    /// The last writer lease epoch granted (0: never) and when it expires (`None`: released).
+    writer_epoch: u64,
+    writer_expires: Option<Instant>,
 }
 
 #[derive(Clone, Default)]
@@ -27,6 +32,10 @@ struct CatalogState {
     streams: BTreeMap<StreamId, StreamState>,
     last_stream_id: i64,
     last_config_id: i64,
+    last_media_epoch: u64,
+    /// Pending media entries and when they were recorded (no tie to `streams`).
+    pending: BTreeMap<(StreamId, u64), Instant>,
+    session_key: Option<[u8; 32]>,
 }
 
 impl CatalogState {
@@ -59,12 +68,28 @@ impl CatalogState {
     }
 }
 
-#[derive(Default)]
-struct MemoryCatalog(Mutex<CatalogState>);
+struct MemoryCatalog {
+    state: Mutex<CatalogState>,
+    changes: broadcast::Sender<CatalogChange>,
+}
+
+impl Default for MemoryCatalog {
+    fn default() -> Self {
+        MemoryCatalog {
+            state: Mutex::default(),
+            changes: broadcast::channel(CHANGE_FEED_CAPACITY).0,
+        }
+    }
+}
 
 impl MemoryCatalog {
     fn state(&self) -> MutexGuard<'_, CatalogState> {
-        self.0.lock().unwrap()
+        self.state.lock().unwrap()
+    }
+
+    /// Sent after the state changed (the lock released): nobody listening is fine.
+    fn announce(&self, change: CatalogChange) {
+        let _ = self.changes.send(change);
     }
 }
 
@@ -96,6 +121,8 @@ impl Catalog for MemoryCatalog {
             fragments: BTreeMap::new(),
             last: None,
             edge: StreamEdge::default(),
+            writer_epoch: 0,
+            writer_expires: None,
         };
         state.streams.insert(record.id, stream);
         Ok(record)
@@ -151,7 +178,10 @@ impl Catalog for MemoryCatalog {
             r.tags.remove(k);
         }
         r.version = u.new_version;
-        Ok(r.clone())
+        let updated = r.clone();
+        drop(state);
+        self.announce(CatalogChange::Stream(id));
+        Ok(updated)
     }
 
     async fn delete_stream(
@@ -162,6 +192,8 @@ impl Catalog for MemoryCatalog {
         let mut state = self.state();
         state.versioned(id, expected_version)?;
         state.streams.remove(&id);
+        drop(state);
+        self.announce(CatalogChange::Stream(id));
         Ok(())
     }
 
@@ -209,8 +241,15 @@ impl Catalog for MemoryCatalog {
         let mut state = self.state();
         let mut next = state.clone();
         let mut numbers = Vec::with_capacity(fragments.len());
+        let mut streams = Vec::new();
         for f in fragments {
             let s = next.stream(f.stream)?;
+            if f.writer_epoch.is_some_and(|e| e != s.writer_epoch) {
+                return Err(StoreError::WriterLeaseLost {
+                    stream: f.stream,
+                    epoch: f.writer_epoch.unwrap_or_default(),
+                });
+            }
             if s.last.is_some_and(|l| l >= f.number) {
                 return Err(StoreError::FragmentNumberNotIncreasing {
                     stream: f.stream,
@@ -233,9 +272,17 @@ impl Catalog for MemoryCatalog {
                 media: f.media,
             };
             s.fragments.insert(f.number, record);
+            next.pending.remove(&(f.stream, f.media.segment));
+            if !streams.contains(&f.stream) {
+                streams.push(f.stream);
+            }
             numbers.push(f.number);
         }
         *state = next;
+        drop(state);
+        for stream in streams {
+            self.announce(CatalogChange::Fragments(stream));
+        }
         Ok(numbers)
     }
 
@@ -308,12 +355,105 @@ impl Catalog for MemoryCatalog {
             !old
         });
         candidates.retain(|seg| fragments.values().all(|f| f.media.segment != *seg));
+        drop(state);
+        self.announce(CatalogChange::Stream(stream));
         Ok(candidates)
     }
 
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
         let state = self.state();
         Ok(state.streams.values().map(|s| s.record.clone()).collect())
+    }
+
+    async fn acquire_writer_lease(
+        &self,
+        stream: StreamId,
+        _holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<WriterLease>, StoreError> {
+        let mut state = self.state();
+        let s = state.stream(stream)?;
+        let now = Instant::now();
+        if s.writer_expires.is_some_and(|e| e > now) {
+            return Ok(None);
+        }
+        s.writer_epoch += 1;
+        s.writer_expires = Some(now + ttl);
+        Ok(Some(WriterLease {
+            stream,
+            epoch: s.writer_epoch,
+        }))
+    }
+
+    async fn renew_writer_lease(
+        &self,
+        lease: WriterLease,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        match state.streams.get_mut(&lease.stream) {
+            Some(s) if s.writer_epoch == lease.epoch => {
+                s.writer_expires = Some(Instant::now() + ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {
+        let mut state = self.state();
+        if let Some(s) = state.streams.get_mut(&lease.stream) {
+            if s.writer_epoch == lease.epoch {
+                s.writer_expires = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn allocate_media_epoch(&self) -> Result<u64, StoreError> {
+        let mut state = self.state();
+        state.last_media_epoch += 1;
+        Ok(state.last_media_epoch)
+    }
+
+    async fn record_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        self.state()
+            .pending
+            .insert((stream, segment), Instant::now());
+        Ok(())
+    }
+
+    async fn clear_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        self.state().pending.remove(&(stream, segment));
+        Ok(())
+    }
+
+    async fn stale_pending_media(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u64)>, StoreError> {
+        let state = self.state();
+        let mut stale: Vec<(Instant, StreamId, u64)> = state
+            .pending
+            .iter()
+            .filter(|(_, at)| at.elapsed() > older_than)
+            .map(|((stream, segment), at)| (*at, *stream, *segment))
+            .collect();
+        stale.sort();
+        Ok(stale
+            .into_iter()
+            .take(limit)
+            .map(|(_, s, g)| (s, g))
+            .collect())
+    }
+
+    async fn session_key_or_init(&self, candidate: [u8; 32]) -> Result<[u8; 32], StoreError> {
+        Ok(*self.state().session_key.get_or_insert(candidate))
+    }
+
+    fn changes(&self) -> broadcast::Receiver<CatalogChange> {
+        self.changes.subscribe()
     }
 }
 

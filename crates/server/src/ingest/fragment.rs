@@ -177,6 +177,7 @@ impl FragmentBuilder {
         Ok(PendingFragment {
             parts,
             row: NewFragment {
+                writer_epoch: None,
                 stream: h.stream,
                 number: h.number,
                 producer_timestamp: h.producer_timestamp,

@@ -126,6 +126,7 @@ pub fn fragment(
     PendingFragment {
         parts,
         row: NewFragment {
+            writer_epoch: None,
             stream,
             number,
             producer_timestamp: Timestamp(producer_ms),

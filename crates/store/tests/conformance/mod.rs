@@ -13,6 +13,7 @@ use bytes::Bytes;
 use fixtures::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Duration;
 use store::*;
 
 /// One backend under test: a catalog and a media store over the same (fresh) storage.
@@ -52,6 +53,14 @@ macro_rules! conformance_suite {
             a_fragment_of_a_deleted_stream_fails_alone,
             a_batch_is_committed_whole_or_not_at_all,
             a_reopened_store_keeps_everything_committed,
+            a_writer_lease_is_exclusive_until_it_expires,
+            a_lease_is_renewed_only_while_its_epoch_is_current,
+            a_released_lease_can_be_taken_at_once,
+            a_fragment_under_a_lost_lease_is_refused,
+            media_epochs_are_never_repeated,
+            pending_media_is_listed_until_its_fragment_commits,
+            the_first_session_key_stored_wins,
+            commits_and_stream_changes_are_announced,
         );
     };
     (@tests $backend:expr; $($name:ident,)*) => {
@@ -1387,4 +1396,291 @@ pub async fn a_reopened_store_keeps_everything_committed(b: &mut dyn Backend) {
     for (i, f) in before.iter().enumerate() {
         assert_eq!(read_all(&*media, f).await, payload(i as u8, 1000));
     }
+}
+
+// ---- scale-out: docs/architecture.md#writer-lease ---------------------------------------------
+
+/// Short, so expiry is seen quickly; the waits below are several times longer.
+const SHORT_TTL: Duration = Duration::from_millis(200);
+const LONG_TTL: Duration = Duration::from_secs(60);
+
+/// [`Catalog::acquire_writer_lease`] on a stream that exists.
+async fn acquire(
+    catalog: &dyn Catalog,
+    stream: StreamId,
+    holder: &str,
+    ttl: Duration,
+) -> Option<WriterLease> {
+    catalog
+        .acquire_writer_lease(stream, holder, ttl)
+        .await
+        .unwrap()
+}
+
+pub async fn a_writer_lease_is_exclusive_until_it_expires(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let s = catalog.create_stream(new_stream("leased")).await.unwrap();
+    let other = catalog.create_stream(new_stream("other")).await.unwrap();
+    let first = acquire(&*catalog, s.id, "node-a", SHORT_TTL)
+        .await
+        .expect("a stream without a lease is granted one");
+    assert_eq!(first.stream, s.id);
+    assert!(first.epoch >= 1);
+    assert_eq!(
+        acquire(&*catalog, s.id, "node-b", SHORT_TTL).await,
+        None,
+        "held by node-a"
+    );
+    // Leases are per stream.
+    assert!(acquire(&*catalog, other.id, "node-b", SHORT_TTL)
+        .await
+        .is_some());
+    let missing = StreamId(s.id.0.max(other.id.0) + 1000);
+    assert!(catalog
+        .acquire_writer_lease(missing, "node-b", SHORT_TTL)
+        .await
+        .is_err());
+
+    // Expired: another holder takes over, with a higher epoch, and the old one cannot renew.
+    tokio::time::sleep(SHORT_TTL * 3).await;
+    let second = acquire(&*catalog, s.id, "node-b", LONG_TTL)
+        .await
+        .expect("an expired lease is granted again");
+    assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
+    assert!(!catalog.renew_writer_lease(first, LONG_TTL).await.unwrap());
+    assert_eq!(acquire(&*catalog, s.id, "node-a", LONG_TTL).await, None);
+}
+
+pub async fn a_lease_is_renewed_only_while_its_epoch_is_current(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let s = catalog.create_stream(new_stream("renewed")).await.unwrap();
+    let lease = acquire(&*catalog, s.id, "node-a", SHORT_TTL).await.unwrap();
+    // Renewed for long: still held well after the first TTL.
+    assert!(catalog.renew_writer_lease(lease, LONG_TTL).await.unwrap());
+    tokio::time::sleep(SHORT_TTL * 3).await;
+    assert_eq!(acquire(&*catalog, s.id, "node-b", SHORT_TTL).await, None);
+    // Expired but nobody took over: renewing works and holds the stream again.
+    assert!(catalog.renew_writer_lease(lease, SHORT_TTL).await.unwrap());
+    tokio::time::sleep(SHORT_TTL * 3).await;
+    assert!(catalog.renew_writer_lease(lease, LONG_TTL).await.unwrap());
+    assert_eq!(acquire(&*catalog, s.id, "node-b", SHORT_TTL).await, None);
+    // A lease of another epoch, or of a stream gone, is not renewed.
+    let stale = WriterLease {
+        stream: s.id,
+        epoch: lease.epoch + 1,
+    };
+    assert!(!catalog.renew_writer_lease(stale, LONG_TTL).await.unwrap());
+    catalog.delete_stream(s.id, None).await.unwrap();
+    assert!(!catalog.renew_writer_lease(lease, LONG_TTL).await.unwrap());
+}
+
+pub async fn a_released_lease_can_be_taken_at_once(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let s = catalog.create_stream(new_stream("released")).await.unwrap();
+    let first = acquire(&*catalog, s.id, "node-a", LONG_TTL).await.unwrap();
+    catalog.release_writer_lease(first).await.unwrap();
+    let second = acquire(&*catalog, s.id, "node-b", LONG_TTL)
+        .await
+        .expect("a released lease is free at once");
+    assert!(second.epoch > first.epoch);
+    // Releasing an epoch that is no longer current changes nothing.
+    catalog.release_writer_lease(first).await.unwrap();
+    assert_eq!(acquire(&*catalog, s.id, "node-c", LONG_TTL).await, None);
+    assert!(catalog.renew_writer_lease(second, LONG_TTL).await.unwrap());
+}
+
+/// docs/architecture.md#writer-lease: a writer paused across a takeover can never commit.
+pub async fn a_fragment_under_a_lost_lease_is_refused(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "fenced").await;
+    let old = acquire(&*catalog, feed.stream, "node-a", LONG_TTL)
+        .await
+        .unwrap();
+    let mut f = feed.next(T0, T0, payload(1, 100));
+    f.row.writer_epoch = Some(old.epoch);
+    let n1 = archive.persist(f).await.unwrap();
+
+    // node-a pauses; its lease ends (released here, expiry works the same) and node-b takes over.
+    catalog.release_writer_lease(old).await.unwrap();
+    let new = acquire(&*catalog, feed.stream, "node-b", LONG_TTL)
+        .await
+        .unwrap();
+    let stale_row = append_uncommitted(&*media, {
+        let mut f = feed.next(T0 + 1000, T0 + 1000, payload(2, 100));
+        f.row.writer_epoch = Some(old.epoch);
+        f
+    })
+    .await;
+    assert!(catalog
+        .insert_fragments(vec![stale_row.clone()])
+        .await
+        .is_err());
+    media.settle(feed.stream, stale_row.media, false).await;
+    assert_eq!(
+        catalog
+            .fragment(feed.stream, stale_row.number)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_last_number(&*catalog, feed.stream, Some(&n1)).await;
+    assert_eq!(
+        numbers(&catalog.latest_fragments(feed.stream, 10).await.unwrap()),
+        [n1]
+    );
+
+    // The current epoch commits, and takes the next sequence: the refused row left no trace.
+    let mut f = feed.next(T0 + 2000, T0 + 2000, payload(3, 100));
+    f.row.writer_epoch = Some(new.epoch);
+    let n2 = archive.persist(f).await.unwrap();
+    let stored = catalog.fragment(feed.stream, n2).await.unwrap().unwrap();
+    assert_eq!(stored.sequence, 1);
+    // No epoch: not checked.
+    let n3 = feed
+        .put(&archive, T0 + 3000, T0 + 3000, payload(4, 100))
+        .await;
+    assert_eq!(
+        numbers(&catalog.latest_fragments(feed.stream, 10).await.unwrap()),
+        [n1, n2, n3]
+    );
+}
+
+pub async fn media_epochs_are_never_repeated(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let mut seen = BTreeSet::new();
+    let mut last = 0;
+    for _ in 0..10 {
+        let e = catalog.allocate_media_epoch().await.unwrap();
+        assert!((1..1 << 31).contains(&e), "{e}");
+        assert!(e > last, "{e} after {last}");
+        last = e;
+        assert!(seen.insert(e), "{e} twice");
+    }
+    // Concurrent callers (nodes) get distinct ones.
+    let handles: Vec<_> = (0..10)
+        .map(|_| {
+            let catalog = catalog.clone();
+            tokio::spawn(async move { catalog.allocate_media_epoch().await.unwrap() })
+        })
+        .collect();
+    for h in handles {
+        let e = h.await.unwrap();
+        assert!(seen.insert(e), "{e} twice");
+    }
+    drop(catalog);
+    // And a restart never hands out an earlier one again.
+    if b.reopen().await {
+        let e = b.catalog().allocate_media_epoch().await.unwrap();
+        assert!(seen.insert(e), "{e} again after a restart");
+    }
+}
+
+/// docs/architecture.md#pending-media-and-orphan-collection.
+pub async fn pending_media_is_listed_until_its_fragment_commits(b: &mut dyn Backend) {
+    let (catalog, media, _) = open(b);
+    let mut feed = Feed::new(&*catalog, "pending").await;
+    let gone = Feed::new(&*catalog, "gone").await;
+    let row = append_uncommitted(&*media, feed.next(T0, T0, payload(1, 100))).await;
+    let committed = (feed.stream, row.media.segment);
+    let tick = || tokio::time::sleep(Duration::from_millis(5));
+    catalog
+        .record_pending_media(committed.0, committed.1)
+        .await
+        .unwrap();
+    tick().await;
+    catalog
+        .record_pending_media(feed.stream, 1 << 40)
+        .await
+        .unwrap();
+    tick().await;
+    catalog.record_pending_media(gone.stream, 7).await.unwrap();
+    tick().await;
+    // The stream goes; its entry stays, so its objects are still collected.
+    catalog.delete_stream(gone.stream, None).await.unwrap();
+    let all = [committed, (feed.stream, 1 << 40), (gone.stream, 7)];
+    let stale = |older_than, limit| {
+        let catalog = catalog.clone();
+        async move {
+            catalog
+                .stale_pending_media(older_than, limit)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(stale(Duration::ZERO, 100).await, all, "oldest first");
+    assert_eq!(stale(Duration::ZERO, 2).await, all[..2]);
+    assert!(stale(Duration::from_secs(3600), 100).await.is_empty());
+
+    // Committing the row clears its object's entry (same transaction); clear_pending_media
+    // clears another.
+    commit(&*catalog, &*media, row).await;
+    assert_eq!(stale(Duration::ZERO, 100).await, all[1..]);
+    catalog
+        .clear_pending_media(feed.stream, 1 << 40)
+        .await
+        .unwrap();
+    catalog
+        .clear_pending_media(feed.stream, 12345)
+        .await
+        .unwrap();
+    assert_eq!(stale(Duration::ZERO, 100).await, all[2..]);
+    catalog.clear_pending_media(gone.stream, 7).await.unwrap();
+    assert!(stale(Duration::ZERO, 100).await.is_empty());
+}
+
+pub async fn the_first_session_key_stored_wins(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    let first = catalog.session_key_or_init([1; 32]).await.unwrap();
+    assert_eq!(first, [1; 32]);
+    assert_eq!(catalog.session_key_or_init([2; 32]).await.unwrap(), [1; 32]);
+    drop(catalog);
+    if b.reopen().await {
+        assert_eq!(
+            b.catalog().session_key_or_init([3; 32]).await.unwrap(),
+            [1; 32]
+        );
+    }
+}
+
+/// The next change on `feed` that `wanted` accepts, within 2 s.
+async fn announced(
+    feed: &mut tokio::sync::broadcast::Receiver<CatalogChange>,
+    wanted: CatalogChange,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match tokio::time::timeout_at(deadline, feed.recv()).await {
+            Ok(Ok(change)) if change == wanted => return,
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => panic!("change feed: {e} waiting for {wanted:?}"),
+            Err(_) => panic!("{wanted:?} not announced within 2 s"),
+        }
+    }
+}
+
+pub async fn commits_and_stream_changes_are_announced(b: &mut dyn Backend) {
+    let (catalog, _, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "announced").await;
+    let mut changes = catalog.changes();
+    feed.put(&archive, T0, T0, payload(1, 100)).await;
+    announced(&mut changes, CatalogChange::Fragments(feed.stream)).await;
+    catalog
+        .update_stream(
+            feed.stream,
+            None,
+            StreamUpdate {
+                new_version: "v2".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    announced(&mut changes, CatalogChange::Stream(feed.stream)).await;
+    catalog
+        .delete_fragments_before(feed.stream, Timestamp(T0 + 1))
+        .await
+        .unwrap();
+    announced(&mut changes, CatalogChange::Stream(feed.stream)).await;
+    catalog.delete_stream(feed.stream, None).await.unwrap();
+    announced(&mut changes, CatalogChange::Stream(feed.stream)).await;
 }
