@@ -365,9 +365,9 @@ impl From<store::StoreError> for ApiError {
             ),
             // Another node took the stream's ingest over (docs/architecture.md#writer-lease):
             // this writer must stop; "in use", as for a stream another request holds.
-            S::WriterLeaseLost { .. } => ApiError::ResourceInUse(
-                "Another connection took over ingest to the stream.".into(),
-            ),
+            S::WriterLeaseLost { .. } => {
+                ApiError::ResourceInUse("Another connection took over ingest to the stream.".into())
+            }
             // The ingest owner numbers fragments: a refused number is a server fault, not the
             // client's (PutMedia reports store errors as acks; this is for completeness).
             e @ S::FragmentNumberNotIncreasing { .. } => ApiError::Internal(e.to_string()),

@@ -346,30 +346,11 @@ async fn a_dropped_connection_is_unavailable_then_replaced() {
     let b = Postgres::new().await;
     let catalog = b.catalog.clone();
     catalog.all_streams().await.unwrap();
-    let (admin, connection) = tokio_postgres::connect(&b.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap();
+    let admin = admin(&b.url).await;
+    terminate_others(&admin).await;
     // pg_terminate_backend only signals: wait until the catalog's backends are gone.
     for _ in 0..500 {
-        let others: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if others == 0 {
+        if other_backends(&admin).await == 0 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -379,4 +360,242 @@ async fn a_dropped_connection_is_unavailable_then_replaced() {
         Err(e) => assert_eq!(e.kind(), StoreErrorKind::Unavailable, "{e}"),
     }
     catalog.all_streams().await.unwrap();
+}
+
+// ---- scale-out: several nodes on one catalog (docs/architecture.md#writer-lease) -------------
+
+use conformance::announced;
+use std::time::Duration;
+use store::{CachingCatalog, CatalogChange};
+
+/// What a node's change feed is given to hear of another node's commit.
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Two nodes: two `PgCatalog`s connected to the same fresh database.
+async fn two_nodes() -> (Postgres, Arc<PgCatalog>) {
+    let a = Postgres::new().await;
+    let b = Arc::new(PgCatalog::connect(&a.url).await.unwrap());
+    (a, b)
+}
+
+/// Connections to the database other than `admin`'s own.
+async fn other_backends(admin: &tokio_postgres::Client) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Has the server drop every other connection to the database (a restart, a failover).
+async fn terminate_others(admin: &tokio_postgres::Client) {
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+}
+
+/// A plain connection of the tests' own, beside the catalog's.
+async fn admin(url: &str) -> tokio_postgres::Client {
+    let (admin, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    admin
+}
+
+/// Node A's commit reaches node B's change feed within a second, and B's cache, which held the
+/// live edge from before, shows the new fragment as soon as the notification is out.
+#[tokio::test]
+async fn a_commit_on_one_node_reaches_the_others_feed_and_cache() {
+    use conformance::fixtures::*;
+    let (a, node_b) = two_nodes().await;
+    let node_a = a.catalog.clone();
+    let cached_b = CachingCatalog::new(node_b.clone());
+    let mut raw_b = node_b.changes();
+    let mut feed_b = cached_b.changes();
+
+    let mut feed = Feed::new(&*node_a, "shared").await;
+    let archive = store::Archive::new(node_a.clone(), a.media.clone());
+    let n1 = feed.put(&archive, T0, T0, payload(1, 100)).await;
+    announced(&mut feed_b, CatalogChange::Fragments(feed.stream), SECOND).await;
+    // B caches the live edge with n1.
+    let edge = cached_b.latest_fragments(feed.stream, 10).await.unwrap();
+    assert_eq!(numbers(&edge), [n1]);
+    assert_eq!(
+        cached_b.last_fragment_number(feed.stream).await.unwrap(),
+        Some(n1)
+    );
+
+    let n2 = feed
+        .put(&archive, T0 + 1000, T0 + 1000, payload(2, 100))
+        .await;
+    announced(&mut raw_b, CatalogChange::Fragments(feed.stream), SECOND).await;
+    announced(&mut feed_b, CatalogChange::Fragments(feed.stream), SECOND).await;
+    let edge = cached_b.latest_fragments(feed.stream, 10).await.unwrap();
+    assert_eq!(
+        numbers(&edge),
+        [n1, n2],
+        "B's cache after A's commit was announced"
+    );
+    assert_eq!(
+        cached_b.last_fragment_number(feed.stream).await.unwrap(),
+        Some(n2)
+    );
+
+    // A stream change (here a delete) on A drops B's cached record.
+    assert!(cached_b.stream_by_id(feed.stream).await.unwrap().is_some());
+    node_a.delete_stream(feed.stream, None).await.unwrap();
+    announced(&mut feed_b, CatalogChange::Stream(feed.stream), SECOND).await;
+    assert_eq!(cached_b.stream_by_id(feed.stream).await.unwrap(), None);
+}
+
+/// docs/architecture.md#writer-lease across nodes: racing acquirers get one grant, and the
+/// node that lost the stream cannot commit to it any more.
+#[tokio::test]
+async fn one_node_at_a_time_writes_a_stream() {
+    use conformance::fixtures::*;
+    use store::StoreError;
+    let (a, node_b) = two_nodes().await;
+    let node_a = a.catalog.clone();
+    let s = node_a.create_stream(new_stream("contended")).await.unwrap();
+    let config = node_a
+        .codec_config_for(s.id, &video(1, b"sps"))
+        .await
+        .unwrap();
+
+    let mut racers = Vec::new();
+    for i in 0..16 {
+        let node: Arc<dyn Catalog> = if i % 2 == 0 {
+            node_a.clone()
+        } else {
+            node_b.clone()
+        };
+        racers.push(tokio::spawn(async move {
+            node.acquire_writer_lease(s.id, &format!("node-{i}"), Duration::from_millis(300))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = Vec::new();
+    for r in racers {
+        granted.extend(r.await.unwrap());
+    }
+    assert_eq!(granted.len(), 1, "{granted:?}");
+    let old = granted[0];
+
+    // The holder pauses past its TTL; node B takes over.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let new = node_b
+        .acquire_writer_lease(s.id, "node-b", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(new.epoch > old.epoch);
+    let row = |n: u128, epoch: u64| {
+        let mut f = fragment(
+            s.id,
+            store::FragmentNumber(n),
+            T0,
+            T0,
+            &[(1, config, payload(1, 10))],
+        );
+        f.row.writer_epoch = Some(epoch);
+        f.row
+    };
+    let e = node_a
+        .insert_fragments(vec![row(10, old.epoch)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::WriterLeaseLost { stream, epoch } if stream == s.id && epoch == old.epoch),
+        "{e}"
+    );
+    assert!(e.to_string().contains("writer lease lost"), "{e}");
+    assert_eq!(node_a.last_fragment_number(s.id).await.unwrap(), None);
+    node_b
+        .insert_fragments(vec![row(11, new.epoch)])
+        .await
+        .unwrap();
+}
+
+/// Nodes starting together agree on one session key.
+#[tokio::test]
+async fn racing_nodes_agree_on_the_session_key() {
+    let (a, node_b) = two_nodes().await;
+    let node_a = a.catalog.clone();
+    let (ka, kb) = tokio::join!(
+        node_a.session_key_or_init([0xa; 32]),
+        node_b.session_key_or_init([0xb; 32])
+    );
+    let (ka, kb) = (ka.unwrap(), kb.unwrap());
+    assert_eq!(ka, kb);
+    assert!(ka == [0xa; 32] || ka == [0xb; 32]);
+}
+
+/// The listening connection dropped by the server: the feed reports Unknown once it listens
+/// again, and then delivers notifications as before.
+#[tokio::test]
+async fn a_lost_listener_reconnects_and_reports_unknown() {
+    use conformance::fixtures::*;
+    let b = Postgres::new().await;
+    let catalog = b.catalog.clone();
+    let s = catalog.create_stream(new_stream("relisten")).await.unwrap();
+    let mut changes = catalog.changes();
+    let admin = admin(&b.url).await;
+    terminate_others(&admin).await;
+    announced(
+        &mut changes,
+        CatalogChange::Unknown,
+        Duration::from_secs(10),
+    )
+    .await;
+    // The pool may hand out a terminated connection once (Unavailable); the next call works.
+    let update = || {
+        catalog.update_stream(
+            s.id,
+            None,
+            store::StreamUpdate {
+                new_version: "v2".into(),
+                ..Default::default()
+            },
+        )
+    };
+    if update().await.is_err() {
+        update().await.unwrap();
+    }
+    announced(
+        &mut changes,
+        CatalogChange::Stream(s.id),
+        Duration::from_secs(2),
+    )
+    .await;
+}
+
+/// No task outlives its catalog: dropping every handle closes the listening connection too.
+#[tokio::test]
+async fn a_dropped_catalog_leaves_no_connection_behind() {
+    let b = Postgres::new().await;
+    let url = b.url.clone();
+    let admin = admin(&url).await;
+    assert!(
+        other_backends(&admin).await >= 1,
+        "the listener's connection"
+    );
+    drop(b);
+    for _ in 0..500 {
+        if other_backends(&admin).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("connections left: {}", other_backends(&admin).await);
 }

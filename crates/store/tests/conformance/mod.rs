@@ -1642,28 +1642,30 @@ pub async fn the_first_session_key_stored_wins(b: &mut dyn Backend) {
     }
 }
 
-/// The next change on `feed` that `wanted` accepts, within 2 s.
-async fn announced(
+/// Waits for `wanted` on `feed` (other changes may come first), at most `within`.
+pub async fn announced(
     feed: &mut tokio::sync::broadcast::Receiver<CatalogChange>,
     wanted: CatalogChange,
+    within: Duration,
 ) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + within;
     loop {
         match tokio::time::timeout_at(deadline, feed.recv()).await {
             Ok(Ok(change)) if change == wanted => return,
             Ok(Ok(_)) => continue,
             Ok(Err(e)) => panic!("change feed: {e} waiting for {wanted:?}"),
-            Err(_) => panic!("{wanted:?} not announced within 2 s"),
+            Err(_) => panic!("{wanted:?} not announced within {within:?}"),
         }
     }
 }
 
 pub async fn commits_and_stream_changes_are_announced(b: &mut dyn Backend) {
+    const WITHIN: Duration = Duration::from_secs(2);
     let (catalog, _, archive) = open(b);
     let mut feed = Feed::new(&*catalog, "announced").await;
     let mut changes = catalog.changes();
     feed.put(&archive, T0, T0, payload(1, 100)).await;
-    announced(&mut changes, CatalogChange::Fragments(feed.stream)).await;
+    announced(&mut changes, CatalogChange::Fragments(feed.stream), WITHIN).await;
     catalog
         .update_stream(
             feed.stream,
@@ -1675,12 +1677,12 @@ pub async fn commits_and_stream_changes_are_announced(b: &mut dyn Backend) {
         )
         .await
         .unwrap();
-    announced(&mut changes, CatalogChange::Stream(feed.stream)).await;
+    announced(&mut changes, CatalogChange::Stream(feed.stream), WITHIN).await;
     catalog
         .delete_fragments_before(feed.stream, Timestamp(T0 + 1))
         .await
         .unwrap();
-    announced(&mut changes, CatalogChange::Stream(feed.stream)).await;
+    announced(&mut changes, CatalogChange::Stream(feed.stream), WITHIN).await;
     catalog.delete_stream(feed.stream, None).await.unwrap();
-    announced(&mut changes, CatalogChange::Stream(feed.stream)).await;
+    announced(&mut changes, CatalogChange::Stream(feed.stream), WITHIN).await;
 }
