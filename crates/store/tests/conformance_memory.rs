@@ -346,6 +346,7 @@ impl Catalog for MemoryCatalog {
     ) -> Result<Vec<u64>, StoreError> {
         let mut state = self.state();
         let fragments = &mut state.stream(stream)?.fragments;
+        let before = fragments.len();
         let mut candidates = Vec::new();
         fragments.retain(|_, f| {
             let old = f.server_timestamp < cutoff;
@@ -355,8 +356,11 @@ impl Catalog for MemoryCatalog {
             !old
         });
         candidates.retain(|seg| fragments.values().all(|f| f.media.segment != *seg));
+        let deleted = fragments.len() < before;
         drop(state);
-        self.announce(CatalogChange::Stream(stream));
+        if deleted {
+            self.announce(CatalogChange::Stream(stream));
+        }
         Ok(candidates)
     }
 
