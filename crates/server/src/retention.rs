@@ -12,6 +12,10 @@ use crate::AppState;
 pub const ZERO_RETENTION_BUFFER: Duration = Duration::from_secs(300);
 /// How often the task runs.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+/// Media written this long ago without a committed row is a crash's leftover: far longer than
+/// any commit takes (a batch commits or fails within seconds), so no append still in flight is
+/// collected (docs/architecture.md#pending-media-and-orphan-collection).
+pub const ORPHAN_AGE: Duration = Duration::from_secs(3600);
 
 /// The oldest server timestamp a stream with `retention_hours` keeps at `now`.
 pub fn cutoff(now: Timestamp, retention_hours: u32) -> Timestamp {
@@ -40,6 +44,10 @@ pub async fn run_once(state: &AppState) -> Result<usize, store::StoreError> {
         if !segments.is_empty() {
             freed += 1;
         }
+    }
+    let orphans = state.media.collect_orphans(ORPHAN_AGE).await?;
+    if orphans > 0 {
+        tracing::info!(orphans, "deleted media a crash left without a catalog row");
     }
     Ok(freed)
 }

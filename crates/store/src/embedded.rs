@@ -4,6 +4,12 @@ use crate::{Catalog, MediaStore, SegmentMediaStore, SqliteCatalog, StoreError};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Creates the data directory owner-only (as `open` does), for a node that keeps only its
+/// SQLite catalog there.
+pub fn create_data_dir(data_dir: &Path) -> Result<(), StoreError> {
+    Ok(crate::private::create_dir(data_dir)?)
+}
+
 /// Opens the embedded archive in `data_dir`, creating it if needed, and finishes half-done work:
 /// media directories of streams the catalog no longer has (a delete interrupted between the
 /// catalog commit and the file removal) are removed, and so are a stream's segment files older

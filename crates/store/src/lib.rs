@@ -263,6 +263,14 @@ pub trait MediaStore: Send + Sync + 'static {
     async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError>;
     /// Deletes all media of a stream.
     async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError>;
+    /// Deletes media a crash left behind without a catalog row, written more than `older_than`
+    /// ago; returns how many pieces it deleted. Stores that sweep at open (the segment files,
+    /// `embedded::open`) have nothing to do here; an object store collects its stale pending
+    /// entries (docs/architecture.md#pending-media-and-orphan-collection).
+    async fn collect_orphans(&self, older_than: std::time::Duration) -> Result<usize, StoreError> {
+        let _ = older_than;
+        Ok(0)
+    }
 }
 
 mod archive;

@@ -54,6 +54,29 @@ pub trait MediaLedger: Send + Sync + 'static {
     ) -> Result<Vec<(StreamId, u64)>, StoreError>;
 }
 
+/// The catalog as the ledger, as a server wires it: the catalog's `insert_fragments` clears an
+/// entry in the transaction that commits its row (docs/architecture.md#pending-media-and-orphan-collection).
+pub struct CatalogLedger(pub Arc<dyn crate::Catalog>);
+
+#[async_trait]
+impl MediaLedger for CatalogLedger {
+    async fn record_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        self.0.record_pending_media(stream, segment).await
+    }
+
+    async fn clear_pending_media(&self, stream: StreamId, segment: u64) -> Result<(), StoreError> {
+        self.0.clear_pending_media(stream, segment).await
+    }
+
+    async fn stale_pending_media(
+        &self,
+        older_than: Duration,
+        limit: usize,
+    ) -> Result<Vec<(StreamId, u64)>, StoreError> {
+        self.0.stale_pending_media(older_than, limit).await
+    }
+}
+
 /// A [`MediaLedger`] in memory. It forgets everything at exit, so the orphans of a crash are
 /// never collected: for tests, and for the catalog-less unit tests of [`ObjectMediaStore`].
 #[derive(Default)]
@@ -366,6 +389,10 @@ fn read_error(
 
 #[async_trait]
 impl MediaStore for ObjectMediaStore {
+    async fn collect_orphans(&self, older_than: Duration) -> Result<usize, StoreError> {
+        ObjectMediaStore::collect_orphans(self, older_than).await
+    }
+
     /// Records the segment as pending, PUTs the parts as one object (one payload of the same
     /// `Bytes`, no copy) and caches it for the live viewers that read it next.
     async fn append(
