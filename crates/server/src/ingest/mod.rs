@@ -9,6 +9,7 @@
 
 pub mod ack;
 pub mod fragment;
+pub mod lease;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -251,6 +252,23 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
             stream.name
         ))
         })?;
+    // The in-process claim settles connections of this node at once; the catalog lease settles
+    // them across nodes (docs/architecture.md#writer-lease).
+    let lease = lease::acquire(
+        state.catalog.clone(),
+        stream.id,
+        &state.config.node_id,
+        lease::ACQUIRE_WAIT,
+    )
+    .await
+    .map_err(|e| match e {
+        lease::AcquireError::Held => ApiError::ConnectionLimitExceeded(format!(
+            "There is already a PutMedia connection for stream {}; only one is allowed at a time.",
+            stream.name
+        )),
+        lease::AcquireError::Store(e) => ApiError::from(e),
+    })?;
+    // Read under the lease: no other writer can commit past it now.
     let last_number = state
         .catalog
         .last_fragment_number(stream.id)
@@ -283,10 +301,13 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
         pending_bytes: 0,
         acks,
         started: tokio::time::Instant::now(),
+        writer_epoch: lease.lease.epoch,
+        lease_lost: lease.lost.clone(),
     };
     tokio::spawn(async move {
         let _claim = claim;
         connection.run(first, body).await;
+        lease.release().await;
     });
     // Every ack event is its own HTTP chunk holding exactly one JSON line (docs/wire.md#putmedia-acks):
     // AWS's C producer SDK parses each chunk as one ack buffer of at most 1,024 bytes and reads the
@@ -352,6 +373,10 @@ struct Connection {
     pending_bytes: u64,
     acks: mpsc::Sender<Bytes>,
     started: tokio::time::Instant,
+    /// Stamped on every fragment: the catalog refuses it once another writer took the stream over.
+    writer_epoch: u64,
+    /// Cancelled when the writer lease is lost (`lease::HeldLease::lost`).
+    lease_lost: tokio_util::sync::CancellationToken,
 }
 
 impl Connection {
@@ -364,6 +389,7 @@ impl Connection {
             None => None,
         };
         let shutdown = self.state.shutdown.clone();
+        let lease_lost = self.lease_lost.clone();
         let mut idle_for = Duration::ZERO;
         while stop.is_none() {
             // Back-pressure: with too many fragments in flight, wait for the oldest first.
@@ -378,6 +404,9 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => stop = Some(Stop::Closed),
+                // Another writer has the stream: what is in flight is refused by the catalog and
+                // acknowledged as ERROR below; nothing more is read.
+                () = lease_lost.cancelled() => stop = Some(Stop::Closed),
                 result = oldest_done(&mut self.pending) => {
                     if !self.acknowledge_oldest(result).await {
                         stop = Some(Stop::Fatal);
@@ -708,7 +737,8 @@ impl Connection {
         }
         let h = *builder.header();
         match builder.finish() {
-            Ok(fragment) => {
+            Ok(mut fragment) => {
+                fragment.row.writer_epoch = Some(self.writer_epoch);
                 self.send(Ack::event(EventType::Received, h.timecode_ms, h.number))
                     .await;
                 let bytes = fragment.row.media.len;
