@@ -80,7 +80,7 @@ class Server:
     """One `openkvs serve` process; restartable on the same port and data directory."""
 
     def __init__(self, workdir: Path, credentials: list[tuple[str, str]] | None = None,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, extra_env: dict[str, str] | None = None):
         self.workdir = workdir
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +92,7 @@ class Server:
             self.credentials_file.write_text("".join(
                 f'[[credentials]]\naccess_key_id = "{a}"\nsecret_access_key = "{s}"\n\n' for a, s in credentials))
         self.extra_args = list(extra_args or [])
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen | None = None
         self.starts = 0
 
@@ -112,6 +113,7 @@ class Server:
         log = open(self.log_path(), "wb")
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKVS_") and not k.startswith("AWS_")}
         env.setdefault("RUST_LOG", "info")
+        env.update(self.extra_env)
         self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, env=env,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()

@@ -85,6 +85,7 @@ class PutMedia:
         self.headers: dict = {}
         self.error_body: bytes = b""
         self.acks: list[dict] = []
+        self.ack_times: list[float] = []  # time.monotonic() at which each ack was read
         self.raw = bytearray()
         self.send_error: Exception | None = None
         self.read_error: Exception | None = None
@@ -150,6 +151,7 @@ class PutMedia:
                     buf = buf[end:]
                     with self._cond:
                         self.acks.append(obj)
+                        self.ack_times.append(time.monotonic())
                         self._cond.notify_all()
         except Exception as e:  # noqa: BLE001 - reported to the test
             self.read_error = e
