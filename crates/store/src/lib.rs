@@ -23,6 +23,13 @@ pub use segments::SegmentMediaStore;
 pub use sqlite::SqliteCatalog;
 pub use types::*;
 
+/// A fragment's sample tables as the SQL catalogs store them (the `tracks` column), for tools
+/// that bulk-load a catalog without going through [`Catalog::insert_fragments`]
+/// (crates/store/examples/bench_catalog.rs).
+pub fn encode_sample_tables(tracks: &[FragmentTrack]) -> Vec<u8> {
+    sample_table::encode(tracks)
+}
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Range;

@@ -240,19 +240,20 @@ struct Window {
 
 /// Walks the fragments with a selected timestamp in [start, end] in order, keeping only the newest
 /// of fragments with equal producer timestamps (docs/choices.md#producer-timestamp-ordering), while `admit(count, total_ms)`
-/// accepts the next one (it sees how many are kept and their summed duration). Returns the kept
-/// fragments and whether the range was read to its end.
+/// accepts the next one (it sees how many are kept and their summed duration), keeping at most
+/// `cap`. Returns the kept fragments and whether the range was read to its end.
 async fn walk_range(
     state: &AppState,
     session: &Session,
-    start: Timestamp,
-    end: Timestamp,
+    (start, end): (Timestamp, Timestamp),
+    cap: usize,
     mut admit: impl FnMut(usize, i64) -> bool,
 ) -> Result<(Vec<FragmentRecord>, bool), ApiError> {
     let mut out: Vec<FragmentRecord> = Vec::new();
     let mut total_ms = 0i64;
     let mut after = None;
     loop {
+        let limit = PAGE.min(cap.saturating_sub(out.len()).saturating_add(1));
         let page = state
             .catalog
             .query_fragments(FragmentQuery {
@@ -261,10 +262,12 @@ async fn walk_range(
                 start,
                 end,
                 after,
-                limit: PAGE,
+                // No more rows than can still be kept, and one past them (the row that ends the
+                // walk, or replaces the last one): a full window of 5,000 reads 5,001 rows, not 6,000.
+                limit,
             })
             .await?;
-        let full = page.len() == PAGE;
+        let full = page.len() == limit;
         for f in page {
             after = Some((session.selected_timestamp(&f), f.number));
             let duplicate = session.selector == TimestampKind::Producer
@@ -340,7 +343,7 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
             let start = session.start.unwrap_or(Timestamp(i64::MIN));
             let end = session.end.unwrap_or(Timestamp(i64::MAX));
             let (fragments, _) =
-                walk_range(state, session, start, end, |count, _| count < max).await?;
+                walk_range(state, session, (start, end), max, |count, _| count < max).await?;
             let discontinuity = on_the_fly_discontinuities(session, &fragments);
             Ok(Window {
                 fragments,
@@ -355,10 +358,11 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
             let end = session.end.unwrap_or(Timestamp(i64::MAX));
             let elapsed_ms = (state.clock.timestamp().0 - session.created.0).max(0);
             // Reveal fragments as the previous ones' durations elapse (the first at once).
-            let (mut visible, complete) = walk_range(state, session, start, end, |_, offset_ms| {
-                offset_ms <= elapsed_ms
-            })
-            .await?;
+            let (mut visible, complete) =
+                walk_range(state, session, (start, end), usize::MAX, |_, offset_ms| {
+                    offset_ms <= elapsed_ms
+                })
+                .await?;
             let discontinuity = on_the_fly_discontinuities(session, &visible);
             let skip = visible.len().saturating_sub(max);
             let discontinuity_sequence =
