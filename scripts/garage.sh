@@ -48,6 +48,7 @@ build() {
       log "building garage $VERSION into $PREFIX (cargo install --locked; several minutes, once)"
       cargo install --locked --quiet "garage@$VERSION" --root "$PREFIX" \
         --target-dir "$CACHE/garage-build/target" >&2
+      rm -rf "$CACHE/garage-build"  # GBs of intermediate objects; only the binary is kept
     fi
   fi
   is_version "$BIN" || die "no garage $VERSION at $BIN after the build"
