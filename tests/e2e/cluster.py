@@ -13,6 +13,7 @@ import os
 import pwd
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -62,6 +63,10 @@ class Postgres:
                 os.chown(d, pw.pw_uid, pw.pw_gid)
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "--no-locale", "-E", "UTF8", "--no-sync")
+        return self.start_server()
+
+    def start_server(self) -> "Postgres":
+        """Starts the cluster's server (again, after `stop_server`)."""
         opts = (f"-k {self.sock} -c listen_addresses='' -p {self.port} -c fsync=off "
                 "-c max_connections=300")
         log = self.sock / "server.log"
@@ -70,6 +75,10 @@ class Postgres:
         if p.returncode != 0:
             pytest.fail(f"pg_ctl start failed:\n{p.stderr}\n{log.read_text(errors='replace') if log.exists() else ''}")
         return self
+
+    def stop_server(self):
+        """Stops the server (fast shutdown: every client connection is closed), keeping the data."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def create_database(self, name: str) -> str:
         """Creates `name`; returns the URL openkvs takes (`--catalog`)."""
@@ -115,7 +124,14 @@ class Garage:
                 "--s3-endpoint", self.env["OPENKVS_S3_ENDPOINT"],
                 "--s3-region", self.env["OPENKVS_S3_REGION"]]
 
+    def pid(self) -> int:
+        return int((self.root / "garage.pid").read_text().strip())
+
     def stop(self):
+        try:
+            os.kill(self.pid(), signal.SIGCONT)
+        except (OSError, ValueError):
+            pass
         subprocess.run([str(GARAGE_SCRIPT), "stop", str(self.root)], capture_output=True, timeout=60)
 
 

@@ -434,3 +434,46 @@ def test_a_stopped_holder_commits_nothing_after_a_takeover(grid, node_a, long_in
     t_b = min(f["ProducerTimestamp"] for f in frags if f["FragmentNumber"] not in acked_before)
     from_a = {f["FragmentNumber"] for f in frags if f["ProducerTimestamp"] < t_b}
     assert from_a == acked_before, (sorted(from_a), sorted(acked_before))
+
+
+def test_engines_that_go_away_give_retryable_errors_and_come_back(grid, node_a):
+    """PostgreSQL stopped: calls get 503 ServiceUnavailableException, and the nodes serve again
+    when it is back, without a restart. The bucket not answering (Garage stopped with SIGSTOP):
+    PutMedia acknowledges ERROR and loses nothing acknowledged; after SIGCONT ingest works again."""
+    stream, _ = node_a.create_stream(unique_name("outage"))
+    rc, _, err = node_a.put_media(stream, FIXTURE)
+    assert rc == 0, err[-2000:]
+
+    grid.pg.stop_server()
+    try:
+        with pytest.raises(Exception) as e:
+            grid["c"].kv().describe_stream(StreamName=stream)
+        assert "ServiceUnavailableException" in str(e.value), e.value
+        assert getattr(e.value, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode") == 503, e.value
+    finally:
+        grid.pg.start_server()
+    back = wait_until(lambda: _describe_ok(grid["c"], stream), 30, 0.25)
+    assert back, "node C did not recover after PostgreSQL came back"
+
+    os.kill(grid.garage.pid(), signal.SIGSTOP)
+    try:
+        p = subprocess.run(put_media_cmd(node_a.endpoint, stream, FIXTURE, "--acks", grid.root / "outage.acks"),
+                           env=client_env(), capture_output=True, timeout=120)
+    finally:
+        os.kill(grid.garage.pid(), signal.SIGCONT)
+    acks = read_acks(grid.root / "outage.acks")
+    assert [a for a in acks if a.get("EventType") == "ERROR"], (p.returncode, acks, p.stderr[-2000:])
+    assert not [a for a in acks if a.get("EventType") == "PERSISTED"], acks
+    rc, _, err = node_a.put_media(stream, FIXTURE, timeout=90)
+    assert rc == 0, f"ingest did not recover after the bucket came back: {err[-2000:]}"
+    frags = kvs.all_fragments(grid["c"].am(), stream)
+    assert len(frags) == 8, frags  # the two good runs; nothing of the failed one
+    check_archive(grid, stream, {f["FragmentNumber"] for f in frags}, frames_by_track(FIXTURE))
+
+
+def _describe_ok(node: Server, stream: str) -> bool:
+    try:
+        node.kv().describe_stream(StreamName=stream)
+        return True
+    except Exception:  # noqa: BLE001 - still down
+        return False

@@ -560,7 +560,14 @@ pub fn s3(
             max_retries: 3,
             retry_timeout: Duration::from_secs(15),
             ..Default::default()
-        });
+        })
+        // A store that accepts connections but never answers (stopped, overloaded) must fail a
+        // request in seconds too, not after object_store's 30 s default per attempt.
+        .with_client_options(
+            object_store::ClientOptions::new()
+                .with_connect_timeout(Duration::from_secs(5))
+                .with_timeout(Duration::from_secs(10)),
+        );
     if let Some(endpoint) = endpoint {
         builder = builder
             .with_endpoint(endpoint)
