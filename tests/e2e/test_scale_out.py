@@ -477,3 +477,28 @@ def _describe_ok(node: Server, stream: str) -> bool:
         return True
     except Exception:  # noqa: BLE001 - still down
         return False
+
+
+def test_bad_or_unreachable_engines_stop_the_start_with_one_line(grid, tmp_path):
+    from conftest import openkvs_bin
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENKVS_", "AWS_"))}
+    garage = grid.garage.env
+    s3 = ["--media", "s3://openkvs/x", "--s3-endpoint", garage["OPENKVS_S3_ENDPOINT"], "--s3-region", "garage"]
+    keys = grid.garage.node_env()
+    cases = [
+        ("unreachable catalog", ["--catalog", "postgresql://postgres@localhost/x?host=/nonexistent&port=5432", *s3],
+         keys, "catalog (PostgreSQL)"),
+        ("no such database", ["--catalog", grid.pg.url("missing"), *s3], keys, "catalog (PostgreSQL)"),
+        ("wrong S3 secret", ["--catalog", grid.pg.url("openkvs"), *s3],
+         {**keys, "OPENKVS_S3_SECRET_ACCESS_KEY": "wrong"}, "media store (S3)"),
+        ("no S3 keys", ["--catalog", grid.pg.url("openkvs"), *s3], {}, "OPENKVS_S3_ACCESS_KEY_ID"),
+        ("bad media URL", ["--media", "file:///tmp/x"], keys, "--media must be s3://"),
+        ("catalog without shared media", ["--catalog", grid.pg.url("openkvs")], {}, "needs --media s3://"),
+    ]
+    for what, args, extra, expect in cases:
+        p = subprocess.run([openkvs_bin(), "serve", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d"),
+                            *args], env={**env, **extra}, capture_output=True, text=True, timeout=60)
+        last = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else ""
+        assert p.returncode != 0, f"{what}: started anyway\n{p.stderr[-2000:]}"
+        assert "panicked" not in p.stderr, f"{what}: {p.stderr[-2000:]}"
+        assert last.startswith("openkvs serve: ") and expect in last, f"{what}: {last!r}"

@@ -491,6 +491,22 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     })
 }
 
+/// `e` and the causes its message does not already say, on one line: a driver's "error
+/// connecting to server" alone does not tell a missing socket from a refused password.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -571,7 +587,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     let state = match server::build(config).await {
         Ok(state) => state,
         Err(e) => {
-            eprintln!("openkvs serve: {e}");
+            eprintln!("openkvs serve: {}", with_causes(&e));
             return ExitCode::FAILURE;
         }
     };
