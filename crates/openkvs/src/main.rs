@@ -2,11 +2,10 @@
 //! `openkvs kinesisvideo …` / `openkvs kinesis-video-archived-media …` commands of [`openkvs::client`], in the
 //! crate's library half so the fuzz targets reach its parsers).
 
-mod put_media;
 mod serve;
 
 use clap::{Parser, Subcommand};
-use openkvs::client;
+use openkvs::{client, put_media};
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -11,8 +11,8 @@
 //!   does); 255 = anything else (endpoint unreachable, input unreadable, response closed before the body was
 //!   sent). Fragments left without PERSISTED/ERROR ack after the 30 s wait are reported on stderr only.
 
-mod acks;
-mod config;
+pub mod acks;
+pub mod config;
 mod planner;
 
 use acks::{parse_ack, AckTracker};
@@ -80,7 +80,7 @@ pub struct PutMediaArgs {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum TimecodeType {
+pub enum TimecodeType {
     #[value(name = "ABSOLUTE")]
     Absolute,
     #[value(name = "RELATIVE")]
@@ -88,7 +88,7 @@ enum TimecodeType {
 }
 
 impl TimecodeType {
-    fn header_value(self) -> &'static str {
+    pub fn header_value(self) -> &'static str {
         match self {
             TimecodeType::Absolute => "ABSOLUTE",
             TimecodeType::Relative => "RELATIVE",
@@ -112,7 +112,7 @@ fn parse_producer_start_timestamp(text: &str) -> Result<String, String> {
 }
 
 /// `seconds.milliseconds`, zero-padded (`1795570809.039`), like the Java producer.
-fn format_producer_start_timestamp(time: SystemTime) -> String {
+pub fn format_producer_start_timestamp(time: SystemTime) -> String {
     let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     format!(
         "{}.{:03}",
@@ -123,7 +123,7 @@ fn format_producer_start_timestamp(time: SystemTime) -> String {
 
 /// Everything that can go wrong in `put-media` apart from what the server says.
 #[derive(Debug, thiserror::Error)]
-enum PutMediaError {
+pub enum PutMediaError {
     #[error("invalid endpoint URL '{url}': {reason}")]
     BadEndpoint { url: String, reason: String },
     #[error("cannot read {path}: {source}")]
@@ -144,21 +144,21 @@ enum PutMediaError {
 
 /// The stream a PutMedia targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum StreamTarget {
+pub enum StreamTarget {
     Name(String),
     Arn(String),
 }
 
 /// A signed PutMedia request, before the body.
 #[derive(Debug)]
-struct SignedPutMedia {
-    url: String,
+pub struct SignedPutMedia {
+    pub url: String,
     /// All headers to send, `host` and the SigV4 ones included.
-    headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
 }
 
 /// Builds and signs `POST {endpoint}/putMedia` (docs/wire.md#putmedia-request headers; docs/wire.md#sigv4 signing, empty-body hash).
-fn signed_put_media(
+pub fn signed_put_media(
     endpoint_url: &str,
     stream: &StreamTarget,
     timecode_type: TimecodeType,
@@ -244,21 +244,28 @@ pub async fn run(args: PutMediaArgs) -> ExitCode {
     }
 }
 
-fn lock(tracker: &Mutex<AckTracker>) -> MutexGuard<'_, AckTracker> {
+pub fn lock(tracker: &Mutex<AckTracker>) -> MutexGuard<'_, AckTracker> {
     // A poisoned tracker only means another task panicked mid-update; the counts are still usable.
     tracker
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Credentials as `put-media` finds them: `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (+ session token), else
+/// the profile (`profile`, else `$AWS_PROFILE`, else `default`) in the AWS credentials file, else the placeholder.
+pub fn environment_credentials(profile: Option<&str>) -> (sigv4::Credentials, CredentialSource) {
+    let env = |name: &str| std::env::var(name).ok();
+    let profile = config::profile(profile, &env);
+    let credentials_text = crate::client::config::credentials_path(&env)
+        .and_then(|path| std::fs::read_to_string(path).ok());
+    config::credentials(&env, &profile, credentials_text.as_deref())
+}
+
 async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
     let env = |name: &str| std::env::var(name).ok();
     let endpoint_url = config::endpoint_url(args.endpoint_url.as_deref(), &env);
     let region = config::region(args.region.as_deref(), &env);
-    let profile = config::profile(args.profile.as_deref(), &env);
-    let credentials_text = openkvs::client::config::credentials_path(&env)
-        .and_then(|path| std::fs::read_to_string(path).ok());
-    let (credentials, source) = config::credentials(&env, &profile, credentials_text.as_deref());
+    let (credentials, source) = environment_credentials(args.profile.as_deref());
     if source == CredentialSource::Placeholder {
         eprintln!("openkvs put-media: no AWS credentials found; signing with the placeholder key 'openkvs'");
     }
@@ -518,18 +525,35 @@ fn handle_ack_line(
 
 /// What goes down the body channel.
 #[derive(Debug)]
-enum BodyItem {
+pub enum BodyItem {
     Data(Bytes),
     /// Every byte of cluster `index` has been handed to the connection once this item is polled.
     ClusterComplete(usize),
 }
 
 /// The request body: yields data, notes cluster completion times and progress as the connection pulls.
-struct BodyStream {
+pub struct BodyStream {
     receiver: mpsc::Receiver<BodyItem>,
     tracker: Arc<Mutex<AckTracker>>,
     bytes_sent: Arc<AtomicU64>,
     progress: ProgressBar,
+}
+
+impl BodyStream {
+    /// A body fed by `receiver` that notes cluster completions in `tracker`, without progress display.
+    pub fn new(receiver: mpsc::Receiver<BodyItem>, tracker: Arc<Mutex<AckTracker>>) -> Self {
+        BodyStream {
+            receiver,
+            tracker,
+            bytes_sent: Arc::new(AtomicU64::new(0)),
+            progress: ProgressBar::hidden(),
+        }
+    }
+
+    /// Bytes handed to the connection so far.
+    pub fn bytes_sent(&self) -> Arc<AtomicU64> {
+        self.bytes_sent.clone()
+    }
 }
 
 impl Stream for BodyStream {

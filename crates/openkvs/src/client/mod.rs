@@ -1142,7 +1142,7 @@ impl Client {
 
 /// SigV4 for one JSON POST, signing exactly what botocore signs: `content-type;host;x-amz-date`
 /// (+ `x-amz-security-token`). Returns the headers to add. `service` is the signing name (`kinesisvideo`).
-pub(crate) fn sign_request(
+pub fn sign_request(
     host: &str,
     path: &str,
     body: &str,

@@ -7,16 +7,16 @@ use std::time::Instant;
 
 /// One ack line, as far as we need it. Unknown `EventType`s are kept but not counted.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Ack {
-    pub(crate) event_type: String,
+pub struct Ack {
+    pub event_type: String,
     /// Echo of the cluster timecode as sent (ms with the default TimecodeScale); missing on IDLE.
-    pub(crate) fragment_timecode: Option<u64>,
+    pub fragment_timecode: Option<u64>,
     /// The whole line, for the `Errors` list of the summary.
-    pub(crate) raw: serde_json::Value,
+    pub raw: serde_json::Value,
 }
 
 /// Parses one newline-delimited ack. `None` for blank lines and lines that are not JSON objects.
-pub(crate) fn parse_ack(line: &str) -> Option<Ack> {
+pub fn parse_ack(line: &str) -> Option<Ack> {
     let raw: serde_json::Value = serde_json::from_str(line.trim()).ok()?;
     let event_type = raw.get("EventType")?.as_str()?.to_owned();
     let fragment_timecode = raw.get("FragmentTimecode").and_then(|v| {
@@ -44,7 +44,7 @@ struct SentCluster {
 /// Counts acks and measures persist latency: from the moment a cluster's last byte was handed to the
 /// connection to the arrival of the PERSISTED ack whose FragmentTimecode equals that cluster's timecode.
 #[derive(Debug, Default)]
-pub(crate) struct AckTracker {
+pub struct AckTracker {
     clusters: Vec<SentCluster>,
     /// Timecode → indices in `clusters` (a timecode may repeat after a restart of RELATIVE timecodes).
     by_timecode: HashMap<u64, Vec<usize>>,
@@ -58,7 +58,7 @@ pub(crate) struct AckTracker {
 
 impl AckTracker {
     /// A cluster's first byte is about to be sent; returns its index for [`Self::cluster_finished`].
-    pub(crate) fn cluster_started(&mut self, timecode: u64, timecode_scale_ns: u64) -> usize {
+    pub fn cluster_started(&mut self, timecode: u64, timecode_scale_ns: u64) -> usize {
         let timecode_ms =
             u64::try_from(u128::from(timecode) * u128::from(timecode_scale_ns) / 1_000_000)
                 .unwrap_or(u64::MAX);
@@ -76,22 +76,27 @@ impl AckTracker {
     }
 
     /// The last byte of cluster `index` was handed to the connection.
-    pub(crate) fn cluster_finished(&mut self, index: usize, at: Instant) {
+    pub fn cluster_finished(&mut self, index: usize, at: Instant) {
         if let Some(cluster) = self.clusters.get_mut(index) {
             cluster.finished_at.get_or_insert(at);
         }
     }
 
-    pub(crate) fn persisted(&self) -> u64 {
+    /// Takes the persist latencies measured since the last call (for callers that aggregate many trackers).
+    pub fn take_persist_latencies_ms(&mut self) -> Vec<f64> {
+        std::mem::take(&mut self.persist_latencies_ms)
+    }
+
+    pub fn persisted(&self) -> u64 {
         self.persisted
     }
 
-    pub(crate) fn has_errors(&self) -> bool {
+    pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
 
     /// Sent clusters still without a PERSISTED or ERROR ack.
-    pub(crate) fn unsettled(&self) -> usize {
+    pub fn unsettled(&self) -> usize {
         self.clusters
             .iter()
             .filter(|cluster| !cluster.settled)
@@ -99,11 +104,11 @@ impl AckTracker {
     }
 
     /// Every sent cluster has had its PERSISTED or ERROR ack.
-    pub(crate) fn all_settled(&self) -> bool {
+    pub fn all_settled(&self) -> bool {
         self.clusters.iter().all(|cluster| cluster.settled)
     }
 
-    pub(crate) fn record(&mut self, ack: &Ack, arrived_at: Instant) {
+    pub fn record(&mut self, ack: &Ack, arrived_at: Instant) {
         match ack.event_type.as_str() {
             "BUFFERING" => self.buffering += 1,
             "RECEIVED" => self.received += 1,
@@ -140,7 +145,7 @@ impl AckTracker {
         Some(cluster.clone())
     }
 
-    pub(crate) fn summary(&self, bytes_sent: u64, seconds: f64) -> Summary {
+    pub fn summary(&self, bytes_sent: u64, seconds: f64) -> Summary {
         Summary {
             bytes_sent,
             seconds: (seconds * 1000.0).round() / 1000.0,
@@ -157,29 +162,29 @@ impl AckTracker {
 /// The JSON line printed at the end.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct Summary {
-    pub(crate) bytes_sent: u64,
-    pub(crate) seconds: f64,
-    pub(crate) buffering: u64,
-    pub(crate) received: u64,
-    pub(crate) persisted: u64,
-    pub(crate) idle: u64,
-    pub(crate) errors: Vec<serde_json::Value>,
+pub struct Summary {
+    pub bytes_sent: u64,
+    pub seconds: f64,
+    pub buffering: u64,
+    pub received: u64,
+    pub persisted: u64,
+    pub idle: u64,
+    pub errors: Vec<serde_json::Value>,
     #[serde(rename = "PersistLatencyMs")]
-    pub(crate) persist_latency_ms: LatencySummary,
+    pub persist_latency_ms: LatencySummary,
 }
 
 /// Nearest-rank percentiles in ms (`null` when nothing was measured).
 #[derive(Debug, Serialize, PartialEq)]
-pub(crate) struct LatencySummary {
-    pub(crate) p50: Option<f64>,
-    pub(crate) p99: Option<f64>,
-    pub(crate) max: Option<f64>,
-    pub(crate) count: usize,
+pub struct LatencySummary {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+    pub count: usize,
 }
 
 impl LatencySummary {
-    pub(crate) fn of(samples_ms: &[f64]) -> Self {
+    pub fn of(samples_ms: &[f64]) -> Self {
         let mut sorted = samples_ms.to_vec();
         sorted.sort_by(f64::total_cmp);
         let rounded = |ms: f64| (ms * 10.0).round() / 10.0;

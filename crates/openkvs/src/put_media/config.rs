@@ -1,18 +1,18 @@
 //! Where `put-media` sends, as whom, and for which region — resolved like the AWS CLI does, from arguments,
 //! environment and `~/.aws/credentials`. Pure: the environment and file contents are passed in.
 
-use openkvs::client::config::{non_empty, Ini};
+use crate::client::config::{non_empty, Ini};
 use sigv4::Credentials;
 
 /// The server's default listen address (`openkvs serve`).
-pub(crate) const DEFAULT_ENDPOINT_URL: &str = "http://127.0.0.1:4567";
+pub const DEFAULT_ENDPOINT_URL: &str = "http://127.0.0.1:4567";
 /// Used when no credentials are found: accepted by a server with no credentials configured.
-pub(crate) const PLACEHOLDER_KEY: &str = "openkvs";
-pub(crate) const DEFAULT_REGION: &str = "us-east-1";
-pub(crate) const DEFAULT_PROFILE: &str = "default";
+pub const PLACEHOLDER_KEY: &str = "openkvs";
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_PROFILE: &str = "default";
 
 /// `--endpoint-url`, else `OPENKVS_ENDPOINT_URL`, else `AWS_ENDPOINT_URL`, else [`DEFAULT_ENDPOINT_URL`].
-pub(crate) fn endpoint_url(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
+pub fn endpoint_url(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
     argument
         .map(str::to_owned)
         .or_else(|| non_empty(env("OPENKVS_ENDPOINT_URL")))
@@ -21,7 +21,7 @@ pub(crate) fn endpoint_url(argument: Option<&str>, env: &dyn Fn(&str) -> Option<
 }
 
 /// `--region`, else `AWS_REGION`, else `AWS_DEFAULT_REGION`, else [`DEFAULT_REGION`].
-pub(crate) fn region(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
+pub fn region(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
     argument
         .map(str::to_owned)
         .or_else(|| non_empty(env("AWS_REGION")))
@@ -30,7 +30,7 @@ pub(crate) fn region(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String
 }
 
 /// `--profile`, else `AWS_PROFILE`, else `default`.
-pub(crate) fn profile(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
+pub fn profile(argument: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> String {
     argument
         .map(str::to_owned)
         .or_else(|| non_empty(env("AWS_PROFILE")))
@@ -39,7 +39,7 @@ pub(crate) fn profile(argument: Option<&str>, env: &dyn Fn(&str) -> Option<Strin
 
 /// Where the credentials came from (reported on stderr so a wrong key is easy to spot).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CredentialSource {
+pub enum CredentialSource {
     Environment,
     Profile(String),
     Placeholder,
@@ -47,7 +47,7 @@ pub(crate) enum CredentialSource {
 
 /// `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), else the profile's keys in the
 /// credentials file, else the placeholder pair `openkvs`/`openkvs`.
-pub(crate) fn credentials(
+pub fn credentials(
     env: &dyn Fn(&str) -> Option<String>,
     profile: &str,
     credentials_file_text: Option<&str>,
