@@ -9,6 +9,7 @@
 # pinned Python test tools (requirements-test.txt) and hls.js + playwright-core (npm ci in
 # tests/e2e/players; no browser is downloaded: the tests drive Debian's /usr/bin/chromium).
 # Environment: CARGO_TARGET_DIR (default target/), OPENKVS_BIN (default $CARGO_TARGET_DIR/debug/openkvs),
+#   OPENKVS_LOAD_BIN (default $CARGO_TARGET_DIR/debug/openkvs-load),
 # OPENKVS_SKIP_CARGO_TEST=1 to skip `cargo test`, OPENKVS_KEEP_TMP=1 to keep the e2e temp dirs,
 # OPENKVS_E2E_TIMEOUT (seconds, default 1200) caps the end-to-end run. AWS's C producer SDK is built from the
 # pinned tarballs by scripts/build-kvs-producer-c.sh (cached in ${OPENKVS_CACHE_DIR:-~/.cache/openkvs}); a
@@ -73,6 +74,7 @@ echo "$(chromium --version 2>/dev/null); $(gst-launch-1.0 --version | sed -n 2p)
 
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 export OPENKVS_BIN="${OPENKVS_BIN:-$TARGET/debug/openkvs}"
+export OPENKVS_LOAD_BIN="${OPENKVS_LOAD_BIN:-$TARGET/debug/openkvs-load}"
 
 step "Garage (S3-compatible store; crates/store/tests/conformance_garage.rs)"
 # Built once with cargo install (several minutes), then cached; the tests start and stop their own
@@ -92,8 +94,8 @@ if [ "${OPENKVS_SKIP_CARGO_TEST:-0}" != 1 ]; then
   cargo test --workspace
 fi
 
-step "cargo build -p openkvs"
-cargo build -p openkvs
+step "cargo build -p openkvs -p loadgen"
+cargo build -p openkvs -p loadgen
 
 step "AWS C producer SDK (for tests/e2e/test_producer_c.py)"
 # A failed build does not stop the run: test_producer_c.py then fails with this message.

@@ -90,7 +90,7 @@ fn main() -> ExitCode {
         Ok(report) => {
             eprint!("{}", table(&report));
             println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            if report.pass {
+            if report.passed {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -265,7 +265,7 @@ fn report(
         load_average_1m: load_average,
         max_persist_ms: args.max_persist_ms,
         max_playlist_ms: args.max_playlist_ms,
-        pass,
+        passed: pass,
     }
 }
 
@@ -302,7 +302,7 @@ fn table(report: &Report) -> String {
         cell(report.client_cpu_percent),
         cell(report.server_cpu_percent),
         cell(report.load_average_1m),
-        if report.pass { "PASS" } else { "FAIL" }
+        if report.passed { "PASS" } else { "FAIL" }
     );
     out
 }

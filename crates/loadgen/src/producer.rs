@@ -182,7 +182,9 @@ async fn feed(
         for frame in &fixture.frames {
             let due = Duration::from_millis(lap * fixture.period_ms + frame.time_ms);
             tokio::time::sleep_until(started + due).await;
-            if stop.load(Ordering::Relaxed) {
+            // Stop between fragments, as a camera that is switched off ends its last GOP: a fragment cut short
+            // could lack its video track (an ERROR ack of the tool's making, not the server's).
+            if frame.starts_cluster && stop.load(Ordering::Relaxed) {
                 break 'laps;
             }
             let (bytes, cluster_timecode) = fixture.frame_bytes(frame, lap, start_ms);

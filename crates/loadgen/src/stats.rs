@@ -143,5 +143,5 @@ pub struct Report {
     pub max_playlist_ms: f64,
     /// Every PERSISTED ack under `max_persist_ms`, every playlist under `max_playlist_ms`, no error of any kind,
     /// every viewer playing.
-    pub pass: bool,
+    pub passed: bool,
 }
