@@ -34,7 +34,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-store_args=()
 if [ "$mode" = pg-s3 ]; then
   # PostgreSQL 15 as crates/store/tests/conformance_postgres.rs starts it (unix socket only; as root, run as
   # nobody), but with fsync on: the figures are for a durable catalog.
@@ -46,7 +45,7 @@ if [ "$mode" = pg-s3 ]; then
   if [ "$(id -u)" = 0 ]; then chown nobody: "$pg/data" "$pg/sock"; as_pg=(runuser -u nobody --); fi
   pg_port=$(free_port)
   "${as_pg[@]}" "$pg_bin/initdb" -D "$pg/data" -U postgres --auth=trust --no-locale -E UTF8 >"$work/initdb.log"
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w start \
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$pg/data" -l "$pg/data/server.log" -w start \
     -o "-k $pg/sock -c listen_addresses='' -p $pg_port -c max_connections=300" >/dev/null
   pg_stop="${as_pg[*]} $pg_bin/pg_ctl -D $pg/data -m fast -w stop >/dev/null"
   scripts/garage.sh start "$work/garage" >"$work/garage.log"
@@ -54,9 +53,15 @@ if [ "$mode" = pg-s3 ]; then
   # shellcheck disable=SC1091
   . "$work/garage/env"
   export OPENKVS_S3_ACCESS_KEY_ID OPENKVS_S3_SECRET_ACCESS_KEY
-  store_args=(--catalog "postgresql://postgres@localhost/postgres?host=$pg/sock&port=$pg_port"
-    --media "s3://$OPENKVS_S3_BUCKET/load" --s3-endpoint "$OPENKVS_S3_ENDPOINT" --s3-region "$OPENKVS_S3_REGION")
 fi
+
+# The store of one step: embedded in the step's data dir, or a database and an S3 prefix of its own.
+store_args() {
+  [ "$mode" = pg-s3 ] || return 0
+  "${as_pg[@]}" "$pg_bin/createdb" -h "$pg/sock" -p "$pg_port" -U postgres "$1"
+  echo --catalog "postgresql://postgres@localhost/$1?host=$pg/sock&port=$pg_port" --media "s3://$OPENKVS_S3_BUCKET/$1" \
+    --s3-endpoint "$OPENKVS_S3_ENDPOINT" --s3-region "$OPENKVS_S3_REGION"
+}
 
 export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-AKIDOPENKVSLOAD}" AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-load}"
 export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
@@ -67,8 +72,9 @@ run_step() {
   port=$(free_port)
   dir="$work/step-$producers-$viewers-$run"
   mkdir -p "$dir"
+  # shellcheck disable=SC2046 # the words of store_args (no spaces inside them)
   "$bin/openkvs" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --max-connections-per-ip 1000000 \
-    "${store_args[@]}" >"$dir/server.log" 2>&1 &
+    $(store_args "load_${producers}_${viewers}_$run") >"$dir/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
