@@ -862,6 +862,12 @@ impl Catalog for SqliteCatalog {
         ttl: Duration,
     ) -> Result<bool, StoreError> {
         self.write(move |conn| {
+            // A renewal is worth nothing after a crash (the process that held the lease is gone),
+            // so it skips the fsync every other commit pays: with synchronous=NORMAL a WAL commit
+            // is only written, and the next FULL commit syncs it along. Each running PutMedia
+            // renews more often than it commits fragments, and the serial fsyncs of the group
+            // commit are what bounds an embedded node (docs/capacity.md).
+            conn.execute_batch("PRAGMA synchronous = NORMAL")?;
             let renewed = conn.execute(
                 "UPDATE stream SET writer_expires_ms = ?3 WHERE id = ?1 AND writer_epoch = ?2",
                 params![
@@ -869,8 +875,9 @@ impl Catalog for SqliteCatalog {
                     epoch_column(lease.epoch),
                     now_ms().saturating_add(duration_ms(ttl))
                 ],
-            )?;
-            Ok(renewed == 1)
+            );
+            conn.execute_batch("PRAGMA synchronous = FULL")?;
+            Ok(renewed? == 1)
         })
         .await
     }
