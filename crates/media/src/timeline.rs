@@ -398,6 +398,104 @@ pub fn track_timing(
     }
 }
 
+/// What a track's length follows from, kept without its sample table so a playlist of thousands
+/// of fragments needs no sample tables (`EXTINF`, [`TrackSpan::duration`]): computed once at
+/// ingest, stored in the catalog's narrow fragment summaries.
+///
+/// A length depends on the fragment's start only through the rounding of absolute times, and a
+/// start in whole milliseconds moves every absolute time by a whole number of ticks at the
+/// 90 kHz video clock (1 ms = 90 ticks) and leaves an AAC track's frame count alone, so the
+/// length is the same at every millisecond-aligned start; what a start decides is only whether
+/// times before the timeline's zero make the timing fail. [`TrackSpan::duration`] gives the
+/// length where it is certain to equal [`track_timing`]'s, and `None` where only the samples
+/// can tell (a failure, or a start near the timeline's zero): then the caller times the samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackSpan {
+    /// How many samples the track has.
+    pub samples: u64,
+    /// `pts_offset_ns` of the first sample in decode order (where an AAC track's timing starts).
+    pub first_pts_offset_ns: i64,
+    /// The smallest `pts_offset_ns`.
+    pub min_pts_offset_ns: i64,
+    /// The track timed on the video clock ([`TrackClock::Video`]), when that succeeds.
+    pub video: Option<VideoSpan>,
+}
+
+/// [`TrackSpan`]'s video-clock part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VideoSpan {
+    /// `TrackTiming::duration` at [`VIDEO_TIMESCALE`] (the same at every ms-aligned start).
+    pub duration: u64,
+    /// `TrackTiming::base_decode_time` minus the start in ticks (start-independent; the timing
+    /// fails when the start makes the base decode time negative).
+    pub base_offset: i64,
+}
+
+/// A millisecond-aligned start far from zero, where a video timing cannot run out of range.
+const REFERENCE_START_MS: u64 = 1 << 40;
+
+impl TrackSpan {
+    /// The span of `samples` (decode order, as stored).
+    pub fn of(samples: &[StoredSample]) -> Self {
+        let start_ns = REFERENCE_START_MS * 1_000_000;
+        let video = video_timing_with(
+            start_ns,
+            samples,
+            VIDEO_TIMESCALE,
+            None,
+            DecodeTimes::BeforePresentation,
+        )
+        .ok()
+        .and_then(|t| {
+            let start_ticks = i128::from(REFERENCE_START_MS) * 90;
+            let base_offset = i64::try_from(i128::from(t.base_decode_time) - start_ticks).ok()?;
+            Some(VideoSpan {
+                duration: t.duration,
+                base_offset,
+            })
+        });
+        TrackSpan {
+            samples: samples.len() as u64,
+            first_pts_offset_ns: samples.first().map_or(0, |s| s.pts_offset_ns),
+            min_pts_offset_ns: samples.iter().map(|s| s.pts_offset_ns).min().unwrap_or(0),
+            video,
+        }
+    }
+
+    /// `(duration, timescale)` of [`track_timing`] at `fragment_start_ns` when it is certain to
+    /// be that (the start is whole milliseconds and the timing succeeds there), else `None`: the
+    /// caller then times the samples themselves, which gives the same answer or the error.
+    pub fn duration(&self, fragment_start_ns: u64, clock: TrackClock) -> Option<(u64, u32)> {
+        if !fragment_start_ns.is_multiple_of(1_000_000) || self.samples == 0 {
+            return None;
+        }
+        u32::try_from(self.samples).ok()?;
+        let start = i128::from(fragment_start_ns);
+        match clock {
+            TrackClock::Video => {
+                let video = self.video?;
+                let start_ticks = start / 1_000_000 * 90;
+                let in_range = start + i128::from(self.min_pts_offset_ns) >= 0
+                    && start_ticks + i128::from(video.base_offset) >= 0;
+                in_range.then_some((video.duration, VIDEO_TIMESCALE))
+            }
+            TrackClock::Audio {
+                sample_rate,
+                frame_length,
+            } => {
+                if sample_rate == 0 || frame_length == 0 {
+                    return None;
+                }
+                let first = u64::try_from(start + i128::from(self.first_pts_offset_ns)).ok()?;
+                let base = ns_to_timescale(first, sample_rate);
+                let duration = self.samples * u64::from(frame_length);
+                (base != u64::MAX && base.checked_add(duration).is_some())
+                    .then_some((duration, sample_rate))
+            }
+        }
+    }
+}
+
 /// A fragment's length: the span of its first track (track 1, the video or the only audio), from
 /// that track's first presentation time to the end of its last sample, in milliseconds (rounded
 /// to the nearest). A continuous stream whose fragments start at their track-1 key frames then
@@ -431,6 +529,66 @@ mod tests {
             duration_ns: None,
             size: 100,
             keyframe,
+        }
+    }
+
+    /// [`TrackSpan::duration`] is [`track_timing`]'s duration wherever it answers, and answers
+    /// at every ms-aligned start where the timing succeeds.
+    #[test]
+    fn track_span_matches_track_timing() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let clocks = [
+            TrackClock::Video,
+            TrackClock::Audio {
+                sample_rate: 44_100,
+                frame_length: 1024,
+            },
+            TrackClock::Audio {
+                sample_rate: 48_000,
+                frame_length: 960,
+            },
+        ];
+        for case in 0..3000 {
+            let n = (next() % 40) as usize;
+            // Frame steps of odd ns lengths (timecode scales other than 1 ms), B-frame reorder,
+            // offsets before the fragment start, some block durations.
+            let step = 33_366_667 + (next() % 1000) as i64;
+            let lead = (next() % 3) as i64 * step - step;
+            let mut samples: Vec<StoredSample> = (0..n)
+                .map(|i| StoredSample {
+                    pts_offset_ns: lead + i as i64 * step,
+                    duration_ns: (next() % 4 == 0).then_some(step as u64),
+                    size: 10,
+                    keyframe: i == 0,
+                })
+                .collect();
+            if n > 3 && case % 2 == 0 {
+                for i in (1..n - 1).step_by(3) {
+                    samples.swap(i, i + 1);
+                }
+            }
+            let span = TrackSpan::of(&samples);
+            for start_ms in [0u64, 1, 17, 33, 34, 67, 1000, 1_764_000_000_123] {
+                let start_ns = start_ms * 1_000_000;
+                for clock in clocks {
+                    let full =
+                        track_timing(start_ns, &samples, clock, DecodeTimes::BeforePresentation)
+                            .map(|t| (t.duration, t.timescale));
+                    match span.duration(start_ns, clock) {
+                        Some(d) => assert_eq!(Ok(d), full, "case {case} start {start_ms}"),
+                        None => assert!(
+                            full.is_err() || start_ms < 1000,
+                            "case {case} start {start_ms}: {full:?}"
+                        ),
+                    }
+                }
+            }
         }
     }
 

@@ -128,8 +128,8 @@ pub struct Fragment {
     pub fragment_length_in_milliseconds: u64,
 }
 
-impl From<&store::FragmentRecord> for Fragment {
-    fn from(f: &store::FragmentRecord) -> Self {
+impl From<&store::FragmentSummary> for Fragment {
+    fn from(f: &store::FragmentSummary) -> Self {
         Fragment {
             fragment_number: f.number.to_string(),
             fragment_size_in_bytes: f.size_bytes,
@@ -209,7 +209,7 @@ impl FragmentCursor {
     }
 }
 
-fn selected_timestamp(kind: TimestampKind, f: &store::FragmentRecord) -> Timestamp {
+fn selected_timestamp(kind: TimestampKind, f: &store::FragmentSummary) -> Timestamp {
     match kind {
         TimestampKind::Producer => f.producer_timestamp,
         TimestampKind::Server => f.server_timestamp,
@@ -245,7 +245,7 @@ pub async fn list_fragments(
     let limit = input.max_results.unwrap_or(LIST_FRAGMENTS_DEFAULT) as usize;
     let mut rows = state
         .catalog
-        .query_fragments(FragmentQuery {
+        .query_fragment_summaries(FragmentQuery {
             stream: stream.id,
             kind,
             start,

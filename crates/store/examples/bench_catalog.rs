@@ -212,6 +212,7 @@ fn fragment(s: &BenchStream, i: u64) -> NewFragment {
             },
         ],
         tags: Vec::new(),
+        writer_epoch: None,
         media: MediaLocation {
             segment: i / per_segment,
             offset: (i % per_segment) * 600_000,
@@ -297,6 +298,7 @@ async fn grow(url: &str, target: u64) -> Result<(), Error> {
         Type::INT8,
         Type::INT2,
         Type::TEXT,
+        Type::BYTEA,
     ];
     let mut written = 0u64;
     let mut i = streams
@@ -309,7 +311,7 @@ async fn grow(url: &str, target: u64) -> Result<(), Error> {
             .copy_in(
                 "COPY fragment (stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, \
                  segment, byte_offset, len, tracks, tags, sequence, continuity_flags, \
-                 continuity_counts) FROM STDIN BINARY",
+                 continuity_counts, summary) FROM STDIN BINARY",
             )
             .await?;
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
@@ -322,7 +324,7 @@ async fn grow(url: &str, target: u64) -> Result<(), Error> {
                 let f = fragment(s, i);
                 let (sequence, continuity) = s.edge.advance(&f);
                 let tags: Option<String> = None;
-                let row: [&(dyn ToSql + Sync); 14] = [
+                let row: [&(dyn ToSql + Sync); 15] = [
                     &f.stream.0,
                     &f.number.to_string(),
                     &f.producer_timestamp.0,
@@ -337,6 +339,7 @@ async fn grow(url: &str, target: u64) -> Result<(), Error> {
                     &(sequence as i64),
                     &i16::from(continuity.flags),
                     &serde_json::to_string(&continuity.counts)?,
+                    &store::encode_track_summaries(&f.tracks),
                 ];
                 writer.as_mut().write(&row).await?;
                 in_batch += 1;
@@ -455,7 +458,7 @@ async fn on_demand_walk(
     loop {
         let limit = SERVER_PAGE.min(max - kept + 1);
         let page = catalog
-            .query_fragments(FragmentQuery {
+            .query_fragment_summaries(FragmentQuery {
                 stream,
                 kind: TimestampKind::Producer,
                 start,
@@ -602,7 +605,7 @@ async fn measure(url: &str, rows: u64) -> Result<(), Error> {
             let (s, _, server, _) = picks[k];
             async move {
                 // One hour of SERVER_TIMESTAMP; the server asks MaxResults + 1 to know if more follow.
-                Ok(c.query_fragments(FragmentQuery {
+                Ok(c.query_fragment_summaries(FragmentQuery {
                     stream: s,
                     kind: TimestampKind::Server,
                     start: Timestamp(server - 100),
@@ -615,37 +618,52 @@ async fn measure(url: &str, rows: u64) -> Result<(), Error> {
             }
         })
         .await?;
-        emit(rows, label, &t, "query_fragments(server range, limit+1)");
+        emit(
+            rows,
+            label,
+            &t,
+            "query_fragment_summaries(server range, limit+1)",
+        );
     }
     let n = (calls / 10).max(20);
-    let t = time(n, |k| {
-        let c = &catalog;
-        let (s, producer, _, _) = picks[k];
-        async move {
-            let got = c
-                .query_fragments(FragmentQuery {
+    for full_rows in [false, true] {
+        let t = time(n, |k| {
+            let c = &catalog;
+            let (s, producer, _, _) = picks[k];
+            async move {
+                let q = FragmentQuery {
                     stream: s,
                     kind: TimestampKind::Producer,
                     start: Timestamp(producer - 100),
                     end: Timestamp(producer + (ON_DEMAND as i64 + 10) * FRAGMENT_MS),
                     after: None,
                     limit: ON_DEMAND,
-                })
-                .await?
-                .len();
-            if got != ON_DEMAND {
-                return Err(format!("ON_DEMAND window held {got} fragments").into());
+                };
+                let got = if full_rows {
+                    c.query_fragments(q).await?.len()
+                } else {
+                    c.query_fragment_summaries(q).await?.len()
+                };
+                if got != ON_DEMAND {
+                    return Err(format!("ON_DEMAND window held {got} fragments").into());
+                }
+                Ok(got)
             }
-            Ok(got)
-        }
-    })
-    .await?;
-    emit(
-        rows,
-        "ON_DEMAND 5000: one query_fragments(5000)",
-        &t,
-        "producer range",
-    );
+        })
+        .await?;
+        let (label, note) = if full_rows {
+            (
+                "ON_DEMAND 5000: full rows, one query_fragments(5000)",
+                "producer range, with sample tables (what the server read before)",
+            )
+        } else {
+            (
+                "ON_DEMAND 5000: one query_fragment_summaries(5000)",
+                "producer range, index-only",
+            )
+        };
+        emit(rows, label, &t, note);
+    }
     let t = time(n, |k| {
         let c = &catalog;
         let (s, producer, _, _) = picks[k];
@@ -667,6 +685,33 @@ async fn measure(url: &str, rows: u64) -> Result<(), Error> {
         &t,
         "as hls::serve::walk_range asks",
     );
+    // The plan of one ON_DEMAND window as query_fragment_summaries asks it (stderr): an
+    // index-only scan with few heap fetches is what keeps it flat.
+    {
+        let client = raw_client(url).await?;
+        let (s, producer, _, _) = picks[0];
+        let plan = client
+            .query(
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT stream_id, number, producer_ms, server_ms, duration_ms, \
+                 size_bytes, sequence, continuity_flags, continuity_counts, summary FROM fragment \
+                 WHERE stream_id = $1 AND producer_ms >= $2 AND producer_ms <= $3 \
+                 AND (producer_ms, number) > ($4, $5) ORDER BY stream_id, producer_ms, number LIMIT $6",
+                &[
+                    &s.0,
+                    &(producer - 100),
+                    &(producer + (ON_DEMAND as i64 + 10) * FRAGMENT_MS),
+                    &i64::MIN,
+                    &String::new(),
+                    &(ON_DEMAND as i64),
+                ],
+            )
+            .await?;
+        eprintln!("ON_DEMAND 5000 summaries at {rows} rows:");
+        for line in &plan {
+            let text: String = line.get(0);
+            eprintln!("  {text}");
+        }
+    }
     picks.clear();
 
     // Retention: one hour of the oldest data of a stream, as the retention task asks.

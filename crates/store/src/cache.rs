@@ -19,8 +19,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use crate::task::AbortOnDrop;
 use crate::{
     Catalog, CatalogChange, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery,
-    FragmentRecord, NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamUpdate,
-    Timestamp, WriterLease, CHANGE_FEED_CAPACITY,
+    FragmentRecord, FragmentSummary, NewFragment, NewStream, StoreError, StreamId, StreamRecord,
+    StreamUpdate, Timestamp, WriterLease, CHANGE_FEED_CAPACITY,
 };
 
 /// How long a cached stream record is trusted without asking the catalog again.
@@ -413,6 +413,26 @@ impl Catalog for CachingCatalog {
         }
         let edge = self.live_edge(stream).await?;
         Ok(edge[edge.len().saturating_sub(limit)..].to_vec())
+    }
+
+    async fn query_fragment_summaries(
+        &self,
+        query: FragmentQuery,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        self.inner.query_fragment_summaries(query).await
+    }
+
+    async fn latest_fragment_summaries(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        if limit > LIVE_EDGE {
+            return self.inner.latest_fragment_summaries(stream, limit).await;
+        }
+        let edge = self.live_edge(stream).await?;
+        let newest = &edge[edge.len().saturating_sub(limit)..];
+        Ok(newest.iter().map(FragmentRecord::summary).collect())
     }
 
     async fn delete_fragments_before(

@@ -30,6 +30,12 @@ pub fn encode_sample_tables(tracks: &[FragmentTrack]) -> Vec<u8> {
     sample_table::encode(tracks)
 }
 
+/// The tracks' summaries as the SQL catalogs store them (the `summary` column), for the same
+/// bulk-loading tools as [`encode_sample_tables`].
+pub fn encode_track_summaries(tracks: &[FragmentTrack]) -> Vec<u8> {
+    sample_table::encode_summaries(tracks)
+}
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::ops::Range;
@@ -133,12 +139,28 @@ pub trait Catalog: Send + Sync + 'static {
         &self,
         query: FragmentQuery,
     ) -> Result<Vec<FragmentRecord>, StoreError>;
+    /// [`Catalog::query_fragments`] without the sample tables: the same fragments in the same
+    /// order, as [`FragmentSummary`]s, which is all that playlists and ListFragments pages need.
+    /// PostgreSQL answers it from a covering index alone (docs/architecture.md#catalog-at-scale).
+    async fn query_fragment_summaries(
+        &self,
+        query: FragmentQuery,
+    ) -> Result<Vec<FragmentSummary>, StoreError>;
     /// The newest `limit` fragments by ingest order (fragment number), returned ascending.
     async fn latest_fragments(
         &self,
         stream: StreamId,
         limit: usize,
     ) -> Result<Vec<FragmentRecord>, StoreError>;
+    /// [`Catalog::latest_fragments`] without the sample tables.
+    async fn latest_fragment_summaries(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        let records = self.latest_fragments(stream, limit).await?;
+        Ok(records.iter().map(FragmentRecord::summary).collect())
+    }
     /// Deletes fragment rows whose server timestamp is before `cutoff`; returns the media segments
     /// of `stream` that no remaining fragment references (safe to delete from the media store).
     async fn delete_fragments_before(

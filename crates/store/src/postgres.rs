@@ -37,9 +37,9 @@ use crate::sql_rows::{
 use crate::task::AbortOnDrop;
 use crate::{
     BackendError, Catalog, CatalogChange, CodecConfig, CodecConfigId, Continuity, FragmentNumber,
-    FragmentQuery, FragmentRecord, MediaLocation, NewFragment, NewStream, StoreError, StreamId,
-    StreamRecord, StreamStatus, StreamUpdate, Timestamp, TimestampKind, WriterLease,
-    CHANGE_FEED_CAPACITY,
+    FragmentQuery, FragmentRecord, FragmentSummary, FragmentTrack, MediaLocation, NewFragment,
+    NewStream, StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate, Timestamp,
+    TimestampKind, WriterLease, CHANGE_FEED_CAPACITY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -132,6 +132,28 @@ CREATE SEQUENCE media_epoch AS BIGINT MINVALUE 1 MAXVALUE 2147483647 NO CYCLE;
 CREATE TABLE session_key (
     id SMALLINT PRIMARY KEY CHECK (id = 1),   -- one row: the first key stored wins
     key BYTEA NOT NULL
+);
+"#,
+    r#"
+-- docs/architecture.md#catalog-at-scale: what playlists and ListFragments pages read of a window
+-- of fragments, answered by an index-only scan. `summary` holds the tracks' summaries
+-- (sample_table::encode_summaries); NULL in rows written before this migration, which the
+-- listing queries then complete from `tracks`. The covering indexes replace the plain ones on
+-- the same keys (retention's range delete uses fragment_window_by_server).
+ALTER TABLE fragment ADD COLUMN summary BYTEA;
+CREATE INDEX fragment_window_by_server ON fragment (stream_id, server_ms, number)
+    INCLUDE (producer_ms, duration_ms, size_bytes, sequence, continuity_flags, continuity_counts, summary);
+CREATE INDEX fragment_window_by_producer ON fragment (stream_id, producer_ms, number)
+    INCLUDE (server_ms, duration_ms, size_bytes, sequence, continuity_flags, continuity_counts, summary);
+DROP INDEX fragment_by_server;
+DROP INDEX fragment_by_producer;
+-- An index-only scan skips the heap only for pages the visibility map marks all-visible, which
+-- VACUUM does. The table is insert-mostly: vacuum it every 10,000 inserted rows rather than
+-- PostgreSQL's default of 20 % of the table (2M rows at 10M), and after 1 % deleted by retention.
+ALTER TABLE fragment SET (
+    autovacuum_vacuum_insert_threshold = 10000,
+    autovacuum_vacuum_insert_scale_factor = 0,
+    autovacuum_vacuum_scale_factor = 0.01
 );
 "#,
 ];
@@ -542,6 +564,87 @@ fn fragments_from_rows(rows: &[Row]) -> Result<Vec<FragmentRecord>, StoreError> 
     rows.iter().map(fragment_from_row).collect()
 }
 
+/// What [`Catalog::query_fragment_summaries`] reads: only columns of the covering indexes.
+const SUMMARY_COLUMNS: &str =
+    "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, sequence, continuity_flags, \
+     continuity_counts, summary";
+
+/// A [`SUMMARY_COLUMNS`] row; `tracks` is empty when its `summary` is NULL (a row written before
+/// the column existed), for [`summaries_from_rows`] to fill.
+fn summary_from_row(row: &Row) -> Result<FragmentSummary, StoreError> {
+    let number: String = get(row, 1)?;
+    let flags: i16 = get(row, 7)?;
+    let counts: String = get(row, 8)?;
+    let summary: Option<&[u8]> = get(row, 9)?;
+    Ok(FragmentSummary {
+        stream: StreamId(get(row, 0)?),
+        number: FragmentNumber::parse(&number)
+            .ok_or_else(|| StoreError::Corrupt(format!("fragment number {number:?}")))?,
+        producer_timestamp: Timestamp(get(row, 2)?),
+        server_timestamp: Timestamp(get(row, 3)?),
+        duration_ms: get_u64(row, 4)?,
+        size_bytes: get_u64(row, 5)?,
+        sequence: get_u64(row, 6)?,
+        continuity: Continuity {
+            flags: u8::try_from(flags)
+                .map_err(|_| StoreError::Corrupt(format!("continuity flags {flags}")))?,
+            counts: serde_json::from_str(&counts)
+                .map_err(|e| StoreError::Corrupt(format!("continuity counts: {e}")))?,
+        },
+        tracks: match summary {
+            Some(bytes) => sample_table::decode_summaries(bytes)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// Summaries of `rows` (of `stream`), the tracks of rows without a `summary` computed from their
+/// sample tables (one more query, only while such rows are left).
+async fn summaries_from_rows(
+    client: &impl GenericClient,
+    stream: StreamId,
+    rows: &[Row],
+) -> Result<Vec<FragmentSummary>, Failure> {
+    let mut out = rows
+        .iter()
+        .map(summary_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let missing: Vec<String> = rows
+        .iter()
+        .zip(&out)
+        .filter(|(row, _)| matches!(row.try_get::<_, Option<&[u8]>>(9), Ok(None)))
+        .map(|(_, f)| f.number.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(out);
+    }
+    let stmt = client
+        .prepare_cached(
+            "SELECT number, tracks FROM fragment WHERE stream_id = $1 AND number = ANY($2)",
+        )
+        .await?;
+    let found = client.query(&stmt, &[&stream.0, &missing]).await?;
+    let mut tracks = std::collections::HashMap::with_capacity(found.len());
+    for r in &found {
+        let number: String = get(r, 0)?;
+        let table: Vec<u8> = get(r, 1)?;
+        let summaries = sample_table::decode(&table)?
+            .iter()
+            .map(FragmentTrack::summary)
+            .collect::<Vec<_>>();
+        tracks.insert(number, summaries);
+    }
+    for f in &mut out {
+        if f.tracks.is_empty() {
+            // Deleted since the first query: it keeps no tracks, as a fragment that has none.
+            if let Some(t) = tracks.remove(&f.number.to_string()) {
+                f.tracks = t;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads codec-config columns starting at `first` (track_type, codec_id, codec_private, ...).
 fn config_from_row(r: &Row, track: TrackNumber, first: usize) -> Result<CodecConfig, StoreError> {
     let track_type: i16 = get(r, first)?;
@@ -800,8 +903,8 @@ impl PgCatalog {
         let insert = tx
             .prepare_cached(
                 "INSERT INTO fragment (stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, \
-                 byte_offset, len, tracks, tags, sequence, continuity_flags, continuity_counts) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 byte_offset, len, tracks, tags, sequence, continuity_flags, continuity_counts, summary) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .await?;
         // docs/architecture.md#pending-media-and-orphan-collection: the row and the end of its
@@ -838,6 +941,7 @@ impl PgCatalog {
                     &to_i64(next.sequence),
                     &i16::from(next.continuity.flags),
                     &to_json(&next.continuity.counts),
+                    &sample_table::encode_summaries(&f.tracks),
                 ],
             )
             .await
@@ -891,10 +995,14 @@ impl PgCatalog {
         }
     }
 
-    async fn query_fragments_inner(
-        &self,
-        q: FragmentQuery,
-    ) -> Result<Vec<FragmentRecord>, Failure> {
+    /// `columns` of the fragments in `q`'s range, by an index range scan of
+    /// `(stream_id, column, number)` from the keyset, read in the index's order (ORDER BY its
+    /// key exactly: never a sort, whatever the LIMIT).
+    async fn range_rows(
+        client: &impl GenericClient,
+        q: &FragmentQuery,
+        columns: &str,
+    ) -> Result<Vec<Row>, Failure> {
         let column = match q.kind {
             TimestampKind::Producer => "producer_ms",
             TimestampKind::Server => "server_ms",
@@ -903,28 +1011,69 @@ impl PgCatalog {
             Some((ts, n)) => (ts.0, n.to_string()),
             None => (i64::MIN, String::new()),
         };
-        let client = self.pool.get().await?;
-        // Row comparison: one index range scan on (stream_id, column, number) from the keyset.
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = $1 AND {column} >= $2 AND {column} <= $3 \
-                 AND ({column}, number) > ($4, $5) ORDER BY {column}, number LIMIT $6"
+                "SELECT {columns} FROM fragment WHERE stream_id = $1 AND {column} >= $2 AND {column} <= $3 \
+                 AND ({column}, number) > ($4, $5) ORDER BY stream_id, {column}, number LIMIT $6"
             ))
             .await?;
-        let rows = client
-            .query(
-                &stmt,
-                &[
-                    &q.stream.0,
-                    &q.start.0,
-                    &q.end.0,
-                    &after_ts,
-                    &after_number,
-                    &to_i64(q.limit as u64),
-                ],
-            )
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &q.stream.0,
+            &q.start.0,
+            &q.end.0,
+            &after_ts,
+            &after_number,
+            &to_i64(q.limit as u64),
+        ];
+        Ok(client.query(&stmt, &params).await?)
+    }
+
+    /// `columns` of the stream's newest `limit` fragments by number, newest first.
+    async fn newest_rows(
+        client: &impl GenericClient,
+        stream: StreamId,
+        limit: usize,
+        columns: &str,
+    ) -> Result<Vec<Row>, Failure> {
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {columns} FROM fragment WHERE stream_id = $1 ORDER BY number DESC LIMIT $2"
+            ))
             .await?;
+        Ok(client
+            .query(&stmt, &[&stream.0, &to_i64(limit as u64)])
+            .await?)
+    }
+
+    async fn query_fragments_inner(
+        &self,
+        q: FragmentQuery,
+    ) -> Result<Vec<FragmentRecord>, Failure> {
+        let client = self.pool.get().await?;
+        let rows = Self::range_rows(&client, &q, FRAGMENT_COLUMNS).await?;
         Ok(fragments_from_rows(&rows)?)
+    }
+
+    /// Only columns of the covering indexes `fragment_window_by_*`: an index-only scan.
+    async fn query_fragment_summaries_inner(
+        &self,
+        q: FragmentQuery,
+    ) -> Result<Vec<FragmentSummary>, Failure> {
+        let client = self.pool.get().await?;
+        let rows = Self::range_rows(&client, &q, SUMMARY_COLUMNS).await?;
+        summaries_from_rows(&client, q.stream, &rows).await
+    }
+
+    async fn latest_fragment_summaries_inner(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentSummary>, Failure> {
+        let client = self.pool.get().await?;
+        let rows = Self::newest_rows(&client, stream, limit, SUMMARY_COLUMNS).await?;
+        let mut out = summaries_from_rows(&client, stream, &rows).await?;
+        out.reverse();
+        Ok(out)
     }
 
     async fn latest_fragments_inner(
@@ -933,14 +1082,7 @@ impl PgCatalog {
         limit: usize,
     ) -> Result<Vec<FragmentRecord>, Failure> {
         let client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = $1 ORDER BY number DESC LIMIT $2"
-            ))
-            .await?;
-        let rows = client
-            .query(&stmt, &[&stream.0, &to_i64(limit as u64)])
-            .await?;
+        let rows = Self::newest_rows(&client, stream, limit, FRAGMENT_COLUMNS).await?;
         let mut out = fragments_from_rows(&rows)?;
         out.reverse();
         Ok(out)
@@ -1237,6 +1379,21 @@ impl Catalog for PgCatalog {
         limit: usize,
     ) -> Result<Vec<FragmentRecord>, StoreError> {
         Ok(self.latest_fragments_inner(stream, limit).await?)
+    }
+
+    async fn query_fragment_summaries(
+        &self,
+        query: FragmentQuery,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        Ok(self.query_fragment_summaries_inner(query).await?)
+    }
+
+    async fn latest_fragment_summaries(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        Ok(self.latest_fragment_summaries_inner(stream, limit).await?)
     }
 
     async fn delete_fragments_before(

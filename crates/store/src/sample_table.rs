@@ -8,7 +8,8 @@
 //! `duration_ns + 1` (0 = none), `size << 1 | keyframe`.
 
 use crate::varint::{self, unzigzag, zigzag, VarintError};
-use crate::{CodecConfigId, FragmentTrack, SampleEntry, StoreError};
+use crate::{CodecConfigId, FragmentTrack, SampleEntry, StoreError, TrackSummary};
+use media::timeline::{TrackSpan, VideoSpan};
 use media::TrackNumber;
 
 const FORMAT_VERSION: u64 = 1;
@@ -118,6 +119,88 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Vec<FragmentTrack>, StoreError> {
     Ok(tracks)
 }
 
+/// Version of the track-summary encoding (the `summary` column): `version=1`, `track_count`,
+/// then per track: `track`, `codec_config`, `sample_count`, `zigzag(first_pts_offset_ns)`,
+/// `zigzag(min_pts_offset_ns)`, `0` (no video span) or `1, duration, zigzag(base_offset)`.
+const SUMMARY_VERSION: u64 = 1;
+
+/// The summaries of `tracks` (their [`TrackSpan`]s), encoded: what listing queries read instead
+/// of the sample tables.
+pub(crate) fn encode_summaries(tracks: &[FragmentTrack]) -> Vec<u8> {
+    let summaries: Vec<TrackSummary> = tracks.iter().map(FragmentTrack::summary).collect();
+    encode_summary_list(&summaries)
+}
+
+pub(crate) fn encode_summary_list(tracks: &[TrackSummary]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + tracks.len() * 24);
+    varint::put_u64(&mut out, SUMMARY_VERSION);
+    varint::put_u64(&mut out, tracks.len() as u64);
+    for t in tracks {
+        varint::put_u64(&mut out, t.track.0);
+        varint::put_u64(&mut out, t.codec_config.0 as u64);
+        varint::put_u64(&mut out, t.span.samples);
+        varint::put_u64(&mut out, zigzag(t.span.first_pts_offset_ns));
+        varint::put_u64(&mut out, zigzag(t.span.min_pts_offset_ns));
+        match t.span.video {
+            None => varint::put_u64(&mut out, 0),
+            Some(v) => {
+                varint::put_u64(&mut out, 1);
+                varint::put_u64(&mut out, v.duration);
+                varint::put_u64(&mut out, zigzag(v.base_offset));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn decode_summaries(buf: &[u8]) -> Result<Vec<TrackSummary>, StoreError> {
+    let mut c = Cursor { buf, pos: 0 };
+    let version = c.varint()?;
+    if version != SUMMARY_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "track summary version {version}"
+        )));
+    }
+    let n_tracks = c.count()?;
+    let mut tracks = Vec::with_capacity(n_tracks.min(16));
+    for _ in 0..n_tracks {
+        let track = TrackNumber(c.varint()?);
+        let codec_config = CodecConfigId(c.varint()? as i64);
+        let samples = c.varint()?;
+        let first_pts_offset_ns = unzigzag(c.varint()?);
+        let min_pts_offset_ns = unzigzag(c.varint()?);
+        let video = match c.varint()? {
+            0 => None,
+            1 => Some(VideoSpan {
+                duration: c.varint()?,
+                base_offset: unzigzag(c.varint()?),
+            }),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "track summary video tag {other}"
+                )))
+            }
+        };
+        tracks.push(TrackSummary {
+            track,
+            codec_config,
+            span: TrackSpan {
+                samples,
+                first_pts_offset_ns,
+                min_pts_offset_ns,
+                video,
+            },
+        });
+    }
+    if c.pos != buf.len() {
+        return Err(StoreError::Corrupt(format!(
+            "{} trailing bytes in track summary",
+            buf.len() - c.pos
+        )));
+    }
+    Ok(tracks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +249,13 @@ mod tests {
         ];
         let enc = encode(&tracks);
         assert_eq!(decode(&enc).unwrap(), tracks);
+        let summaries: Vec<TrackSummary> = tracks.iter().map(FragmentTrack::summary).collect();
+        assert!(summaries[0].span.video.is_some());
+        let enc = encode_summaries(&tracks);
+        assert_eq!(decode_summaries(&enc).unwrap(), summaries);
+        for cut in 0..enc.len() {
+            assert!(decode_summaries(&enc[..cut]).is_err());
+        }
     }
 
     #[test]

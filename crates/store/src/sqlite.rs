@@ -12,8 +12,9 @@ use crate::sql_rows::{
 };
 use crate::{
     Catalog, CatalogChange, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery,
-    FragmentRecord, MediaLocation, NewFragment, NewStream, StoreError, StreamId, StreamRecord,
-    StreamStatus, StreamUpdate, Timestamp, TimestampKind, WriterLease, CHANGE_FEED_CAPACITY,
+    FragmentRecord, FragmentSummary, FragmentTrack, MediaLocation, NewFragment, NewStream,
+    StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate, Timestamp, TimestampKind,
+    WriterLease, CHANGE_FEED_CAPACITY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -103,6 +104,13 @@ const STREAM_COLUMNS_ADDED: &[(&str, &str)] = &[
     ("writer_expires_ms", "INTEGER"),
 ];
 
+/// Columns added to `fragment` after its first release, added to older catalogs at open.
+const FRAGMENT_COLUMNS_ADDED: &[(&str, &str)] = &[
+    // The tracks' summaries (sample_table::encode_summaries), what the listing queries read
+    // instead of `tracks`; NULL in rows written before, which they then complete from `tracks`.
+    ("summary", "BLOB"),
+];
+
 /// The system clock, epoch milliseconds: the embedded catalog's clock for leases and pending
 /// entries (one process, one clock).
 fn now_ms() -> i64 {
@@ -110,18 +118,25 @@ fn now_ms() -> i64 {
     since.map_or(0, duration_ms)
 }
 
-/// Adds the columns of [`STREAM_COLUMNS_ADDED`] an older catalog lacks.
-fn add_stream_columns(conn: &Connection) -> Result<(), Failure> {
-    let existing: Vec<String> = {
-        let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('stream')")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    for (name, definition) in STREAM_COLUMNS_ADDED {
-        if !existing.iter().any(|c| c == name) {
-            conn.execute_batch(&format!(
-                "ALTER TABLE stream ADD COLUMN {name} {definition}"
-            ))?;
+/// Adds the columns of [`STREAM_COLUMNS_ADDED`] and [`FRAGMENT_COLUMNS_ADDED`] an older catalog
+/// lacks.
+fn add_columns(conn: &Connection) -> Result<(), Failure> {
+    for (table, added) in [
+        ("stream", STREAM_COLUMNS_ADDED),
+        ("fragment", FRAGMENT_COLUMNS_ADDED),
+    ] {
+        let existing: Vec<String> = {
+            let mut stmt =
+                conn.prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (name, definition) in added {
+            if !existing.iter().any(|c| c == name) {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE {table} ADD COLUMN {name} {definition}"
+                ))?;
+            }
         }
     }
     Ok(())
@@ -279,7 +294,7 @@ impl SqliteCatalog {
         }
         let writer = open_connection(path)?;
         writer.execute_batch(SCHEMA)?;
-        add_stream_columns(&writer)?;
+        add_columns(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             readers.push(open_connection(path)?);
@@ -405,15 +420,108 @@ fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, Failure> {
     })
 }
 
+/// What the listing queries read: the summary, and the sample tables only of a row that has none.
+const SUMMARY_COLUMNS: &str =
+    "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, sequence, continuity_flags, \
+     continuity_counts, summary, CASE WHEN summary IS NULL THEN tracks END";
+
+fn summary_from_row(row: &Row<'_>) -> Result<FragmentSummary, Failure> {
+    let number: String = row.get(1)?;
+    let summary: Option<Vec<u8>> = row.get(9)?;
+    let tracks = match summary {
+        Some(bytes) => sample_table::decode_summaries(&bytes)?,
+        None => {
+            let table: Vec<u8> = row.get(10)?;
+            sample_table::decode(&table)?
+                .iter()
+                .map(FragmentTrack::summary)
+                .collect()
+        }
+    };
+    Ok(FragmentSummary {
+        stream: StreamId(row.get(0)?),
+        number: FragmentNumber::parse(&number)
+            .ok_or_else(|| StoreError::Corrupt(format!("fragment number {number:?}")))?,
+        producer_timestamp: Timestamp(row.get(2)?),
+        server_timestamp: Timestamp(row.get(3)?),
+        duration_ms: row.get::<_, i64>(4)? as u64,
+        size_bytes: row.get::<_, i64>(5)? as u64,
+        sequence: row.get::<_, i64>(6)? as u64,
+        continuity: Continuity {
+            flags: row.get::<_, i64>(7)? as u8,
+            counts: serde_json::from_str(&row.get::<_, String>(8)?)
+                .map_err(|e| StoreError::Corrupt(format!("continuity counts: {e}")))?,
+        },
+        tracks,
+    })
+}
+
 fn collect_fragments(
     stmt: &mut rusqlite::Statement<'_>,
     params: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<FragmentRecord>, Failure> {
+    collect(stmt, params, fragment_from_row)
+}
+
+/// Every row of `stmt` with `params`, as `map` reads it.
+fn collect<T>(
+    stmt: &mut rusqlite::Statement<'_>,
+    params: &[&dyn rusqlite::ToSql],
+    map: fn(&Row<'_>) -> Result<T, Failure>,
+) -> Result<Vec<T>, Failure> {
     let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(fragment_from_row(row)?);
+        out.push(map(row)?);
     }
+    Ok(out)
+}
+
+/// `columns` of the fragments in `q`'s range, by `(timestamp, number)` from the keyset.
+fn range_query<T>(
+    c: &Connection,
+    q: &FragmentQuery,
+    columns: &str,
+    map: fn(&Row<'_>) -> Result<T, Failure>,
+) -> Result<Vec<T>, Failure> {
+    let column = match q.kind {
+        TimestampKind::Producer => "producer_ms",
+        TimestampKind::Server => "server_ms",
+    };
+    let (after_ts, after_number) = match q.after {
+        Some((ts, n)) => (ts.0, n.to_string()),
+        None => (i64::MIN, String::new()),
+    };
+    let sql = format!(
+        "SELECT {columns} FROM fragment WHERE stream_id = ?1 AND {column} >= ?2 AND {column} <= ?3 \
+         AND ({column} > ?4 OR ({column} = ?4 AND number > ?5)) ORDER BY {column}, number LIMIT ?6"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let params: [&dyn rusqlite::ToSql; 6] = [
+        &q.stream.0,
+        &q.start.0,
+        &q.end.0,
+        &after_ts,
+        &after_number,
+        &(q.limit as i64),
+    ];
+    collect(&mut stmt, &params, map)
+}
+
+/// `columns` of the stream's newest `limit` fragments by number, returned ascending.
+fn newest_query<T>(
+    c: &Connection,
+    stream: StreamId,
+    limit: usize,
+    columns: &str,
+    map: fn(&Row<'_>) -> Result<T, Failure>,
+) -> Result<Vec<T>, Failure> {
+    let sql = format!(
+        "SELECT {columns} FROM fragment WHERE stream_id = ?1 ORDER BY number DESC LIMIT ?2"
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut out = collect(&mut stmt, &[&stream.0, &(limit as i64)], map)?;
+    out.reverse();
     Ok(out)
 }
 
@@ -647,8 +755,8 @@ impl Catalog for SqliteCatalog {
                 )?;
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO fragment (stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, \
-                     offset, len, tracks, tags, sequence, continuity_flags, continuity_counts) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     offset, len, tracks, tags, sequence, continuity_flags, continuity_counts, summary) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )?;
                 for f in &fragments {
                     let row: Option<(Option<String>, Option<String>, i64)> = state_stmt
@@ -673,6 +781,7 @@ impl Catalog for SqliteCatalog {
                         next.sequence as i64,
                         i64::from(next.continuity.flags),
                         to_json(&next.continuity.counts),
+                        sample_table::encode_summaries(&f.tracks),
                     ])
                     .map_err(|e| {
                         constraint_means(e, |c| match c {
@@ -718,23 +827,25 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn query_fragments(&self, q: FragmentQuery) -> Result<Vec<FragmentRecord>, StoreError> {
-        self.read(move |c| {
-            let column = match q.kind {
-                TimestampKind::Producer => "producer_ms",
-                TimestampKind::Server => "server_ms",
-            };
-            let (after_ts, after_number) = match q.after {
-                Some((ts, n)) => (ts.0, n.to_string()),
-                None => (i64::MIN, String::new()),
-            };
-            let sql = format!(
-                "SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 AND {column} >= ?2 AND {column} <= ?3 \
-                 AND ({column} > ?4 OR ({column} = ?4 AND number > ?5)) ORDER BY {column}, number LIMIT ?6"
-            );
-            let mut stmt = c.prepare_cached(&sql)?;
-            collect_fragments(&mut stmt, &[&q.stream.0, &q.start.0, &q.end.0, &after_ts, &after_number, &(q.limit as i64)])
-        })
-        .await
+        self.read(move |c| range_query(c, &q, FRAGMENT_COLUMNS, fragment_from_row))
+            .await
+    }
+
+    async fn query_fragment_summaries(
+        &self,
+        q: FragmentQuery,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        self.read(move |c| range_query(c, &q, SUMMARY_COLUMNS, summary_from_row))
+            .await
+    }
+
+    async fn latest_fragment_summaries(
+        &self,
+        stream: StreamId,
+        limit: usize,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        self.read(move |c| newest_query(c, stream, limit, SUMMARY_COLUMNS, summary_from_row))
+            .await
     }
 
     async fn latest_fragments(
@@ -742,14 +853,8 @@ impl Catalog for SqliteCatalog {
         stream: StreamId,
         limit: usize,
     ) -> Result<Vec<FragmentRecord>, StoreError> {
-        self.read(move |c| {
-            let sql = format!("SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 ORDER BY number DESC LIMIT ?2");
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut out = collect_fragments(&mut stmt, &[&stream.0, &(limit as i64)])?;
-            out.reverse();
-            Ok(out)
-        })
-        .await
+        self.read(move |c| newest_query(c, stream, limit, FRAGMENT_COLUMNS, fragment_from_row))
+            .await
     }
 
     async fn delete_fragments_before(

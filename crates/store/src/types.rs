@@ -2,6 +2,7 @@
 
 use crate::Continuity;
 use bytes::Bytes;
+use media::timeline::TrackSpan;
 use media::TrackNumber;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -238,6 +239,86 @@ pub struct FragmentRecord {
     pub tracks: Vec<FragmentTrack>,
     pub tags: Vec<(String, String)>,
     pub media: MediaLocation,
+}
+
+/// One track of a [`FragmentSummary`]: which codec config it uses and what its length follows
+/// from, without its sample table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackSummary {
+    pub track: TrackNumber,
+    pub codec_config: CodecConfigId,
+    /// What `EXTINF` needs ([`media::timeline::TrackSpan::duration`]).
+    pub span: TrackSpan,
+}
+
+/// What a playlist or a ListFragments page needs of a fragment: its row without the per-sample
+/// tables, tags and media location. Listing queries ([`crate::Catalog::query_fragment_summaries`],
+/// [`crate::Catalog::latest_fragment_summaries`]) return these; the full [`FragmentRecord`] is
+/// read per fragment, when its media is served.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FragmentSummary {
+    pub stream: StreamId,
+    pub number: FragmentNumber,
+    /// As [`FragmentRecord::sequence`].
+    pub sequence: u64,
+    pub continuity: Continuity,
+    pub producer_timestamp: Timestamp,
+    pub server_timestamp: Timestamp,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+    pub tracks: Vec<TrackSummary>,
+}
+
+impl FragmentTrack {
+    /// This track without its sample table.
+    pub fn summary(&self) -> TrackSummary {
+        TrackSummary {
+            track: self.track,
+            codec_config: self.codec_config,
+            span: TrackSpan::of(&self.samples),
+        }
+    }
+}
+
+impl FragmentRecord {
+    /// This fragment as the listing queries return it.
+    pub fn summary(&self) -> FragmentSummary {
+        FragmentSummary {
+            stream: self.stream,
+            number: self.number,
+            sequence: self.sequence,
+            continuity: self.continuity,
+            producer_timestamp: self.producer_timestamp,
+            server_timestamp: self.server_timestamp,
+            duration_ms: self.duration_ms,
+            size_bytes: self.size_bytes,
+            tracks: self.tracks.iter().map(FragmentTrack::summary).collect(),
+        }
+    }
+}
+
+/// A fragment's start timestamps, of a full [`FragmentRecord`] or a [`FragmentSummary`].
+pub trait FragmentTimes {
+    fn producer_timestamp(&self) -> Timestamp;
+    fn server_timestamp(&self) -> Timestamp;
+}
+
+impl FragmentTimes for FragmentRecord {
+    fn producer_timestamp(&self) -> Timestamp {
+        self.producer_timestamp
+    }
+    fn server_timestamp(&self) -> Timestamp {
+        self.server_timestamp
+    }
+}
+
+impl FragmentTimes for FragmentSummary {
+    fn producer_timestamp(&self) -> Timestamp {
+        self.producer_timestamp
+    }
+    fn server_timestamp(&self) -> Timestamp {
+        self.server_timestamp
+    }
 }
 
 /// Which timestamp a fragment query selects on (docs/wire.md#listfragments, FragmentSelectorType).

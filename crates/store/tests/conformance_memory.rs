@@ -324,6 +324,14 @@ impl Catalog for MemoryCatalog {
         Ok(found)
     }
 
+    async fn query_fragment_summaries(
+        &self,
+        q: FragmentQuery,
+    ) -> Result<Vec<FragmentSummary>, StoreError> {
+        let found = self.query_fragments(q).await?;
+        Ok(found.iter().map(FragmentRecord::summary).collect())
+    }
+
     async fn latest_fragments(
         &self,
         stream: StreamId,

@@ -28,7 +28,8 @@ use media::TrackNumber;
 use serde::Deserialize;
 use store::{
     CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery, FragmentRecord,
-    FragmentTrack, StreamRecord, Timestamp, TimestampKind,
+    FragmentSummary, FragmentTimes, FragmentTrack, StreamRecord, Timestamp, TimestampKind,
+    TrackSummary,
 };
 
 use super::limits::HlsResource;
@@ -192,7 +193,7 @@ pub(super) fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&Fragme
 
 /// The fragment's start on the session timeline (ns since the session's origin). A fragment
 /// before the origin (a producer clock that went back in a LIVE session) is pinned to zero.
-pub(super) fn start_ns(session: &Session, f: &FragmentRecord) -> u64 {
+pub(super) fn start_ns(session: &Session, f: &impl FragmentTimes) -> u64 {
     let ms = session
         .timeline_timestamp(f)
         .0
@@ -228,9 +229,44 @@ fn timing_with(
     })
 }
 
+fn summary_track(f: &FragmentSummary, track: TrackNumber) -> Option<&TrackSummary> {
+    f.tracks.iter().find(|t| t.track == track)
+}
+
+/// A track's `EXTINF` in seconds: from its stored span ([`timeline::TrackSpan::duration`]), or,
+/// where the span cannot tell (a start near the session's zero, or a timing that fails), from its
+/// samples, read with the full fragment as [`timing`] would.
+async fn extinf(
+    state: &AppState,
+    session: &Session,
+    f: &FragmentSummary,
+    t: &TrackSummary,
+    codec: &Codec,
+) -> Result<f64, ApiError> {
+    let clock = TrackClock::of(codec);
+    let (duration, timescale) = match t.span.duration(start_ns(session, f), clock) {
+        Some(d) => d,
+        None => {
+            let full = state
+                .catalog
+                .fragment_shared(f.stream, f.number)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("fragment {} vanished from the catalog", f.number))
+                })?;
+            let track = track_of(&full, t.track).ok_or_else(|| {
+                ApiError::Internal(format!("fragment {} lost track {}", f.number, t.track))
+            })?;
+            let timing = timing(session, &full, track, codec)?;
+            (timing.duration, timing.timescale)
+        }
+    };
+    Ok(duration as f64 / f64::from(timescale))
+}
+
 /// The fragments a session shows now, with what the media playlist needs around them.
 struct Window {
-    fragments: Vec<FragmentRecord>,
+    fragments: Vec<FragmentSummary>,
     /// `EXT-X-DISCONTINUITY` before each fragment.
     discontinuity: Vec<bool>,
     media_sequence: u64,
@@ -248,15 +284,15 @@ async fn walk_range(
     (start, end): (Timestamp, Timestamp),
     cap: usize,
     mut admit: impl FnMut(usize, i64) -> bool,
-) -> Result<(Vec<FragmentRecord>, bool), ApiError> {
-    let mut out: Vec<FragmentRecord> = Vec::new();
+) -> Result<(Vec<FragmentSummary>, bool), ApiError> {
+    let mut out: Vec<FragmentSummary> = Vec::new();
     let mut total_ms = 0i64;
     let mut after = None;
     loop {
         let limit = PAGE.min(cap.saturating_sub(out.len()).saturating_add(1));
         let page = state
             .catalog
-            .query_fragments(FragmentQuery {
+            .query_fragment_summaries(FragmentQuery {
                 stream: session.stream_id,
                 kind: session.selector,
                 start,
@@ -291,7 +327,7 @@ async fn walk_range(
     }
 }
 
-fn codec_change(prev: &FragmentRecord, next: &FragmentRecord) -> bool {
+fn codec_change(prev: &FragmentSummary, next: &FragmentSummary) -> bool {
     prev.tracks.len() != next.tracks.len()
         || prev
             .tracks
@@ -303,8 +339,8 @@ fn codec_change(prev: &FragmentRecord, next: &FragmentRecord) -> bool {
 /// Discontinuity before `next` in a list built on the fly (ON_DEMAND, LIVE_REPLAY).
 fn discontinuity_between(
     session: &Session,
-    prev: Option<&FragmentRecord>,
-    next: &FragmentRecord,
+    prev: Option<&FragmentSummary>,
+    next: &FragmentSummary,
 ) -> bool {
     let Some(prev) = prev else {
         // KVS marks the first segment too in ALWAYS mode (docs/wire.md#hls-playlists).
@@ -379,7 +415,7 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
         PlaybackMode::Live => {
             let fragments = state
                 .catalog
-                .latest_fragments(session.stream_id, max)
+                .latest_fragment_summaries(session.stream_id, max)
                 .await?;
             let flag = live_flag(session);
             let discontinuity: Vec<bool> = fragments
@@ -411,7 +447,7 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
     }
 }
 
-fn on_the_fly_discontinuities(session: &Session, fragments: &[FragmentRecord]) -> Vec<bool> {
+fn on_the_fly_discontinuities(session: &Session, fragments: &[FragmentSummary]) -> Vec<bool> {
     let mut prev = None;
     fragments
         .iter()
@@ -460,7 +496,7 @@ fn compatible_prefix(configs: &Configs, w: &mut Window) {
     }
 }
 
-pub(super) fn in_session(session: &Session, f: &FragmentRecord) -> bool {
+pub(super) fn in_session(session: &Session, f: &impl FragmentTimes) -> bool {
     let ts = session.selected_timestamp(f);
     match session.mode {
         PlaybackMode::OnDemand | PlaybackMode::LiveReplay => {
@@ -469,7 +505,7 @@ pub(super) fn in_session(session: &Session, f: &FragmentRecord) -> bool {
         PlaybackMode::Live => {
             let horizon =
                 session.created.0 - LIVE_LOOKBACK_MS - session.max_fragments as i64 * 20_000;
-            f.server_timestamp.0 >= horizon
+            f.server_timestamp().0 >= horizon
         }
     }
 }
@@ -647,6 +683,8 @@ pub async fn master_playlist(
     let mut codecs = Vec::new();
     let mut resolution = None;
     let mut frame_rate = None;
+    // The window holds summaries; the frame rate needs the first fragment's samples.
+    let mut first_full: Option<Arc<FragmentRecord>> = None;
     for t in &first.tracks {
         let codec = configs.codec(t.codec_config)?;
         codecs.push(codec.codec_string());
@@ -656,7 +694,16 @@ pub async fn master_playlist(
             Codec::Aac(_) => {}
         }
         if codec.is_video() && frame_rate.is_none() {
-            frame_rate = estimate_frame_rate(t);
+            if first_full.is_none() {
+                first_full = state
+                    .catalog
+                    .fragment_shared(stream.id, first.number)
+                    .await?;
+            }
+            frame_rate = first_full
+                .as_deref()
+                .and_then(|full| track_of(full, t.track))
+                .and_then(estimate_frame_rate);
         }
     }
     let bandwidth = w
@@ -807,7 +854,7 @@ async fn segment_list(
     compatible_prefix(&configs, &mut w);
     if w.fragments
         .first()
-        .is_some_and(|f| track_of(f, track).is_none())
+        .is_some_and(|f| summary_track(f, track).is_none())
     {
         return Err(ApiError::InvalidArgument(format!(
             "TrackNumber {track} is not a track of this session."
@@ -815,12 +862,14 @@ async fn segment_list(
     }
     let mut segments = Vec::with_capacity(w.fragments.len());
     for (f, discontinuity) in w.fragments.iter().zip(&w.discontinuity) {
-        let Some(t) = track_of(f, track) else { break };
+        let Some(t) = summary_track(f, track) else {
+            break;
+        };
         let codec = configs.codec(t.codec_config)?;
-        let timing = timing(session, f, t, &codec)?;
+        let duration_s = extinf(state, session, f, t, &codec).await?;
         segments.push(Segment {
             fragment_number: f.number.to_string(),
-            duration_s: timing.duration as f64 / f64::from(timing.timescale),
+            duration_s,
             discontinuity: *discontinuity,
             init_sequence: configs.row(t.codec_config)?.1,
             program_date_time_ms: session
@@ -1013,7 +1062,7 @@ pub(super) async fn session_fragment(
         .catalog
         .fragment_shared(stream.id, number)
         .await?
-        .filter(|f| in_session(session, f))
+        .filter(|f| in_session(session, &**f))
         .ok_or_else(|| {
             ApiError::ResourceNotFound(format!(
                 "Fragment {number} is not part of this streaming session."
@@ -1045,7 +1094,7 @@ pub async fn media_fragment(
         &stream.id.0.to_be_bytes(),
         number.to_string().as_bytes(),
         &track.0.to_be_bytes(),
-        &start_ns(&session, &fragment).to_be_bytes(),
+        &start_ns(&session, &*fragment).to_be_bytes(),
         &sequence_number.to_be_bytes(),
     ]);
     if let Some(response) = not_modified(&request_headers, &tag, cache.clone()) {

@@ -285,19 +285,19 @@ impl Session {
     /// default, ALWAYS) lays fragments out by producer time: the player resets its timeline at
     /// each fragment anyway, and arrival times (all but equal after a fast upload) would stack
     /// fragments on one instant, which some players (GStreamer's hlsdemux2) cannot preroll.
-    pub fn timeline_timestamp(&self, f: &store::FragmentRecord) -> Timestamp {
+    pub fn timeline_timestamp(&self, f: &impl store::FragmentTimes) -> Timestamp {
         if self.discontinuity == DiscontinuityMode::Always {
-            f.producer_timestamp
+            f.producer_timestamp()
         } else {
             self.selected_timestamp(f)
         }
     }
 
     /// The timestamp this session selects on for a fragment (per FragmentSelectorType).
-    pub fn selected_timestamp(&self, f: &store::FragmentRecord) -> Timestamp {
+    pub fn selected_timestamp(&self, f: &impl store::FragmentTimes) -> Timestamp {
         match self.selector {
-            TimestampKind::Server => f.server_timestamp,
-            TimestampKind::Producer => f.producer_timestamp,
+            TimestampKind::Server => f.server_timestamp(),
+            TimestampKind::Producer => f.producer_timestamp(),
         }
     }
 }

@@ -47,7 +47,7 @@ pub async fn ts_fragment(
         &media::ts::FORMAT_VERSION.to_be_bytes(),
         &stream.id.0.to_be_bytes(),
         number.to_string().as_bytes(),
-        &start_ns(&session, &fragment).to_be_bytes(),
+        &start_ns(&session, &*fragment).to_be_bytes(),
     ]);
     if let Some(response) = not_modified(&request_headers, &tag, cache.clone()) {
         return Ok(response);

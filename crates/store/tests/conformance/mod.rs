@@ -44,6 +44,7 @@ macro_rules! conformance_suite {
             producer_time_queries_are_inclusive_ordered_and_paged,
             server_time_queries_are_inclusive_ordered_and_paged,
             latest_fragments_are_the_live_edge_in_ingest_order,
+            fragment_summaries_list_what_the_full_queries_list,
             sequence_and_continuity_are_decided_at_commit,
             media_reads_are_byte_exact_by_range,
             retention_deletes_old_fragments_and_keeps_the_rest,
@@ -716,6 +717,136 @@ pub async fn producer_time_queries_are_inclusive_ordered_and_paged(b: &mut dyn B
 
 pub async fn server_time_queries_are_inclusive_ordered_and_paged(b: &mut dyn Backend) {
     time_range_queries(b, TimestampKind::Server, [0, 2, 3, 1, 5, 4]).await;
+}
+
+/// `query_fragment_summaries` and `latest_fragment_summaries` return exactly the fragments (and
+/// order) of `query_fragments` and `latest_fragments`, each as `FragmentRecord::summary` makes it:
+/// every field but the sample tables, tags and media location, and each track's span.
+pub async fn fragment_summaries_list_what_the_full_queries_list(b: &mut dyn Backend) {
+    let (catalog, _, archive) = open(b);
+    let (s, v, a) = video_and_audio(&*catalog, "summaries").await;
+    let mut noise = Feed::new(&*catalog, "summaries-noise").await;
+    // Producer order, server order and ingest order differ, with ties; two tracks, then one.
+    let plan = [
+        (5000, 10_000),
+        (4000, 12_000),
+        (3000, 11_000),
+        (3000, 11_000),
+        (2000, 13_000),
+        (9000, 12_000),
+    ];
+    let mut last = None;
+    let mut committed = Vec::new();
+    for (i, (p, srv)) in plan.into_iter().enumerate() {
+        let number = FragmentNumber::next(last, Timestamp(T0 + srv));
+        last = Some(number);
+        let tracks: Vec<(u64, CodecConfigId, Bytes)> = if i % 3 == 2 {
+            vec![(1, v, payload(i as u8, 30))]
+        } else {
+            vec![
+                (1, v, payload(i as u8, 30)),
+                (2, a, payload(50 + i as u8, 12)),
+            ]
+        };
+        let f = fixtures::fragment(s.id, number, T0 + p, T0 + srv, &tracks);
+        committed.push(archive.persist(f).await.unwrap());
+        noise.put(&archive, T0 + p, T0 + srv, payload(99, 5)).await;
+    }
+    let summaries = |records: &[FragmentRecord]| {
+        records
+            .iter()
+            .map(FragmentRecord::summary)
+            .collect::<Vec<_>>()
+    };
+    for kind in [TimestampKind::Producer, TimestampKind::Server] {
+        let ranges = [
+            (Timestamp(0), Timestamp(i64::MAX)),
+            (Timestamp(T0 + 3000), Timestamp(T0 + 3000)),
+            (Timestamp(T0 + 11_000), Timestamp(T0 + 12_000)),
+            (Timestamp(T0 + 20_000), Timestamp(i64::MAX)),
+        ];
+        for (start, end) in ranges {
+            for limit in [0, 1, 2, 100] {
+                // Paged with the keyset, as the server walks a window.
+                let mut after = None;
+                let mut pages = 0;
+                loop {
+                    let q = FragmentQuery {
+                        stream: s.id,
+                        kind,
+                        start,
+                        end,
+                        after,
+                        limit,
+                    };
+                    let full = catalog.query_fragments(q.clone()).await.unwrap();
+                    let listed = catalog.query_fragment_summaries(q).await.unwrap();
+                    assert_eq!(
+                        listed,
+                        summaries(&full),
+                        "{kind:?} {start:?}..{end:?} {limit}"
+                    );
+                    assert!(listed.iter().all(|f| f.stream == s.id));
+                    let Some(end_of_page) = full.last() else {
+                        break;
+                    };
+                    let ts = match kind {
+                        TimestampKind::Producer => end_of_page.producer_timestamp,
+                        TimestampKind::Server => end_of_page.server_timestamp,
+                    };
+                    after = Some((ts, end_of_page.number));
+                    pages += 1;
+                    assert!(pages <= plan.len(), "paging does not end");
+                }
+            }
+        }
+    }
+    let everything = |kind| FragmentQuery {
+        stream: s.id,
+        kind,
+        start: Timestamp(0),
+        end: Timestamp(i64::MAX),
+        after: None,
+        limit: 100,
+    };
+    let all = catalog
+        .query_fragment_summaries(everything(TimestampKind::Server))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), plan.len());
+    let two_tracks = all.iter().find(|f| f.number == committed[0]).unwrap();
+    assert_eq!(
+        two_tracks
+            .tracks
+            .iter()
+            .map(|t| (t.track, t.codec_config, t.span.samples))
+            .collect::<Vec<_>>(),
+        [(media::TrackNumber(1), v, 2), (media::TrackNumber(2), a, 2)]
+    );
+    assert!(two_tracks.tracks[0].span.video.is_some());
+    for limit in [0, 1, 3, 100] {
+        let full = catalog.latest_fragments(s.id, limit).await.unwrap();
+        let listed = catalog
+            .latest_fragment_summaries(s.id, limit)
+            .await
+            .unwrap();
+        assert_eq!(listed, summaries(&full), "latest {limit}");
+    }
+    let newest = catalog.latest_fragment_summaries(s.id, 100).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|f| f.number).collect::<Vec<_>>(),
+        committed
+    );
+    // After retention, the summaries are gone with the rows.
+    catalog
+        .delete_fragments_before(s.id, Timestamp(T0 + 12_000))
+        .await
+        .unwrap();
+    let q = everything(TimestampKind::Producer);
+    let left = catalog.query_fragment_summaries(q.clone()).await.unwrap();
+    let full = catalog.query_fragments(q).await.unwrap();
+    assert_eq!(left, summaries(&full));
+    assert_eq!(left.len(), 3);
 }
 
 pub async fn latest_fragments_are_the_live_edge_in_ingest_order(b: &mut dyn Backend) {
