@@ -59,6 +59,15 @@ impl conformance::Backend for Postgres {
         (self.catalog, self.media) = Self::open(&self.url, self.media_dir.path()).await;
         true
     }
+
+    async fn forget_summaries(&mut self) -> bool {
+        admin(&self.url)
+            .await
+            .execute("UPDATE fragment SET summary = NULL", &[])
+            .await
+            .unwrap();
+        true
+    }
 }
 
 mod postgres {
@@ -402,4 +411,60 @@ async fn a_dropped_catalog_leaves_no_connection_behind() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("connections left: {}", other_backends(&admin).await);
+}
+
+/// A window of summaries is an index-only scan of the covering index on its timestamp, read in
+/// its order (no sort), for both timestamps.
+#[tokio::test]
+async fn a_window_of_summaries_reads_only_the_covering_index() {
+    use conformance::fixtures::*;
+    let b = Postgres::new().await;
+    let archive = store::Archive::new(b.catalog.clone(), b.media.clone());
+    let mut feed = Feed::new(&*b.catalog, "window").await;
+    for i in 0..50 {
+        feed.put(&archive, T0 + 2000 * i, T0 + 2000 * i + 7, payload(1, 4))
+            .await;
+    }
+    let admin = admin(&b.url).await;
+    admin
+        .batch_execute("VACUUM (ANALYZE) fragment")
+        .await
+        .unwrap();
+    // Plans as on a table too large to read whole.
+    admin
+        .batch_execute("SET enable_seqscan = off; SET enable_bitmapscan = off")
+        .await
+        .unwrap();
+    for (column, index) in [
+        ("server_ms", "fragment_window_by_server"),
+        ("producer_ms", "fragment_window_by_producer"),
+    ] {
+        let sql = format!(
+            "EXPLAIN SELECT stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, \
+             sequence, continuity_flags, continuity_counts, summary FROM fragment \
+             WHERE stream_id = $1 AND {column} >= $2 AND {column} <= $3 \
+             AND ({column}, number) > ($4, $5) ORDER BY stream_id, {column}, number LIMIT $6"
+        );
+        let rows = admin
+            .query(
+                &sql,
+                &[
+                    &feed.stream.0,
+                    &0i64,
+                    &i64::MAX,
+                    &i64::MIN,
+                    &String::new(),
+                    &5000i64,
+                ],
+            )
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains(&format!("Index Only Scan using {index}")),
+            "{plan}"
+        );
+        assert!(!plan.contains("Sort"), "{plan}");
+    }
 }

@@ -200,6 +200,18 @@ impl Feed {
     }
 }
 
+/// Every fragment of `stream` by `kind` (up to 100).
+pub fn whole_range(stream: StreamId, kind: TimestampKind) -> FragmentQuery {
+    FragmentQuery {
+        stream,
+        kind,
+        start: Timestamp(0),
+        end: Timestamp(i64::MAX),
+        after: None,
+        limit: 100,
+    }
+}
+
 pub fn numbers(records: &[FragmentRecord]) -> Vec<FragmentNumber> {
     records.iter().map(|f| f.number).collect()
 }

@@ -24,6 +24,11 @@ pub trait Backend: Send {
     /// What a restart sees: every handle dropped and the same storage opened again. `false` for a
     /// backend that keeps nothing across a restart (an in-memory one), which the reopen test skips.
     async fn reopen(&mut self) -> bool;
+    /// Clears the stored track summaries of every fragment row, as a catalog written before
+    /// summaries were stored holds them; `false` for a backend that stores none.
+    async fn forget_summaries(&mut self) -> bool {
+        false
+    }
 }
 
 /// One `#[tokio::test]` per suite function, each on a fresh `$backend` (an expression that may
@@ -45,6 +50,7 @@ macro_rules! conformance_suite {
             server_time_queries_are_inclusive_ordered_and_paged,
             latest_fragments_are_the_live_edge_in_ingest_order,
             fragment_summaries_list_what_the_full_queries_list,
+            rows_without_a_stored_summary_are_summarised_from_their_samples,
             sequence_and_continuity_are_decided_at_commit,
             media_reads_are_byte_exact_by_range,
             retention_deletes_old_fragments_and_keeps_the_rest,
@@ -801,14 +807,7 @@ pub async fn fragment_summaries_list_what_the_full_queries_list(b: &mut dyn Back
             }
         }
     }
-    let everything = |kind| FragmentQuery {
-        stream: s.id,
-        kind,
-        start: Timestamp(0),
-        end: Timestamp(i64::MAX),
-        after: None,
-        limit: 100,
-    };
+    let everything = |kind| whole_range(s.id, kind);
     let all = catalog
         .query_fragment_summaries(everything(TimestampKind::Server))
         .await
@@ -847,6 +846,52 @@ pub async fn fragment_summaries_list_what_the_full_queries_list(b: &mut dyn Back
     let full = catalog.query_fragments(q).await.unwrap();
     assert_eq!(left, summaries(&full));
     assert_eq!(left.len(), 3);
+}
+
+/// Rows written before the catalog stored summaries list the same summaries, computed from
+/// their sample tables.
+pub async fn rows_without_a_stored_summary_are_summarised_from_their_samples(b: &mut dyn Backend) {
+    let (catalog, _, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "old-rows").await;
+    let mut committed = Vec::new();
+    for i in 0..4 {
+        committed.push(
+            feed.put(&archive, T0 + 1000 * i, T0 + 1000 * i, payload(i as u8, 9))
+                .await,
+        );
+    }
+    let q = whole_range(feed.stream, TimestampKind::Server);
+    let expected: Vec<FragmentSummary> = catalog
+        .query_fragments(q.clone())
+        .await
+        .unwrap()
+        .iter()
+        .map(FragmentRecord::summary)
+        .collect();
+    assert_eq!(expected.len(), 4);
+    if !b.forget_summaries().await {
+        return;
+    }
+    // Written after: has its own summary, beside the old rows.
+    committed.push(
+        feed.put(&archive, T0 + 9000, T0 + 9000, payload(7, 9))
+            .await,
+    );
+    let listed = catalog.query_fragment_summaries(q.clone()).await.unwrap();
+    let full: Vec<FragmentSummary> = catalog
+        .query_fragments(q)
+        .await
+        .unwrap()
+        .iter()
+        .map(FragmentRecord::summary)
+        .collect();
+    assert_eq!(listed[..4], expected[..]);
+    assert_eq!(listed, full);
+    let newest = catalog
+        .latest_fragment_summaries(feed.stream, 3)
+        .await
+        .unwrap();
+    assert_eq!(newest[..], full[2..]);
 }
 
 pub async fn latest_fragments_are_the_live_edge_in_ingest_order(b: &mut dyn Backend) {
@@ -1085,14 +1130,7 @@ pub async fn retention_deletes_old_fragments_and_keeps_the_rest(b: &mut dyn Back
     for f in &records[..2] {
         assert_eq!(catalog.fragment(feed.stream, f.number).await.unwrap(), None);
     }
-    let q = FragmentQuery {
-        stream: feed.stream,
-        kind: TimestampKind::Server,
-        start: Timestamp(0),
-        end: Timestamp(i64::MAX),
-        after: None,
-        limit: 100,
-    };
+    let q = whole_range(feed.stream, TimestampKind::Server);
     assert_eq!(
         numbers(&catalog.query_fragments(q.clone()).await.unwrap()),
         committed[2..]
