@@ -6,7 +6,7 @@
 # end to end through the server's handler. Prints p50/p99 per size and p99(largest)/p99(smallest).
 #   scripts/bench-catalog.sh
 # Env: OPENKVS_BENCH_SIZES ("1000000 10000000"), OPENKVS_BENCH_STREAMS (100),
-#      OPENKVS_BENCH_CALLS (2000), BENCH_DISK_DIR (/var/tmp: the cluster's data, ~12 GB at 10M;
+#      OPENKVS_BENCH_CALLS (2000), BENCH_DISK_DIR (/var/tmp: the cluster's data, ~20 GB at 10M;
 #      deleted at exit), BENCH_PG_SHARED_BUFFERS (2GB).
 # The private cluster (PostgreSQL 15, unix socket only, run as nobody when root) keeps fsync on
 # and synchronous_commit on, as production would; wal_level=minimal and a large max_wal_size

@@ -17,7 +17,11 @@
 //! - **Queries:** keyset pagination only; the indexes `(stream_id, number)`,
 //!   `(stream_id, producer_ms, number)` and `(stream_id, server_ms, number)` keep the live edge
 //!   and time ranges one index range scan whatever the stream's size; `(stream_id, segment)`
-//!   keeps retention's "is this segment still referenced" a lookup. Fragment numbers and stream
+//!   keeps retention's "is this segment still referenced" a lookup. The two timestamp indexes
+//!   cover every column of [`FragmentSummary`] (`INCLUDE`), so a window of summaries
+//!   ([`Catalog::query_fragment_summaries`], what playlists and ListFragments read) is an
+//!   index-only scan: a stream's fragments are scattered over the heap (streams record
+//!   together), adjacent in the index (docs/architecture.md#catalog-at-scale). Fragment numbers and stream
 //!   names are `COLLATE "C"` text, so their order is byte order (numeric order for the
 //!   zero-padded numbers) whatever the database's locale.
 //! - **Scale-out** (docs/architecture.md#writer-lease): writer leases live on the stream row and
@@ -140,13 +144,16 @@ CREATE TABLE session_key (
 -- (sample_table::encode_summaries); NULL in rows written before this migration, which the
 -- listing queries then complete from `tracks`. The covering indexes replace the plain ones on
 -- the same keys (retention's range delete uses fragment_window_by_server).
-ALTER TABLE fragment ADD COLUMN summary BYTEA;
-CREATE INDEX fragment_window_by_server ON fragment (stream_id, server_ms, number)
+-- IF NOT EXISTS: on a large catalog an operator may add the column and build the indexes
+-- beforehand (CREATE INDEX CONCURRENTLY, same names and definitions) instead of blocking writes
+-- for the build here.
+ALTER TABLE fragment ADD COLUMN IF NOT EXISTS summary BYTEA;
+CREATE INDEX IF NOT EXISTS fragment_window_by_server ON fragment (stream_id, server_ms, number)
     INCLUDE (producer_ms, duration_ms, size_bytes, sequence, continuity_flags, continuity_counts, summary);
-CREATE INDEX fragment_window_by_producer ON fragment (stream_id, producer_ms, number)
+CREATE INDEX IF NOT EXISTS fragment_window_by_producer ON fragment (stream_id, producer_ms, number)
     INCLUDE (server_ms, duration_ms, size_bytes, sequence, continuity_flags, continuity_counts, summary);
-DROP INDEX fragment_by_server;
-DROP INDEX fragment_by_producer;
+DROP INDEX IF EXISTS fragment_by_server;
+DROP INDEX IF EXISTS fragment_by_producer;
 -- An index-only scan skips the heap only for pages the visibility map marks all-visible, which
 -- VACUUM does. The table is insert-mostly: vacuum it every 10,000 inserted rows rather than
 -- PostgreSQL's default of 20 % of the table (2M rows at 10M), and after 1 % deleted by retention.
