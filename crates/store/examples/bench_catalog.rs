@@ -194,7 +194,6 @@ fn fragment(s: &BenchStream, i: u64) -> NewFragment {
         producer_timestamp: Timestamp(producer),
         server_timestamp: Timestamp(server),
         duration_ms: FRAGMENT_MS as u64,
-        writer_epoch: None,
         tracks: vec![
             FragmentTrack {
                 track: TrackNumber(1),
