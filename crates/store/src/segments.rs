@@ -123,6 +123,46 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Threads one [`MediaStore::sync`] flushes files (then directories) on at once.
+const SYNC_THREADS: usize = 16;
+
+/// Runs `op` on every item, on up to [`SYNC_THREADS`] scoped threads (the calling one alone for
+/// a single item), and returns once every call has returned: the first error, if any failed.
+/// Every item is tried even after a failure, so none is left half-done behind the caller's back.
+fn in_parallel<T: Sync>(
+    items: &[T],
+    op: impl Fn(&T) -> std::io::Result<()> + Sync,
+) -> std::io::Result<()> {
+    let threads = items.len().min(SYNC_THREADS);
+    if threads <= 1 {
+        return items.iter().try_for_each(&op);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> std::io::Result<()> {
+        let mut result = Ok(());
+        while let Some(item) = items.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            let done = op(item);
+            if result.is_ok() {
+                result = done;
+            }
+        }
+        result
+    };
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut result = work();
+        for helper in helpers {
+            let done = helper
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a sync thread panicked")));
+            if result.is_ok() {
+                result = done;
+            }
+        }
+        result
+    })
+}
+
 impl SegmentMediaStore {
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         Self::with_segment_bytes(root, DEFAULT_SEGMENT_BYTES)
@@ -380,15 +420,13 @@ impl MediaStore for SegmentMediaStore {
             return Ok(());
         }
         tokio::task::spawn_blocking(move || {
-            for f in &pending.files {
-                f.sync_data()?;
-            }
+            // Files, then directories: each set concurrently (SYNC_THREADS), since the disk
+            // completes concurrent flushes together where one-by-one they each wait their turn.
+            in_parallel(&pending.files, |f| f.sync_data())?;
             let mut dirs = pending.dirs;
             dirs.sort();
             dirs.dedup();
-            for d in &dirs {
-                sync_dir(d)?;
-            }
+            in_parallel(&dirs, |d| sync_dir(d))?;
             Ok(())
         })
         .await
@@ -535,5 +573,40 @@ impl MediaStore for SegmentMediaStore {
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_parallel;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn in_parallel_tries_every_item_and_fails_if_any_failed() {
+        for n in [0, 1, 2, 5, 40] {
+            let tried = AtomicUsize::new(0);
+            let all_ok = in_parallel(&(0..n).collect::<Vec<_>>(), |_| {
+                tried.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            });
+            assert!(all_ok.is_ok());
+            assert_eq!(tried.load(Ordering::Relaxed), n);
+        }
+        for n in [1, 2, 40] {
+            let tried = AtomicUsize::new(0);
+            let one_fails = in_parallel(&(0..n).collect::<Vec<_>>(), |&i| {
+                tried.fetch_add(1, Ordering::Relaxed);
+                if i == n / 2 {
+                    Err(std::io::Error::other(format!("item {i}")))
+                } else {
+                    Ok(())
+                }
+            });
+            assert_eq!(
+                one_fails.unwrap_err().to_string(),
+                format!("item {}", n / 2)
+            );
+            assert_eq!(tried.load(Ordering::Relaxed), n, "every item is tried");
+        }
     }
 }
