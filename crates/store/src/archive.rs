@@ -1,8 +1,15 @@
-//! Group commit. Fragments from every stream queue here; the committer takes what is waiting (up to
-//! a batch), appends each fragment's bytes to the media store, syncs the media once for the whole
-//! batch, then commits all catalog rows in one transaction. Only then does each caller learn its
-//! fragment number and may acknowledge PERSISTED (docs/architecture.md#group-commit; invariants in
-//! docs/architecture.md#crash-safety).
+//! Group commit, in two stages. Fragments from every stream queue here. The media stage takes
+//! what is waiting (up to a batch), appends each fragment's bytes to the media store and syncs the
+//! media once for the whole batch; the catalog stage then commits all the batch's catalog rows in
+//! one transaction, settles the appends and answers the callers. Only then does each caller learn
+//! its fragment number and may acknowledge PERSISTED (docs/architecture.md#group-commit; invariants
+//! in docs/architecture.md#crash-safety).
+//!
+//! The stages overlap: batch N+1's bytes are appended and synced while batch N's rows commit. At
+//! most two batches are in flight, one per stage, and the catalog stage takes them one at a time
+//! in the order the media stage took them, so a batch's rows commit (or fail) and its callers are
+//! answered only after every earlier batch's: a stream's fragments reach the catalog in the order
+//! they were submitted, as they did when one batch finished before the next began.
 
 use crate::{Catalog, FragmentNumber, MediaStore, NewFragment, StoreError, StoreErrorKind};
 use bytes::Bytes;
@@ -23,8 +30,10 @@ pub struct PendingFragment {
 
 struct Job {
     fragment: PendingFragment,
-    reply: oneshot::Sender<Result<FragmentNumber, StoreError>>,
+    reply: Reply,
 }
+
+type Reply = oneshot::Sender<Result<FragmentNumber, StoreError>>;
 
 /// The write path of the archive, shared by all ingest connections.
 pub struct Archive {
@@ -68,40 +77,93 @@ async fn run_committer(
     media: Arc<dyn MediaStore>,
     mut rx: mpsc::Receiver<Job>,
 ) {
+    // Depth 1, and the media stage reserves the slot before it takes a batch: while the catalog
+    // stage commits batch N, the media stage writes N+1, then waits for the catalog stage to take
+    // N+1 before it takes N+2 (fragments arriving meanwhile make N+2 larger).
+    let (to_catalog, written) = mpsc::channel(1);
+    let catalog_stage = tokio::spawn(run_catalog_stage(catalog, media.clone(), written));
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        commit_batch(&*catalog, &*media, std::mem::take(&mut batch)).await;
+    while let Ok(slot) = to_catalog.reserve().await {
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            break;
+        }
+        slot.send(write_media(&*media, std::mem::take(&mut batch)).await);
+    }
+    drop(to_catalog);
+    // Batches already written still commit, in order, before the committer ends.
+    let _ = catalog_stage.await;
+}
+
+async fn run_catalog_stage(
+    catalog: Arc<dyn Catalog>,
+    media: Arc<dyn MediaStore>,
+    mut written: mpsc::Receiver<Written>,
+) {
+    while let Some(batch) = written.recv().await {
+        commit_batch(&*catalog, &*media, batch).await;
     }
 }
 
-async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Vec<Job>) {
+/// A batch after the media stage: what the catalog stage needs to finish it.
+struct Written {
+    /// Successful appends: each row with its media location filled in, and its caller.
+    appended: Vec<(NewFragment, Reply)>,
+    /// Failed appends (nothing to settle), answered by the catalog stage so that no caller hears
+    /// of this batch before every earlier batch is answered.
+    failed: Vec<(Reply, StoreError)>,
+    /// The batch's media sync (`Ok` when nothing was appended); an error fails every append.
+    synced: Result<(), StoreError>,
+}
+
+/// The media stage of one batch: append, then sync.
+async fn write_media(media: &dyn MediaStore, batch: Vec<Job>) -> Written {
     let mut rows = Vec::with_capacity(batch.len());
     let mut appends = Vec::with_capacity(batch.len());
     for Job { fragment, reply } in batch {
         appends.push((fragment.row.stream, fragment.parts));
         rows.push((fragment.row, reply));
     }
-    let mut written = Vec::with_capacity(rows.len());
+    let mut written = Written {
+        appended: Vec::with_capacity(rows.len()),
+        failed: Vec::new(),
+        synced: Ok(()),
+    };
     for ((mut row, reply), result) in rows.into_iter().zip(media.append_many(appends).await) {
         match result {
             Ok(location) => {
                 row.media = location;
-                written.push((row, reply));
+                written.appended.push((row, reply));
             }
             Err(e) => {
                 tracing::error!(stream = ?row.stream, error = %e, "media append failed");
-                let _ = reply.send(Err(e));
+                written.failed.push((reply, e));
             }
         }
     }
-    if written.is_empty() {
+    if !written.appended.is_empty() {
+        // Bytes first, then rows: a row never points at bytes that might not be on disk.
+        written.synced = media.sync().await;
+    }
+    written
+}
+
+/// The catalog stage of one batch: commit the rows, settle the appends, answer the callers.
+async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Written) {
+    let Written {
+        appended,
+        failed,
+        synced,
+    } = batch;
+    for (reply, e) in failed {
+        let _ = reply.send(Err(e));
+    }
+    if appended.is_empty() {
         return;
     }
-    // Bytes first, then rows: a row never points at bytes that might not be on disk.
-    if let Err(e) = media.sync().await {
+    if let Err(e) = synced {
         tracing::error!(error = %e, "media sync failed; failing the batch");
         let msg = e.to_string();
-        for (row, reply) in written {
+        for (row, reply) in appended {
             media.settle(row.stream, row.media, false).await;
             let _ = reply.send(Err(StoreError::Task(format!("media sync failed: {msg}"))));
         }
@@ -109,10 +171,10 @@ async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Vec<
     }
     // Every append is settled once its row's fate is known, before the caller hears of it, so
     // retention never deletes a segment a committed row points at (MediaStore's doc).
-    let rows: Vec<NewFragment> = written.iter().map(|(r, _)| r.clone()).collect();
+    let rows: Vec<NewFragment> = appended.iter().map(|(r, _)| r.clone()).collect();
     match catalog.insert_fragments(rows).await {
         Ok(numbers) => {
-            for ((row, reply), number) in written.into_iter().zip(numbers) {
+            for ((row, reply), number) in appended.into_iter().zip(numbers) {
                 media.settle(row.stream, row.media, true).await;
                 let _ = reply.send(Ok(number));
             }
@@ -120,7 +182,7 @@ async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Vec<
         Err(batch_error) => {
             // One bad row (say, its stream was deleted meanwhile) must not fail the others.
             tracing::warn!(error = %batch_error, "batch commit failed; committing fragments one by one");
-            for (row, reply) in written {
+            for (row, reply) in appended {
                 let (stream, location) = (row.stream, row.media);
                 let result = catalog.insert_fragments(vec![row]).await.and_then(|n| {
                     n.into_iter()

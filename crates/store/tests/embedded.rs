@@ -291,3 +291,130 @@ async fn a_segment_cut_short_under_its_mapping_is_an_error_naming_the_file() {
         b"kept"
     );
 }
+
+/// The segment files, with a count of appends and every [`MediaStore::settle`] held until the
+/// test lets it pass: the archive settles an append in its catalog stage, right after the row's
+/// fate is known, so a held settle holds that batch in the catalog stage.
+struct HeldSettles {
+    inner: Arc<dyn MediaStore>,
+    appends: std::sync::atomic::AtomicUsize,
+    settling: std::sync::atomic::AtomicUsize,
+    pass: tokio::sync::Semaphore,
+}
+
+#[async_trait::async_trait]
+impl MediaStore for HeldSettles {
+    async fn append(
+        &self,
+        stream: StreamId,
+        parts: Vec<Bytes>,
+    ) -> Result<MediaLocation, StoreError> {
+        let location = self.inner.append(stream, parts).await;
+        self.appends
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        location
+    }
+    async fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync().await
+    }
+    async fn read(
+        &self,
+        stream: StreamId,
+        location: MediaLocation,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.inner.read(stream, location, range).await
+    }
+    async fn settle(&self, stream: StreamId, location: MediaLocation, committed: bool) {
+        self.settling
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.pass.acquire().await.unwrap().forget();
+        self.inner.settle(stream, location, committed).await
+    }
+    async fn begin_delete(&self, stream: StreamId) {
+        self.inner.begin_delete(stream).await
+    }
+    async fn delete_segments(&self, stream: StreamId, segments: &[u64]) -> Result<(), StoreError> {
+        self.inner.delete_segments(stream, segments).await
+    }
+    async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError> {
+        self.inner.delete_stream(stream).await
+    }
+}
+
+/// Waits (up to 10 s) until `count` reaches `n`.
+async fn reaches(count: &std::sync::atomic::AtomicUsize, n: usize) {
+    for _ in 0..1000 {
+        if count.load(std::sync::atomic::Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("stuck at {count:?}, waiting for {n}");
+}
+
+/// docs/architecture.md#group-commit: the next batch's media is appended and synced while a batch
+/// is in the catalog stage, but its rows commit, and its callers hear, only after that batch is
+/// done, even when the held batch failed for the same stream; the stream's next fragment then
+/// commits after the last committed one, as when the batches ran one after the other.
+#[tokio::test]
+async fn the_next_batch_is_written_while_one_commits_and_commits_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, segments) = embedded::open(dir.path()).await.unwrap();
+    let media = Arc::new(HeldSettles {
+        inner: segments,
+        appends: Default::default(),
+        settling: Default::default(),
+        pass: tokio::sync::Semaphore::new(1),
+    });
+    let archive = Archive::new(catalog.clone(), media.clone());
+    let mut feed = Feed::new(&*catalog, "s").await;
+    let mut other = Feed::new(&*catalog, "t").await;
+    let n0 = feed.put(&archive, T0, T0, payload(0, 100)).await;
+
+    // Batch N: a stale number of `s`, refused; held in the catalog stage at its settle.
+    let mut stale = feed.next(T0 + 500, T0 + 500, payload(9, 10));
+    stale.row.number = n0;
+    feed.last = Some(n0);
+    let stale = archive.submit(stale).await.unwrap();
+    reaches(&media.settling, 2).await;
+
+    // Batch N+1: written meanwhile, but neither committed nor answered.
+    let mut next = archive
+        .submit(feed.next(T0 + 1000, T0 + 1000, payload(1, 100)))
+        .await
+        .unwrap();
+    let n1 = feed.last.unwrap();
+    let mut beside = archive
+        .submit(other.next(T0, T0, payload(2, 100)))
+        .await
+        .unwrap();
+    reaches(&media.appends, 3).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert_eq!(media.settling.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert!(next.try_recv().is_err() && beside.try_recv().is_err());
+    assert_eq!(
+        catalog.last_fragment_number(feed.stream).await.unwrap(),
+        Some(n0)
+    );
+    assert_eq!(
+        catalog.last_fragment_number(other.stream).await.unwrap(),
+        None
+    );
+
+    media.pass.add_permits(100);
+    assert_eq!(next.await.unwrap().unwrap(), n1);
+    assert!(beside.await.unwrap().is_ok());
+    let mut stale = stale;
+    assert!(
+        matches!(stale.try_recv(), Ok(Err(_))),
+        "the earlier batch is answered first"
+    );
+    let stored = catalog.latest_fragments(feed.stream, 10).await.unwrap();
+    assert_eq!(numbers(&stored), [n0, n1]);
+    assert_eq!(
+        (stored[1].sequence, stored[1].continuity),
+        (1, Continuity::default())
+    );
+    assert_eq!(read_all(&*media, &stored[1]).await, payload(1, 100));
+}

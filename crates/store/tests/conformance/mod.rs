@@ -59,6 +59,7 @@ macro_rules! conformance_suite {
             streams_do_not_see_each_others_fragments,
             a_fragment_of_a_deleted_stream_fails_alone,
             a_batch_is_committed_whole_or_not_at_all,
+            back_to_back_fragments_commit_in_submission_order,
             a_reopened_store_keeps_everything_committed,
             a_writer_lease_is_exclusive_until_it_expires,
             a_lease_is_renewed_only_while_its_epoch_is_current,
@@ -1478,6 +1479,65 @@ pub async fn a_batch_is_committed_whole_or_not_at_all(b: &mut dyn Backend) {
     for (f, seed) in latest.iter().zip([2, 4]) {
         assert_eq!(read_all(&*media, f).await, payload(seed, 10));
     }
+}
+
+/// docs/architecture.md#group-commit: fragments submitted faster than they commit spread over
+/// batches, two in flight at once (one writing media, one committing rows). A stream's still
+/// commit in the order they were submitted (a later batch committing first would have its
+/// numbers refused), a refused one fails alone, and the next of its stream follows the last
+/// committed one.
+pub async fn back_to_back_fragments_commit_in_submission_order(b: &mut dyn Backend) {
+    let (catalog, media, archive) = open(b);
+    let mut feeds = Vec::new();
+    for i in 0..4 {
+        feeds.push(Feed::new(&*catalog, &format!("back-to-back-{i}")).await);
+    }
+    let first = feeds[0].put(&archive, T0, T0, payload(0, 100)).await;
+    let mut waits = Vec::new();
+    for round in 1..=25i64 {
+        for (i, feed) in feeds.iter_mut().enumerate() {
+            let ms = T0 + 1000 * round;
+            let f = feed.next(ms, ms, payload(round as u8, 100 + i));
+            waits.push((i, Some(f.row.number), archive.submit(f).await.unwrap()));
+        }
+        if round == 10 {
+            // A stale number in the middle of stream 0's run.
+            let stale = fragment(
+                feeds[0].stream,
+                first,
+                T0 + 10_500,
+                T0 + 10_500,
+                &[(1, feeds[0].config, payload(99, 10))],
+            );
+            waits.push((0, None, archive.submit(stale).await.unwrap()));
+        }
+    }
+    let mut committed = vec![Vec::new(); feeds.len()];
+    committed[0].push(first);
+    for (i, number, w) in waits {
+        match (number, w.await.unwrap()) {
+            (Some(expected), Ok(n)) => {
+                assert_eq!(n, expected);
+                committed[i].push(n);
+            }
+            (None, result) => assert!(result.is_err(), "a stale number is refused"),
+            (Some(expected), Err(e)) => panic!("{expected} of stream {i} failed: {e}"),
+        }
+    }
+    for (feed, committed) in feeds.iter().zip(&committed) {
+        let stored = catalog.latest_fragments(feed.stream, 100).await.unwrap();
+        assert_eq!(numbers(&stored), *committed);
+        let sequences: Vec<u64> = stored.iter().map(|f| f.sequence).collect();
+        let expected: Vec<u64> = (0..committed.len() as u64).collect();
+        assert_eq!(
+            sequences, expected,
+            "no sequence taken by a refused fragment"
+        );
+        assert!(stored.iter().all(|f| f.continuity == Continuity::default()));
+        assert_last_number(&*catalog, feed.stream, committed.last()).await;
+    }
+    let last = catalog.latest_fragments(feeds[3].stream, 1).await.unwrap();
+    assert_eq!(read_all(&*media, &last[0]).await, payload(25, 103));
 }
 
 // ---- restart --------------------------------------------------------------------------------
