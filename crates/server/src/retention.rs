@@ -12,10 +12,7 @@ use crate::AppState;
 pub const ZERO_RETENTION_BUFFER: Duration = Duration::from_secs(300);
 /// How often the task runs.
 pub const RETENTION_INTERVAL: Duration = Duration::from_secs(60);
-/// Media written this long ago without a committed row is a crash's leftover: far longer than
-/// any commit takes (a batch commits or fails within seconds), so no append still in flight is
-/// collected (docs/architecture.md#pending-media-and-orphan-collection).
-pub const ORPHAN_AGE: Duration = Duration::from_secs(3600);
+pub use store::ORPHAN_AGE;
 
 /// The oldest server timestamp a stream with `retention_hours` keeps at `now`.
 pub fn cutoff(now: Timestamp, retention_hours: u32) -> Timestamp {

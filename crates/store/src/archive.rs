@@ -14,10 +14,18 @@
 use crate::{Catalog, FragmentNumber, MediaStore, NewFragment, StoreError, StoreErrorKind};
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 /// How many fragments one commit may carry.
 const MAX_BATCH: usize = 64;
+/// A batch whose media writing began longer ago than this is not committed: its objects' pending
+/// entries may be collected as orphans once they are [`crate::ORPHAN_AGE`] old, so no commit may
+/// come anywhere near that late (a node paused or a catalog stuck for minutes), or a committed row
+/// could point at a collected object (docs/architecture.md#pending-media-and-orphan-collection).
+pub const MAX_COMMIT_DELAY: Duration = Duration::from_secs(600);
+const _: () = assert!(MAX_COMMIT_DELAY.as_secs() * 2 <= crate::ORPHAN_AGE.as_secs());
 /// Queue depth: callers wait (back-pressure) when this many fragments are waiting to commit.
 const QUEUE_DEPTH: usize = 256;
 
@@ -43,8 +51,18 @@ pub struct Archive {
 impl Archive {
     /// Starts the committer task on the current tokio runtime.
     pub fn new(catalog: Arc<dyn Catalog>, media: Arc<dyn MediaStore>) -> Arc<Self> {
+        Self::with_commit_deadline(catalog, media, MAX_COMMIT_DELAY)
+    }
+
+    /// [`Archive::new`] refusing to commit a batch whose media writing began more than
+    /// `max_delay` ago ([`MAX_COMMIT_DELAY`]; shorter in tests).
+    pub fn with_commit_deadline(
+        catalog: Arc<dyn Catalog>,
+        media: Arc<dyn MediaStore>,
+        max_delay: Duration,
+    ) -> Arc<Self> {
         let (queue, rx) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(run_committer(catalog, media, rx));
+        tokio::spawn(run_committer(catalog, media, rx, max_delay));
         Arc::new(Archive { queue })
     }
 
@@ -76,12 +94,18 @@ async fn run_committer(
     catalog: Arc<dyn Catalog>,
     media: Arc<dyn MediaStore>,
     mut rx: mpsc::Receiver<Job>,
+    max_delay: Duration,
 ) {
     // Depth 1, and the media stage reserves the slot before it takes a batch: while the catalog
     // stage commits batch N, the media stage writes N+1, then waits for the catalog stage to take
     // N+1 before it takes N+2 (fragments arriving meanwhile make N+2 larger).
     let (to_catalog, written) = mpsc::channel(1);
-    let catalog_stage = tokio::spawn(run_catalog_stage(catalog, media.clone(), written));
+    let catalog_stage = tokio::spawn(run_catalog_stage(
+        catalog,
+        media.clone(),
+        written,
+        max_delay,
+    ));
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(slot) = to_catalog.reserve().await {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -98,9 +122,10 @@ async fn run_catalog_stage(
     catalog: Arc<dyn Catalog>,
     media: Arc<dyn MediaStore>,
     mut written: mpsc::Receiver<Written>,
+    max_delay: Duration,
 ) {
     while let Some(batch) = written.recv().await {
-        commit_batch(&*catalog, &*media, batch).await;
+        commit_batch(&*catalog, &*media, batch, max_delay).await;
     }
 }
 
@@ -113,6 +138,8 @@ struct Written {
     failed: Vec<(Reply, StoreError)>,
     /// The batch's media sync (`Ok` when nothing was appended); an error fails every append.
     synced: Result<(), StoreError>,
+    /// Taken before the first append (so before any pending entry of the batch was recorded).
+    started: Instant,
 }
 
 /// The media stage of one batch: append, then sync.
@@ -127,6 +154,7 @@ async fn write_media(media: &dyn MediaStore, batch: Vec<Job>) -> Written {
         appended: Vec::with_capacity(rows.len()),
         failed: Vec::new(),
         synced: Ok(()),
+        started: Instant::now(),
     };
     for ((mut row, reply), result) in rows.into_iter().zip(media.append_many(appends).await) {
         match result {
@@ -148,12 +176,25 @@ async fn write_media(media: &dyn MediaStore, batch: Vec<Job>) -> Written {
 }
 
 /// The catalog stage of one batch: commit the rows, settle the appends, answer the callers.
-async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Written) {
+async fn commit_batch(
+    catalog: &dyn Catalog,
+    media: &dyn MediaStore,
+    batch: Written,
+    max_delay: Duration,
+) {
     let Written {
         appended,
         failed,
-        synced,
+        mut synced,
+        started,
     } = batch;
+    if synced.is_ok() && started.elapsed() > max_delay {
+        synced = Err(StoreError::Task(format!(
+            "the batch waited {:?} to commit, longer than {max_delay:?}: its media may already \
+             be collected as orphaned",
+            started.elapsed()
+        )));
+    }
     for (reply, e) in failed {
         let _ = reply.send(Err(e));
     }
@@ -161,11 +202,11 @@ async fn commit_batch(catalog: &dyn Catalog, media: &dyn MediaStore, batch: Writ
         return;
     }
     if let Err(e) = synced {
-        tracing::error!(error = %e, "media sync failed; failing the batch");
+        tracing::error!(error = %e, "media not made durable in time; failing the batch");
         let msg = e.to_string();
         for (row, reply) in appended {
             media.settle(row.stream, row.media, false).await;
-            let _ = reply.send(Err(StoreError::Task(format!("media sync failed: {msg}"))));
+            let _ = reply.send(Err(StoreError::Task(format!("media not committed: {msg}"))));
         }
         return;
     }

@@ -223,6 +223,12 @@ pub trait Catalog: Send + Sync + 'static {
     fn changes(&self) -> tokio::sync::broadcast::Receiver<CatalogChange>;
 }
 
+/// Media written this long ago without a committed row is a crash's leftover
+/// ([`MediaStore::collect_orphans`]): far longer than any commit may take
+/// ([`MAX_COMMIT_DELAY`] refuses later ones), so no append still in flight is collected
+/// (docs/architecture.md#pending-media-and-orphan-collection).
+pub const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Capacity of a catalog's change feed ([`Catalog::changes`]); a receiver further behind lags.
 pub const CHANGE_FEED_CAPACITY: usize = 1024;
 
@@ -304,5 +310,5 @@ pub trait MediaStore: Send + Sync + 'static {
 
 mod archive;
 mod cache;
-pub use archive::{Archive, PendingFragment};
+pub use archive::{Archive, PendingFragment, MAX_COMMIT_DELAY};
 pub use cache::CachingCatalog;

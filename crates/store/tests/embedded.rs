@@ -342,6 +342,18 @@ impl MediaStore for HeldSettles {
     }
 }
 
+/// The embedded archive in `dir`, its media behind [`HeldSettles`] letting one settle pass.
+async fn held_settles(dir: &std::path::Path) -> (Arc<store::SqliteCatalog>, Arc<HeldSettles>) {
+    let (catalog, segments) = embedded::open(dir).await.unwrap();
+    let media = Arc::new(HeldSettles {
+        inner: segments,
+        appends: Default::default(),
+        settling: Default::default(),
+        pass: tokio::sync::Semaphore::new(1),
+    });
+    (catalog, media)
+}
+
 /// Waits (up to 10 s) until `count` reaches `n`.
 async fn reaches(count: &std::sync::atomic::AtomicUsize, n: usize) {
     for _ in 0..1000 {
@@ -360,13 +372,7 @@ async fn reaches(count: &std::sync::atomic::AtomicUsize, n: usize) {
 #[tokio::test]
 async fn the_next_batch_is_written_while_one_commits_and_commits_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (catalog, segments) = embedded::open(dir.path()).await.unwrap();
-    let media = Arc::new(HeldSettles {
-        inner: segments,
-        appends: Default::default(),
-        settling: Default::default(),
-        pass: tokio::sync::Semaphore::new(1),
-    });
+    let (catalog, media) = held_settles(dir.path()).await;
     let archive = Archive::new(catalog.clone(), media.clone());
     let mut feed = Feed::new(&*catalog, "s").await;
     let mut other = Feed::new(&*catalog, "t").await;
@@ -417,4 +423,46 @@ async fn the_next_batch_is_written_while_one_commits_and_commits_after_it() {
         (1, Continuity::default())
     );
     assert_eq!(read_all(&*media, &stored[1]).await, payload(1, 100));
+}
+
+/// docs/architecture.md#pending-media-and-orphan-collection: a batch that waited longer than the
+/// archive's commit deadline between writing its media and committing (a node paused, a catalog
+/// stuck) is not committed, since its objects may be collected as orphans by then: its callers
+/// hear an error, no row points at its bytes, and the stream goes on after it.
+#[tokio::test]
+async fn a_batch_past_the_commit_deadline_is_not_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (catalog, media) = held_settles(dir.path()).await;
+    let deadline = std::time::Duration::from_millis(200);
+    let archive = Archive::with_commit_deadline(catalog.clone(), media.clone(), deadline);
+    let mut feed = Feed::new(&*catalog, "s").await;
+    let n0 = feed.put(&archive, T0, T0, payload(0, 100)).await;
+
+    // Batch N commits, then is held at its settle; batch N+1 is written meanwhile and waits.
+    let first = archive
+        .submit(feed.next(T0 + 1000, T0 + 1000, payload(1, 100)))
+        .await
+        .unwrap();
+    let n1 = feed.last.unwrap();
+    reaches(&media.settling, 2).await;
+    let late = archive
+        .submit(feed.next(T0 + 2000, T0 + 2000, payload(2, 100)))
+        .await
+        .unwrap();
+    reaches(&media.appends, 3).await;
+    tokio::time::sleep(deadline * 2).await;
+    media.pass.add_permits(100);
+
+    assert_eq!(first.await.unwrap().unwrap(), n1);
+    let e = late.await.unwrap().unwrap_err();
+    assert!(e.to_string().contains("longer than"), "{e}");
+    let stored = catalog.latest_fragments(feed.stream, 10).await.unwrap();
+    assert_eq!(numbers(&stored), [n0, n1]);
+
+    // The next fragment of the stream commits after the refused one.
+    let n3 = feed
+        .put(&archive, T0 + 3000, T0 + 3000, payload(3, 100))
+        .await;
+    let stored = catalog.latest_fragments(feed.stream, 10).await.unwrap();
+    assert_eq!(numbers(&stored), [n0, n1, n3]);
 }
