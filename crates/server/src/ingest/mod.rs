@@ -38,11 +38,6 @@ const IDLE_CLOSE_AFTER: Duration = Duration::from_secs(30);
 const FIRST_BYTES_WAIT: Duration = Duration::from_secs(2);
 /// Ack lines buffered towards a slow reader before ingest waits for it.
 const ACK_CHANNEL_DEPTH: usize = 64;
-/// How long a new PutMedia waits for the stream's previous connection to let go. One whose producer
-/// is gone (a reset, a close mid-body) persists what it received and lets go within milliseconds,
-/// so a camera reconnecting at once gets in instead of a `ConnectionLimitExceededException` (and
-/// its SDK's back-off); a live connection keeps the stream and the newcomer is refused after this.
-const CLAIM_WAIT: Duration = Duration::from_secs(2);
 
 /// Per-server ingest state: limits and the one-connection-per-stream registry.
 pub struct IngestState {
@@ -242,30 +237,33 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
     let (parts, body) = request.into_parts();
     let headers = parse_headers(&parts.headers)?;
     let stream = find_stream(&state, &headers).await?;
-    let claim = state
-        .ingest
-        .claim(stream.id, CLAIM_WAIT)
-        .await
-        .ok_or_else(|| {
-            ApiError::ConnectionLimitExceeded(format!(
+    // One wait for both steps (docs/wire.md#putmedia-limits): the in-process claim settles
+    // connections of this node at once, the catalog lease settles them across nodes
+    // (docs/architecture.md#writer-lease). A connection whose producer is gone persists what it
+    // received and lets go within milliseconds, and a dead node's lease lapses within the wait,
+    // so a camera reconnecting gets in instead of a refusal and its SDK's back-off; a live
+    // connection keeps the stream and the newcomer is refused.
+    let deadline = tokio::time::Instant::now() + lease::ACQUIRE_WAIT;
+    let refused = || {
+        ApiError::ConnectionLimitExceeded(format!(
             "There is already a PutMedia connection for stream {}; only one is allowed at a time.",
             stream.name
         ))
-        })?;
-    // The in-process claim settles connections of this node at once; the catalog lease settles
-    // them across nodes (docs/architecture.md#writer-lease).
+    };
+    let claim = state
+        .ingest
+        .claim(stream.id, lease::ACQUIRE_WAIT)
+        .await
+        .ok_or_else(refused)?;
     let lease = lease::acquire(
         state.catalog.clone(),
         stream.id,
         &state.config.node_id,
-        lease::ACQUIRE_WAIT,
+        deadline.saturating_duration_since(tokio::time::Instant::now()),
     )
     .await
     .map_err(|e| match e {
-        lease::AcquireError::Held => ApiError::ConnectionLimitExceeded(format!(
-            "There is already a PutMedia connection for stream {}; only one is allowed at a time.",
-            stream.name
-        )),
+        lease::AcquireError::Held => refused(),
         lease::AcquireError::Store(e) => ApiError::from(e),
     })?;
     // Read under the lease: no other writer can commit past it now.
