@@ -415,6 +415,24 @@ impl Catalog for CachingCatalog {
         Ok(edge[edge.len().saturating_sub(limit)..].to_vec())
     }
 
+    async fn fragments_after(
+        &self,
+        stream: StreamId,
+        after: Option<FragmentNumber>,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError> {
+        // A live GetMedia asks for what follows the fragment it just sent: the live edge holds
+        // all of that whenever it reaches back to that fragment.
+        if let Some(after) = after {
+            let edge = self.live_edge(stream).await?;
+            if edge.first().is_some_and(|f| f.number <= after) {
+                let start = edge.partition_point(|f| f.number <= after);
+                return Ok(edge[start..].iter().take(limit).cloned().collect());
+            }
+        }
+        self.inner.fragments_after(stream, after, limit).await
+    }
+
     async fn query_fragment_summaries(
         &self,
         query: FragmentQuery,
@@ -448,6 +466,10 @@ impl Catalog for CachingCatalog {
 
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
         self.inner.all_streams().await
+    }
+
+    async fn has_writer(&self, stream: StreamId) -> Result<bool, StoreError> {
+        self.inner.has_writer(stream).await
     }
 
     async fn acquire_writer_lease(

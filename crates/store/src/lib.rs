@@ -152,6 +152,16 @@ pub trait Catalog: Send + Sync + 'static {
         stream: StreamId,
         limit: usize,
     ) -> Result<Vec<FragmentRecord>, StoreError>;
+    /// The oldest `limit` fragments whose number is above `after` (from the stream's first when
+    /// `None`), ascending by number: ingest order, as GetMedia sends them
+    /// (docs/wire.md#getmedia). A number that is not (or no longer) stored is a position all the
+    /// same.
+    async fn fragments_after(
+        &self,
+        stream: StreamId,
+        after: Option<FragmentNumber>,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError>;
     /// [`Catalog::latest_fragments`] without the sample tables.
     async fn latest_fragment_summaries(
         &self,
@@ -193,6 +203,10 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
     /// Ends the lease now iff its epoch is still current (so another writer can acquire at
     /// once); a no-op otherwise.
+    /// Whether some node holds an unexpired writer lease on the stream (a PutMedia is running
+    /// on it): what a caught-up GetMedia waits on (docs/wire.md#getmedia). Unknown stream →
+    /// `false`.
+    async fn has_writer(&self, stream: StreamId) -> Result<bool, StoreError>;
     async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError>;
 
     /// A number this catalog never returned before, in `1..2^31`: part of media object keys, so

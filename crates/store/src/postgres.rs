@@ -1095,6 +1095,27 @@ impl PgCatalog {
         Ok(out)
     }
 
+    async fn fragments_after_inner(
+        &self,
+        stream: StreamId,
+        after: Option<FragmentNumber>,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, Failure> {
+        let client = self.pool.get().await?;
+        // Zero-padded text: text order is numeric order, and "" is below every number.
+        let after = after.map(|n| n.to_string()).unwrap_or_default();
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = $1 AND number > $2 \
+                 ORDER BY number LIMIT $3"
+            ))
+            .await?;
+        let rows = client
+            .query(&stmt, &[&stream.0, &after, &to_i64(limit as u64)])
+            .await?;
+        Ok(fragments_from_rows(&rows)?)
+    }
+
     async fn delete_fragments_before_inner(
         &self,
         stream: StreamId,
@@ -1159,6 +1180,21 @@ impl PgCatalog {
 }
 
 impl PgCatalog {
+    async fn has_writer_inner(&self, stream: StreamId) -> Result<bool, Failure> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT writer_expires IS NOT NULL AND writer_expires > clock_timestamp() \
+                 FROM stream WHERE id = $1",
+            )
+            .await?;
+        let row = client.query_opt(&stmt, &[&stream.0]).await?;
+        Ok(match row {
+            Some(row) => get(&row, 0)?,
+            None => false,
+        })
+    }
+
     async fn acquire_writer_lease_inner(
         &self,
         stream: StreamId,
@@ -1388,6 +1424,15 @@ impl Catalog for PgCatalog {
         Ok(self.latest_fragments_inner(stream, limit).await?)
     }
 
+    async fn fragments_after(
+        &self,
+        stream: StreamId,
+        after: Option<FragmentNumber>,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError> {
+        Ok(self.fragments_after_inner(stream, after, limit).await?)
+    }
+
     async fn query_fragment_summaries(
         &self,
         query: FragmentQuery,
@@ -1433,6 +1478,10 @@ impl Catalog for PgCatalog {
             "UPDATE stream SET writer_expires = clock_timestamp() + make_interval(secs => $3) \
                    WHERE id = $1 AND writer_epoch = $2";
         Ok(self.lease_update(sql, lease, &[&ttl.as_secs_f64()]).await? == 1)
+    }
+
+    async fn has_writer(&self, stream: StreamId) -> Result<bool, StoreError> {
+        Ok(self.has_writer_inner(stream).await?)
     }
 
     async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {

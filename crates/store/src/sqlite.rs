@@ -857,6 +857,29 @@ impl Catalog for SqliteCatalog {
             .await
     }
 
+    async fn fragments_after(
+        &self,
+        stream: StreamId,
+        after: Option<FragmentNumber>,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError> {
+        // Zero-padded text: text order is numeric order, and "" is below every number.
+        let after = after.map(|n| n.to_string()).unwrap_or_default();
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {FRAGMENT_COLUMNS} FROM fragment WHERE stream_id = ?1 AND number > ?2 \
+                 ORDER BY number LIMIT ?3"
+            );
+            let mut stmt = c.prepare_cached(&sql)?;
+            collect(
+                &mut stmt,
+                &[&stream.0, &after, &(limit as i64)],
+                fragment_from_row,
+            )
+        })
+        .await
+    }
+
     async fn delete_fragments_before(
         &self,
         stream: StreamId,
@@ -921,6 +944,20 @@ impl Catalog for SqliteCatalog {
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([], stream_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn has_writer(&self, stream: StreamId) -> Result<bool, StoreError> {
+        self.read(move |c| {
+            let held: Option<bool> = c
+                .query_row(
+                    "SELECT writer_expires_ms IS NOT NULL AND writer_expires_ms > ?2 FROM stream WHERE id = ?1",
+                    params![stream.0, now_ms()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(held.unwrap_or(false))
         })
         .await
     }

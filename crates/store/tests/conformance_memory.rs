@@ -332,6 +332,27 @@ impl Catalog for MemoryCatalog {
         Ok(found.iter().map(FragmentRecord::summary).collect())
     }
 
+    async fn fragments_after(
+        &self,
+        stream: StreamId,
+        after: Option<FragmentNumber>,
+        limit: usize,
+    ) -> Result<Vec<FragmentRecord>, StoreError> {
+        let state = self.state();
+        let Some(s) = state.streams.get(&stream) else {
+            return Ok(Vec::new());
+        };
+        let from = match after {
+            Some(n) => std::ops::Bound::Excluded(n),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(s.fragments
+            .range((from, std::ops::Bound::Unbounded))
+            .take(limit)
+            .map(|(_, f)| f.clone())
+            .collect())
+    }
+
     async fn latest_fragments(
         &self,
         stream: StreamId,
@@ -375,6 +396,15 @@ impl Catalog for MemoryCatalog {
     async fn all_streams(&self) -> Result<Vec<StreamRecord>, StoreError> {
         let state = self.state();
         Ok(state.streams.values().map(|s| s.record.clone()).collect())
+    }
+
+    async fn has_writer(&self, stream: StreamId) -> Result<bool, StoreError> {
+        let state = self.state();
+        Ok(state
+            .streams
+            .get(&stream)
+            .and_then(|s| s.writer_expires)
+            .is_some_and(|e| e > Instant::now()))
     }
 
     async fn acquire_writer_lease(

@@ -49,6 +49,7 @@ macro_rules! conformance_suite {
             producer_time_queries_are_inclusive_ordered_and_paged,
             server_time_queries_are_inclusive_ordered_and_paged,
             latest_fragments_are_the_live_edge_in_ingest_order,
+            fragments_after_a_number_follow_ingest_order,
             fragment_summaries_list_what_the_full_queries_list,
             rows_without_a_stored_summary_are_summarised_from_their_samples,
             sequence_and_continuity_are_decided_at_commit,
@@ -895,6 +896,85 @@ pub async fn rows_without_a_stored_summary_are_summarised_from_their_samples(b: 
     assert_eq!(newest[..], full[2..]);
 }
 
+pub async fn fragments_after_a_number_follow_ingest_order(b: &mut dyn Backend) {
+    let (catalog, _, archive) = open(b);
+    let mut feed = Feed::new(&*catalog, "after").await;
+    let mut noise = Feed::new(&*catalog, "after-noise").await;
+    assert!(catalog
+        .fragments_after(feed.stream, None, 5)
+        .await
+        .unwrap()
+        .is_empty());
+    let mut committed = Vec::new();
+    // Server time going backwards: the order is ingest order (number), not timestamps.
+    for (i, s) in [3000, 1000, 2000, 500, 4000].into_iter().enumerate() {
+        committed.push(
+            feed.put(&archive, T0 + 1000 * i as i64, T0 + s, payload(1, 8))
+                .await,
+        );
+        noise
+            .put(&archive, T0, T0 + 100_000 + s, payload(2, 8))
+            .await;
+        // What a live reader asks after each commit: what follows the one it has.
+        let tail = catalog
+            .fragments_after(feed.stream, committed.iter().rev().nth(1).copied(), 10)
+            .await
+            .unwrap();
+        let from = committed.len() - 1;
+        assert_eq!(numbers(&tail), committed[from..], "after commit {i}");
+    }
+    let all = catalog
+        .fragments_after(feed.stream, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(numbers(&all), committed);
+    assert_eq!(
+        all.iter().map(|f| f.sequence).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(
+        numbers(&catalog.fragments_after(feed.stream, None, 2).await.unwrap()),
+        committed[..2]
+    );
+    assert_eq!(
+        numbers(
+            &catalog
+                .fragments_after(feed.stream, Some(committed[1]), 2)
+                .await
+                .unwrap()
+        ),
+        committed[2..4]
+    );
+    // A number between two stored ones (or gone to retention) is a position all the same.
+    let between = FragmentNumber(committed[2].0 - 1);
+    assert_eq!(
+        numbers(
+            &catalog
+                .fragments_after(feed.stream, Some(between), 10)
+                .await
+                .unwrap()
+        ),
+        committed[2..]
+    );
+    assert!(catalog
+        .fragments_after(feed.stream, Some(committed[4]), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(catalog
+        .fragments_after(feed.stream, Some(FragmentNumber(0)), 0)
+        .await
+        .unwrap()
+        .is_empty());
+    // Full records: what GetMedia reads the media of.
+    for f in &all {
+        assert_eq!(
+            catalog.fragment(f.stream, f.number).await.unwrap().as_ref(),
+            Some(f)
+        );
+    }
+}
+
 pub async fn latest_fragments_are_the_live_edge_in_ingest_order(b: &mut dyn Backend) {
     let (catalog, _, archive) = open(b);
     let mut feed = Feed::new(&*catalog, "live").await;
@@ -1650,9 +1730,12 @@ pub async fn a_writer_lease_is_exclusive_until_it_expires(b: &mut dyn Backend) {
     let catalog = b.catalog();
     let s = catalog.create_stream(new_stream("leased")).await.unwrap();
     let other = catalog.create_stream(new_stream("other")).await.unwrap();
+    assert!(!catalog.has_writer(s.id).await.unwrap());
     let first = acquire(&*catalog, s.id, "node-a", SHORT_TTL)
         .await
         .expect("a stream without a lease is granted one");
+    assert!(catalog.has_writer(s.id).await.unwrap());
+    assert!(!catalog.has_writer(other.id).await.unwrap());
     assert_eq!(first.stream, s.id);
     assert!(first.epoch >= 1);
     assert_eq!(
@@ -1672,6 +1755,7 @@ pub async fn a_writer_lease_is_exclusive_until_it_expires(b: &mut dyn Backend) {
 
     // Expired: another holder takes over, with a higher epoch, and the old one cannot renew.
     tokio::time::sleep(SHORT_TTL * 3).await;
+    assert!(!catalog.has_writer(s.id).await.unwrap(), "expired");
     let second = acquire(&*catalog, s.id, "node-b", LONG_TTL)
         .await
         .expect("an expired lease is granted again");
@@ -1708,6 +1792,7 @@ pub async fn a_released_lease_can_be_taken_at_once(b: &mut dyn Backend) {
     let s = catalog.create_stream(new_stream("released")).await.unwrap();
     let first = acquire(&*catalog, s.id, "node-a", LONG_TTL).await.unwrap();
     catalog.release_writer_lease(first).await.unwrap();
+    assert!(!catalog.has_writer(s.id).await.unwrap(), "released");
     let second = acquire(&*catalog, s.id, "node-b", LONG_TTL)
         .await
         .expect("a released lease is free at once");
