@@ -281,6 +281,10 @@ pub mod id {
     pub const INFO: u32 = 0x1549_A966;
     /// `\Segment\Info\TimestampScale` (called TimecodeScale before RFC 9559).
     pub const TIMECODE_SCALE: u32 = 0x2A_D7B1;
+    /// `\Segment\Info\MuxingApp`.
+    pub const MUXING_APP: u32 = 0x4D80;
+    /// `\Segment\Info\WritingApp`.
+    pub const WRITING_APP: u32 = 0x5741;
     /// `\Segment\Cluster`.
     pub const CLUSTER: u32 = 0x1F43_B675;
     /// `\Segment\Cluster\Timestamp` (called Timecode before RFC 9559).

@@ -15,6 +15,7 @@
 //! After an error the reader is failed: every later `next_event`/`finish` returns the same
 //! error and pushed input is dropped.
 
+pub mod document;
 mod input;
 pub mod writer;
 

@@ -1,7 +1,10 @@
-//! A small Matroska writer for crafting test inputs, good and deliberately bad.
+//! A small Matroska writer: GetMedia's documents (`super::document`) and test inputs, good and
+//! deliberately bad.
 //!
 //! One growable buffer; master elements of known size reserve their size field and are
-//! backpatched when closed. [`MkvWriter::kvs`] writes the way the KVS producer SDK does
+//! backpatched when closed. Bytes the caller holds elsewhere (stored frames) are not copied in:
+//! [`MkvWriter::external`] records where they go and counts them in the sizes of the masters
+//! around them, and [`MkvWriter::finish_with_splices`] says where to splice them in. [`MkvWriter::kvs`] writes the way the KVS producer SDK does
 //! (docs/wire.md#putmedia-body): 8-byte size fields and 8-byte integers, with 1-byte unknown sizes
 //! (`0xFF`) for Segment and Cluster.
 //!
@@ -37,14 +40,41 @@ struct OpenMaster {
     /// Where the reserved size field starts; `None` for unknown sizes.
     size_at: Option<usize>,
     width: usize,
+    /// External bytes recorded before this master opened.
+    external_before: u64,
+}
+
+/// Where bytes held outside the writer go: before `at` in the written buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Splice<S> {
+    /// Position in the finished buffer.
+    pub at: usize,
+    /// Length of the external bytes.
+    pub len: u64,
+    /// The caller's name for those bytes.
+    pub source: S,
 }
 
 /// The writer. Methods chain; [`finish`](Self::finish) closes what is open.
-#[derive(Debug, Default)]
-pub struct MkvWriter {
+#[derive(Debug)]
+pub struct MkvWriter<S = ()> {
     buf: Vec<u8>,
     open: Vec<OpenMaster>,
     long_sizes: bool,
+    splices: Vec<Splice<S>>,
+    external_len: u64,
+}
+
+impl<S> Default for MkvWriter<S> {
+    fn default() -> Self {
+        Self {
+            buf: Vec::new(),
+            open: Vec::new(),
+            long_sizes: false,
+            splices: Vec::new(),
+            external_len: 0,
+        }
+    }
 }
 
 impl MkvWriter {
@@ -60,6 +90,13 @@ impl MkvWriter {
             ..Self::default()
         }
     }
+}
+
+impl<S> MkvWriter<S> {
+    /// Compact output whose external bytes are named by `S` ([`MkvWriter::external`]).
+    pub fn with_external() -> Self {
+        Self::default()
+    }
 
     /// Turns 8-byte size fields and integers on or off for what is written next.
     pub fn long_sizes(&mut self, on: bool) -> &mut Self {
@@ -73,11 +110,34 @@ impl MkvWriter {
     }
 
     /// Closes every open master and returns the bytes.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub fn finish(self) -> Vec<u8> {
+        self.finish_with_splices().0
+    }
+
+    /// Closes every open master and returns the bytes and where the external bytes go, in
+    /// order: the document is `buf[..s0.at] ++ s0's bytes ++ buf[s0.at..s1.at] ++ ...`.
+    pub fn finish_with_splices(mut self) -> (Vec<u8>, Vec<Splice<S>>) {
         while !self.open.is_empty() {
             self.end_master();
         }
-        self.buf
+        (self.buf, self.splices)
+    }
+
+    /// Records `len` bytes the caller holds elsewhere as written here: counted in the sizes of
+    /// the open masters, not copied.
+    pub fn external(&mut self, len: u64, source: S) -> &mut Self {
+        self.splices.push(Splice {
+            at: self.buf.len(),
+            len,
+            source,
+        });
+        self.external_len += len;
+        self
+    }
+
+    /// Bytes written so far, external ones included.
+    pub fn position(&self) -> u64 {
+        self.buf.len() as u64 + self.external_len
     }
 
     /// Appends raw bytes (for deliberately broken input).
@@ -152,6 +212,7 @@ impl MkvWriter {
                 self.open.push(OpenMaster {
                     size_at: Some(self.buf.len()),
                     width,
+                    external_before: self.external_len,
                 });
                 self.buf.resize(self.buf.len() + width, 0);
             }
@@ -159,6 +220,7 @@ impl MkvWriter {
                 self.open.push(OpenMaster {
                     size_at: None,
                     width: 1,
+                    external_before: self.external_len,
                 });
                 self.buf.push(0xFF);
             }
@@ -167,6 +229,7 @@ impl MkvWriter {
                 self.open.push(OpenMaster {
                     size_at: None,
                     width,
+                    external_before: self.external_len,
                 });
                 self.buf.push(0xFF >> (width - 1));
                 self.buf.resize(self.buf.len() + width - 1, 0xFF);
@@ -184,12 +247,21 @@ impl MkvWriter {
             return self;
         };
         let data_start = size_at + master.width;
-        let size = (self.buf.len() - data_start) as u64;
+        let size =
+            (self.buf.len() - data_start) as u64 + (self.external_len - master.external_before);
         let width = master.width.max(ebml::vint_width(size));
         if let Some((bytes, len)) = ebml::encode_vint(size, width) {
-            // Widening (a >256 MiB element in compact mode) shifts the data.
+            // Widening (a >256 MiB element in compact mode) shifts the data, and the splice
+            // points in it.
             self.buf
                 .splice(size_at..data_start, bytes[..len].iter().copied());
+            let shift = len - master.width;
+            for splice in self.splices.iter_mut().rev() {
+                if splice.at < data_start {
+                    break;
+                }
+                splice.at += shift;
+            }
         }
         self
     }
@@ -216,7 +288,7 @@ impl MkvWriter {
     pub fn info(&mut self, timecode_scale_ns: u64) -> &mut Self {
         self.start_master(id::INFO, MasterSize::Known)
             .uint(id::TIMECODE_SCALE, timecode_scale_ns)
-            .string(0x4D80, "openkvs-writer") // MuxingApp
+            .string(id::MUXING_APP, "openkvs-writer")
             .end_master()
     }
 
@@ -333,6 +405,40 @@ impl MkvWriter {
     ) -> &mut Self {
         self.start_master(id::BLOCK_GROUP, MasterSize::Known)
             .block_element(id::BLOCK, track, relative_timecode, 0, &[], data);
+        self.block_group_tail(duration, reference)
+    }
+
+    /// Writes a SimpleBlock (no lacing) whose frame bytes are external (`len` of `source`).
+    pub fn simple_block_external(
+        &mut self,
+        track: u64,
+        relative_timecode: i16,
+        keyframe: bool,
+        len: u64,
+        source: S,
+    ) -> &mut Self {
+        let flags = if keyframe { SIMPLE_BLOCK_KEYFRAME } else { 0 };
+        self.block_head(id::SIMPLE_BLOCK, track, relative_timecode, flags, len)
+            .external(len, source)
+    }
+
+    /// Writes a BlockGroup like [`MkvWriter::block_group`] whose frame bytes are external.
+    pub fn block_group_external(
+        &mut self,
+        track: u64,
+        relative_timecode: i16,
+        len: u64,
+        source: S,
+        duration: Option<u64>,
+        reference: Option<i64>,
+    ) -> &mut Self {
+        self.start_master(id::BLOCK_GROUP, MasterSize::Known)
+            .block_head(id::BLOCK, track, relative_timecode, 0, len)
+            .external(len, source);
+        self.block_group_tail(duration, reference)
+    }
+
+    fn block_group_tail(&mut self, duration: Option<u64>, reference: Option<i64>) -> &mut Self {
         if let Some(duration) = duration {
             self.uint(id::BLOCK_DURATION, duration);
         }
@@ -340,6 +446,25 @@ impl MkvWriter {
             self.element(id::REFERENCE_BLOCK, &reference.to_be_bytes());
         }
         self.end_master()
+    }
+
+    /// A block element's ID, size, track, timecode and flags, for `data_len` bytes after them.
+    fn block_head(
+        &mut self,
+        element_id: u32,
+        track: u64,
+        relative_timecode: i16,
+        flags: u8,
+        data_len: u64,
+    ) -> &mut Self {
+        let track_width = ebml::vint_width(track);
+        self.id(element_id).size(track_width as u64 + 3 + data_len);
+        if let Some((bytes, len)) = ebml::encode_vint(track, track_width) {
+            self.buf.extend_from_slice(&bytes[..len]);
+        }
+        self.buf.extend_from_slice(&relative_timecode.to_be_bytes());
+        self.buf.push(flags);
+        self
     }
 
     fn block_element(
@@ -351,14 +476,8 @@ impl MkvWriter {
         lace_header: &[u8],
         data: &[u8],
     ) -> &mut Self {
-        let track_width = ebml::vint_width(track);
-        let size = track_width + 3 + lace_header.len() + data.len();
-        self.id(element_id).size(size as u64);
-        if let Some((bytes, len)) = ebml::encode_vint(track, track_width) {
-            self.buf.extend_from_slice(&bytes[..len]);
-        }
-        self.buf.extend_from_slice(&relative_timecode.to_be_bytes());
-        self.buf.push(flags);
+        let data_len = (lace_header.len() + data.len()) as u64;
+        self.block_head(element_id, track, relative_timecode, flags, data_len);
         self.buf.extend_from_slice(lace_header);
         self.buf.extend_from_slice(data);
         self
