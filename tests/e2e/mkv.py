@@ -177,6 +177,8 @@ class Segment:
     tracks: dict[int, Track] = field(default_factory=dict)
     header_end: int = 0  # offset of the first Cluster (end of EBML header + Info + Tracks + ...)
     ebml_offset: int = 0  # offset of the EBML header that precedes this segment
+    # Segment-level Tags elements in order: (clusters of this segment before it, [(name, value)]).
+    tags: list[tuple[int, list[tuple[str, str]]]] = field(default_factory=list)
 
 
 @dataclass
@@ -427,9 +429,31 @@ def parse(buf: bytes) -> Mkv:
                         seg.timecode_scale = read_uint(buf[is_:ie])
             elif cid == TRACKS:
                 seg.tracks = _parse_tracks(buf, cp, cp + csize)
+            elif cid == TAGS:
+                before = sum(1 for c in clusters if c.segment == len(segments) - 1)
+                seg.tags.append((before, _parse_tags(buf, cp, cp + csize)))
             q = cp + csize
         pos = q
     return Mkv(segments=segments, clusters=clusters, size=n)
+
+
+def _parse_tags(buf: bytes, start: int, end: int) -> list[tuple[str, str]]:
+    """The (TagName, TagString) of every SimpleTag of every Tag, in order."""
+    out = []
+    for tid, ts, te in _children(buf, start, end):
+        if tid != TAG:
+            continue
+        for sid, ss, se in _children(buf, ts, te):
+            if sid != SIMPLETAG:
+                continue
+            name = value = ""
+            for fid, fs, fe in _children(buf, ss, se):
+                if fid == TAGNAME:
+                    name = buf[fs:fe].decode()
+                elif fid == TAGSTRING:
+                    value = buf[fs:fe].decode()
+            out.append((name, value))
+    return out
 
 
 def _parse_cluster(buf, start, payload, size, seg_end, seg_index, scale):
@@ -528,13 +552,18 @@ def cluster(timecode: int, blocks: list[bytes], unknown: bool = True) -> bytes:
 
 
 def frames_of(buf: bytes, c: Cluster) -> list[tuple[Block, bytes]]:
-    """The (block, frame bytes) of every SimpleBlock of an unlaced cluster."""
+    """The (block, frame bytes) of every SimpleBlock or BlockGroup of an unlaced cluster."""
     out = []
     for b in c.blocks:
         eid, p = read_id(buf, b.offset)
         size, p = read_size(buf, p)
-        if eid != SIMPLEBLOCK:
-            raise MkvError("only SimpleBlocks are supported here")
+        if eid == BLOCKGROUP:
+            inner = [(gs, ge) for gid, gs, ge in _children(buf, p, p + size) if gid == BLOCK]
+            if len(inner) != 1:
+                raise MkvError("a BlockGroup without exactly one Block")
+            p, size = inner[0][0], inner[0][1] - inner[0][0]
+        elif eid != SIMPLEBLOCK:
+            raise MkvError("only SimpleBlocks and BlockGroups are supported here")
         out.append((b, buf[p + size - b.size:p + size]))
     return out
 

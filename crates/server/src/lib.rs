@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod control;
 pub mod error;
+pub mod get_media;
 pub mod hls;
 pub mod ingest;
 pub mod metrics;
@@ -85,6 +86,8 @@ pub struct Shared {
     pub playlists: Arc<hls::serve::PlaylistCache>,
     /// Session tokens recently opened (players ask for a resource every few seconds).
     pub opened_tokens: Arc<hls::token::OpenedTokens>,
+    /// GetMedia responses in flight per stream (`get_media::MAX_READERS_PER_STREAM`).
+    pub readers: Arc<get_media::Readers>,
 }
 
 impl AppState {
@@ -114,6 +117,7 @@ impl AppState {
             metrics: Arc::new(metrics::Metrics::new()),
             playlists: Arc::new(hls::serve::PlaylistCache::default()),
             opened_tokens: Arc::new(hls::token::OpenedTokens::default()),
+            readers: Arc::new(get_media::Readers::default()),
         }))
     }
 

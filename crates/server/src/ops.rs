@@ -10,7 +10,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::wire::{self, not_supported};
-use crate::{archived, auth, control, hls, ingest, AppState};
+use crate::{archived, auth, control, get_media, hls, ingest, AppState};
 
 /// Known KVS operations (botocore models 2017-09-30, and PutMedia) that openkvs does not implement
 /// yet. They answer `InvalidArgumentException` 400 "The operation X is not supported by openkvs yet."
@@ -72,11 +72,8 @@ pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
         "/getSignalingChannelEndpoint",
         "GetSignalingChannelEndpoint",
     ),
-    // kinesis-video-media
-    ("/getMedia", "GetMedia"),
     // kinesis-video-archived-media
     ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
-    ("/getMediaForFragmentList", "GetMediaForFragmentList"),
     ("/getClip", "GetClip"),
     ("/getImages", "GetImages"),
 ];
@@ -107,7 +104,12 @@ fn signed_routes(state: &AppState) -> Router<AppState> {
             "/getHLSStreamingSessionURL",
             post(hls::api::get_hls_streaming_session_url),
         )
+        .route(
+            "/getMediaForFragmentList",
+            post(get_media::get_media_for_fragment_list),
+        )
         // kinesis-video-media
+        .route("/getMedia", post(get_media::get_media))
         .route("/putMedia", post(ingest::put_media));
     for &(path, op) in NOT_SUPPORTED_YET {
         router = router.route(path, post(move || async move { not_supported(op) }));

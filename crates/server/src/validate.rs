@@ -46,6 +46,8 @@ pattern!(LIST_STREAMS_NEXT_TOKEN, "[a-zA-Z0-9+/=]*");
 pattern!(ARCHIVED_NEXT_TOKEN, "[a-zA-Z0-9+/]+={0,2}");
 pattern!(TAG_KEY, r"^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$");
 pattern!(TAG_VALUE, r"[\p{L}\p{Z}\p{N}_.:/=+\-@]*");
+pattern!(FRAGMENT_NUMBER, "[0-9]+");
+pattern!(CONTINUATION_TOKEN, r"[a-zA-Z0-9_\.\-]+");
 
 impl Pattern {
     pub fn matches(&self, s: &str) -> bool {
@@ -99,6 +101,16 @@ pub const ARCHIVED_NEXT_TOKEN_RULE: StrRule = StrRule {
     min: 1,
     max: 4096,
     pattern: Some(&ARCHIVED_NEXT_TOKEN),
+};
+pub const FRAGMENT_NUMBER_RULE: StrRule = StrRule {
+    min: 1,
+    max: 128,
+    pattern: Some(&FRAGMENT_NUMBER),
+};
+pub const CONTINUATION_TOKEN_RULE: StrRule = StrRule {
+    min: 1,
+    max: 128,
+    pattern: Some(&CONTINUATION_TOKEN),
 };
 pub const TAG_KEY_RULE: StrRule = StrRule {
     min: 1,
