@@ -13,6 +13,7 @@
 pub mod codec;
 pub mod ebml;
 pub mod fmp4;
+mod isobmff;
 pub mod mkv;
 pub mod timeline;
 pub mod ts;
