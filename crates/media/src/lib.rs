@@ -5,6 +5,7 @@
 //! - [`codec`]: codec private data (avcC, hvcC, AudioSpecificConfig) → CODECS strings, picture size.
 //! - [`timeline`]: decode/presentation timing of one track of one stored fragment.
 //! - [`fmp4`]: fragmented MP4 init and media segment headers for HLS.
+//! - [`mp4`]: the header of a progressive MP4 file around stored sample bytes, for GetClip.
 //! - [`ts`]: MPEG-2 transport stream segments for HLS `MPEG_TS` sessions.
 
 #![deny(unsafe_code)]
@@ -15,6 +16,7 @@ pub mod ebml;
 pub mod fmp4;
 mod isobmff;
 pub mod mkv;
+pub mod mp4;
 pub mod timeline;
 pub mod ts;
 
