@@ -41,7 +41,7 @@ pub struct FragmentSelector {
 }
 
 impl FragmentSelector {
-    fn validate(&self, v: &mut Validator, path: &str) {
+    pub(crate) fn validate(&self, v: &mut Validator, path: &str) {
         let type_path = format!("{path}.fragmentSelectorType");
         v.required(&type_path, &self.fragment_selector_type);
         v.one_of(
@@ -61,7 +61,7 @@ impl FragmentSelector {
     }
 
     /// The validated selector as (kind, start, end).
-    fn resolve(&self) -> Result<(TimestampKind, Timestamp, Timestamp)> {
+    pub(crate) fn resolve(&self) -> Result<(TimestampKind, Timestamp, Timestamp)> {
         let kind = match self.fragment_selector_type.as_deref() {
             Some("SERVER_TIMESTAMP") => TimestampKind::Server,
             _ => TimestampKind::Producer,

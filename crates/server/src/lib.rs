@@ -7,6 +7,7 @@
 
 pub mod archived;
 pub mod auth;
+pub mod clip;
 pub mod config;
 pub mod conn;
 pub mod control;

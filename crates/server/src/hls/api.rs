@@ -274,23 +274,36 @@ fn resolve_range(
         ),
     };
     if let Some(end) = end {
-        if end <= start {
-            return Err(invalid(
-                "The EndTimestamp must be later than the StartTimestamp.",
-            ));
-        }
-        if end.millis().saturating_sub(start.millis()) > MAX_RANGE_MS {
-            return Err(invalid(
-                "The EndTimestamp must be within 24 hours of the StartTimestamp.",
-            ));
-        }
-        if selector == TimestampKind::Server && end > now {
-            return Err(invalid(
-                "The EndTimestamp must be in the past when the FragmentSelectorType is SERVER_TIMESTAMP.",
-            ));
-        }
+        check_range_end(start, end, selector, now)?;
     }
     Ok((Some(start), end))
+}
+
+/// The EndTimestamp rules of every archived-media range with an end (HLS ON_DEMAND and
+/// LIVE_REPLAY, GetClip; model doc): later than Start, within 24 h of it, and with
+/// SERVER_TIMESTAMP not after the server's `now`.
+pub(crate) fn check_range_end(
+    start: Timestamp,
+    end: Timestamp,
+    selector: TimestampKind,
+    now: Timestamp,
+) -> Result<()> {
+    if end <= start {
+        return Err(invalid(
+            "The EndTimestamp must be later than the StartTimestamp.",
+        ));
+    }
+    if end.millis().saturating_sub(start.millis()) > MAX_RANGE_MS {
+        return Err(invalid(
+            "The EndTimestamp must be within 24 hours of the StartTimestamp.",
+        ));
+    }
+    if selector == TimestampKind::Server && end > now {
+        return Err(invalid(
+            "The EndTimestamp must be in the past when the FragmentSelectorType is SERVER_TIMESTAMP.",
+        ));
+    }
+    Ok(())
 }
 
 fn unsupported(ids: &[&str]) -> ApiError {

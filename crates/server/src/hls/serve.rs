@@ -274,27 +274,57 @@ struct Window {
     ended: bool,
 }
 
-/// Walks the fragments with a selected timestamp in [start, end] in order, keeping only the newest
-/// of fragments with equal producer timestamps (docs/choices.md#producer-timestamp-ordering), while `admit(count, total_ms)`
-/// accepts the next one (it sees how many are kept and their summed duration), keeping at most
-/// `cap`. Returns the kept fragments and whether the range was read to its end.
-async fn walk_range(
+/// What [`walk_range`] has kept so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WalkTotals {
+    /// Fragments kept.
+    pub(crate) count: usize,
+    /// Their summed `duration_ms`.
+    pub(crate) duration_ms: i64,
+    /// Their summed stored size.
+    pub(crate) size_bytes: u64,
+}
+
+impl WalkTotals {
+    fn keep(&mut self, f: &FragmentSummary) {
+        self.count += 1;
+        self.duration_ms += f.duration_ms as i64;
+        self.size_bytes = self.size_bytes.saturating_add(f.size_bytes);
+    }
+
+    fn drop(&mut self, f: &FragmentSummary) {
+        self.count = self.count.saturating_sub(1);
+        self.duration_ms -= f.duration_ms as i64;
+        self.size_bytes = self.size_bytes.saturating_sub(f.size_bytes);
+    }
+}
+
+/// Walks `stream`'s fragments with a `selector` timestamp in [start, end] in order, keeping only
+/// the newest of fragments with equal producer timestamps (docs/choices.md#producer-timestamp-ordering),
+/// while `admit(kept, next)` accepts the next one (it sees the totals of those kept and the
+/// candidate), keeping at most `cap`. Returns the kept fragments and whether the range was read
+/// to its end. HLS ON_DEMAND / LIVE_REPLAY windows and GetClip select with it.
+pub(crate) async fn walk_range(
     state: &AppState,
-    session: &Session,
+    (stream, selector): (store::StreamId, TimestampKind),
     (start, end): (Timestamp, Timestamp),
     cap: usize,
-    mut admit: impl FnMut(usize, i64) -> bool,
+    mut admit: impl FnMut(&WalkTotals, &FragmentSummary) -> bool,
 ) -> Result<(Vec<FragmentSummary>, bool), ApiError> {
     let mut out: Vec<FragmentSummary> = Vec::new();
-    let mut total_ms = 0i64;
+    let mut totals = WalkTotals::default();
     let mut after = None;
+    let selected = |f: &FragmentSummary| match selector {
+        TimestampKind::Server => f.server_timestamp,
+        TimestampKind::Producer => f.producer_timestamp,
+    };
     loop {
         let limit = PAGE.min(cap.saturating_sub(out.len()).saturating_add(1));
         let page = state
             .catalog
             .query_fragment_summaries(FragmentQuery {
-                stream: session.stream_id,
-                kind: session.selector,
+                stream,
+                kind: selector,
                 start,
                 end,
                 after,
@@ -305,20 +335,20 @@ async fn walk_range(
             .await?;
         let full = page.len() == limit;
         for f in page {
-            after = Some((session.selected_timestamp(&f), f.number));
-            let duplicate = session.selector == TimestampKind::Producer
+            after = Some((selected(&f), f.number));
+            let duplicate = selector == TimestampKind::Producer
                 && out
                     .last()
                     .is_some_and(|l| l.producer_timestamp == f.producer_timestamp);
             if duplicate {
                 // Same start: the larger fragment number (ordered within a timestamp) replaces it.
                 if let Some(old) = out.pop() {
-                    total_ms -= old.duration_ms as i64;
+                    totals.drop(&old);
                 }
-            } else if !admit(out.len(), total_ms) {
+            } else if !admit(&totals, &f) {
                 return Ok((out, false));
             }
-            total_ms += f.duration_ms as i64;
+            totals.keep(&f);
             out.push(f);
         }
         if !full {
@@ -378,8 +408,14 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
         PlaybackMode::OnDemand => {
             let start = session.start.unwrap_or(Timestamp(i64::MIN));
             let end = session.end.unwrap_or(Timestamp(i64::MAX));
-            let (fragments, _) =
-                walk_range(state, session, (start, end), max, |count, _| count < max).await?;
+            let (fragments, _) = walk_range(
+                state,
+                (session.stream_id, session.selector),
+                (start, end),
+                max,
+                |kept, _| kept.count < max,
+            )
+            .await?;
             let discontinuity = on_the_fly_discontinuities(session, &fragments);
             Ok(Window {
                 fragments,
@@ -394,11 +430,14 @@ async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError>
             let end = session.end.unwrap_or(Timestamp(i64::MAX));
             let elapsed_ms = (state.clock.timestamp().0 - session.created.0).max(0);
             // Reveal fragments as the previous ones' durations elapse (the first at once).
-            let (mut visible, complete) =
-                walk_range(state, session, (start, end), usize::MAX, |_, offset_ms| {
-                    offset_ms <= elapsed_ms
-                })
-                .await?;
+            let (mut visible, complete) = walk_range(
+                state,
+                (session.stream_id, session.selector),
+                (start, end),
+                usize::MAX,
+                |kept, _| kept.duration_ms <= elapsed_ms,
+            )
+            .await?;
             let discontinuity = on_the_fly_discontinuities(session, &visible);
             let skip = visible.len().saturating_sub(max);
             let discontinuity_sequence =
@@ -1010,32 +1049,7 @@ pub async fn init_fragment(
         return Ok(response);
     }
     let codec = configs.codec(id)?;
-    let (init_track, timescale) = match &*codec {
-        Codec::Avc(c) => (
-            media::fmp4::InitTrack::Avc {
-                avcc: &configs.row(id)?.0.codec_private,
-                width: c.width,
-                height: c.height,
-            },
-            VIDEO_TIMESCALE,
-        ),
-        Codec::Hevc(c) => (
-            media::fmp4::InitTrack::Hevc {
-                hvcc: &configs.row(id)?.0.codec_private,
-                width: c.width,
-                height: c.height,
-            },
-            VIDEO_TIMESCALE,
-        ),
-        Codec::Aac(c) => (
-            media::fmp4::InitTrack::Aac {
-                asc: &configs.row(id)?.0.codec_private,
-                sample_rate: c.sample_rate,
-                channels: c.channels,
-            },
-            c.sample_rate,
-        ),
-    };
+    let (init_track, timescale) = sample_description(&codec, &configs.row(id)?.0.codec_private);
     let bytes = media::fmp4::init_segment(&init_track, timescale).map_err(|e| {
         ApiError::InvalidCodecPrivateData(format!(
             "Cannot build the init fragment of track {track}: {e}"
@@ -1049,6 +1063,40 @@ pub async fn init_fragment(
         Body::from(bytes),
         Some(len),
     ))
+}
+
+/// A track's MP4 sample description (`avc1`/`hvc1`/`mp4a`, as fMP4 init segments and GetClip
+/// files write it) and its media timescale, from the decoded codec and its CodecPrivate bytes.
+pub(crate) fn sample_description<'a>(
+    codec: &Codec,
+    codec_private: &'a [u8],
+) -> (media::fmp4::InitTrack<'a>, u32) {
+    match codec {
+        Codec::Avc(c) => (
+            media::fmp4::InitTrack::Avc {
+                avcc: codec_private,
+                width: c.width,
+                height: c.height,
+            },
+            VIDEO_TIMESCALE,
+        ),
+        Codec::Hevc(c) => (
+            media::fmp4::InitTrack::Hevc {
+                hvcc: codec_private,
+                width: c.width,
+                height: c.height,
+            },
+            VIDEO_TIMESCALE,
+        ),
+        Codec::Aac(c) => (
+            media::fmp4::InitTrack::Aac {
+                asc: codec_private,
+                sample_rate: c.sample_rate,
+                channels: c.channels,
+            },
+            c.sample_rate,
+        ),
+    }
 }
 
 /// The stored fragment `number` when the session shows it; `ResourceNotFoundException` otherwise.
