@@ -4,6 +4,7 @@
 //
 //   node play.mjs --url URL --mode ondemand [--timeout 60] [--stall 10]
 //   node play.mjs --url URL --mode live --duration 20 [--start-timeout 30]
+//   node play.mjs --url URL --mode file [--timeout 60] [--stall 10]
 //
 // The test page (page.html + hls.js from node_modules/hls.js/dist) is served by a small HTTP server started
 // here on another port than the media URL's, so the page's origin differs from the openkvs server's and every
@@ -11,6 +12,7 @@
 //
 // ondemand: waits for the video's `ended` event, a fatal Hls.Events.ERROR, the timeout, or the playhead stuck
 //           (after it started) for --stall seconds.
+// file: a progressive MP4 (GetClip) as the <video> element's src, judged as ondemand.
 // live: waits until playback starts, then samples every second for --duration seconds (currentTime,
 //       hls.latency, hls.playingDate vs. the wall clock) and stops early only on a fatal error.
 // Exit code: 0 when the JSON was printed (the caller judges it), 2 on bad usage or a launch failure.
@@ -42,8 +44,8 @@ function parseArgs(argv) {
     else if (a === "--page-host") o.host = v();
     else { console.error(`unknown argument ${a}`); process.exit(2); }
   }
-  if (!o.url || !["ondemand", "live"].includes(o.mode)) {
-    console.error("usage: play.mjs --url URL --mode ondemand|live [--timeout S] [--duration S] [--start-timeout S]");
+  if (!o.url || !["ondemand", "live", "file"].includes(o.mode)) {
+    console.error("usage: play.mjs --url URL --mode ondemand|live|file [--timeout S] [--duration S] [--start-timeout S]");
     process.exit(2);
   }
   return o;
@@ -112,14 +114,15 @@ async function main() {
         try { result.corsHeaderSeen = (await r.allHeaders())["access-control-allow-origin"] ?? ""; } catch (_) { /* gone */ }
       }
     });
-    await page.goto(`${pageOrigin}/page.html?src=${encodeURIComponent(opt.url)}`, { waitUntil: "load" });
+    const progressive = opt.mode === "file" ? "&progressive=1" : "";
+    await page.goto(`${pageOrigin}/page.html?src=${encodeURIComponent(opt.url)}${progressive}`, { waitUntil: "load" });
     const state = () => page.evaluate(() => {
       const p = window.player;
       return { ...p, hls: undefined, events: p.events.slice(-300) };
     });
     const sample = async () => { const s = await page.evaluate(() => window.sample()); result.samples.push(s); return s; };
 
-    if (opt.mode === "ondemand") {
+    if (opt.mode === "ondemand" || opt.mode === "file") {
       const deadline = started + opt.timeout * 1000;
       let lastMove = Date.now(), lastTime = -1;
       for (;;) {
