@@ -8,6 +8,7 @@ header + Segment per fragment, the KVS tags before and after its Cluster (docs/w
 from __future__ import annotations
 
 import math
+import json
 import re
 import statistics
 import subprocess
@@ -20,10 +21,11 @@ from botocore.exceptions import ClientError
 
 import kvs
 import mkv
-from conftest import FIXTURES
+from conftest import FIXTURES, client_env
 from test_players import compare_frames, framemd5, need
 
 FIXTURE = "h264_aac.mkv"
+PLAYERS = Path(__file__).parent / "players"
 SECONDS = re.compile(r"^\d+\.\d{3}$")
 
 
@@ -201,6 +203,38 @@ def test_aws_cli_get_media_writes_the_payload_to_the_file(server, stored, tmp_pa
     assert numbers_of(docs) == [f["FragmentNumber"] for f in frags]
     for i, (d, w) in enumerate(zip(docs, fixture_fragments())):
         assert_same_fragment(d, w, f"AWS CLI fragment {i}")
+
+
+def js_sdk(server, stream: str, out: Path, *args: str) -> dict:
+    """tests/e2e/players/get_media.mjs: the AWS SDK for JavaScript v3 streaming the payload to `out`."""
+    p = subprocess.run(["node", str(PLAYERS / "get_media.mjs"), server.endpoint, stream, str(out), *args],
+                       capture_output=True, text=True, timeout=120, env=client_env(), cwd=PLAYERS)
+    result = json.loads(p.stdout.strip().splitlines()[-1]) if p.stdout.strip() else {}
+    assert p.returncode in (0, 1), p.stdout + p.stderr
+    return result
+
+
+def test_js_sdk_v3_reads_get_media_and_get_media_for_fragment_list(server, stored, tmp_path):
+    need("node")
+    stream, frags = stored
+    nums = [f["FragmentNumber"] for f in frags]
+    want = fixture_fragments()
+    out = tmp_path / "js_get_media.mkv"
+    r = js_sdk(server, stream, out, "get-media", json.dumps({"StartSelectorType": "EARLIEST"}))
+    assert r == {"contentType": "video/webm", "bytes": out.stat().st_size}, r
+    docs = documents(out.read_bytes())
+    assert numbers_of(docs) == nums
+    for i, d in enumerate(docs):
+        assert_same_fragment(d, want[i], f"JS GetMedia fragment {i}")
+    listed = tmp_path / "js_list.mkv"
+    r = js_sdk(server, stream, listed, "get-media-for-fragment-list", nums[2], nums[1])
+    assert r["contentType"] == "video/webm", r
+    docs = documents(listed.read_bytes())
+    assert numbers_of(docs) == [nums[2], nums[1]]
+    assert_same_fragment(docs[0], want[2], "JS list fragment 2")
+    # An SDK error is the modeled exception.
+    r = js_sdk(server, "no-such-stream-gm", tmp_path / "none.mkv", "get-media", json.dumps({"StartSelectorType": "NOW"}))
+    assert (r.get("error"), r.get("status")) == ("ResourceNotFoundException", 404), r
 
 
 def test_get_media_errors(server, stored):
