@@ -12,7 +12,8 @@ On one machine, loopback only: a private PostgreSQL 15 cluster and a single-node
 - A is killed (SIGKILL) mid-ingest: AWS's C producer SDK and `openkvs put-media` go on through B;
   every fragment ever acked PERSISTED is listed from C, and its media is the same bytes from B and
   from C and is, track by track, consecutive frames of the source, byte for byte;
-- a holder stopped with SIGSTOP and resumed after B took over commits nothing more.
+- a holder stopped with SIGSTOP and resumed after B took over commits nothing more;
+- GetMedia NOW on C tails a producer on A: every PERSISTED fragment, in order, byte-exact.
 """
 
 from __future__ import annotations
@@ -329,6 +330,47 @@ def test_live_playlists_on_other_nodes_follow_the_producer(grid, node_a, long_in
     print(f"PERSISTED on A -> listed in C's LIVE playlist: n={len(lags)} p50={lags[len(lags) // 2] * 1000:.0f} ms "
           f"max={lags[-1] * 1000:.0f} ms (polled every 20 ms)")
     assert lags[-1] <= CROSS_NODE_VISIBILITY_S, lags
+
+
+def test_get_media_on_another_node_tails_the_producer(grid, node_a, long_input):
+    """GetMedia NOW read from C while a producer streams in real time to A: every fragment acked PERSISTED
+    arrives, in order, its frames the source's byte for byte; the wake-up is the catalog's change feed
+    (PostgreSQL LISTEN/NOTIFY), so the lag is printed next to the LIVE playlist's."""
+    import threading
+    from test_get_media import documents, numbers_of
+    stream, _ = node_a.create_stream(unique_name("gm"))
+    response = grid["c"].client("kinesis-video-media").get_media(
+        StreamName=stream, StartSelector={"StartSelectorType": "NOW"})
+    received = bytearray()
+    arrivals: list[tuple[int, float]] = []
+
+    def read():
+        while chunk := response["Payload"]._raw_stream.read1(65536):
+            received.extend(chunk)
+            arrivals.append((len(received), time.monotonic()))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    pm = kvs.PutMedia(node_a.endpoint, stream)
+    assert send_paced(pm, long_input), pm.describe()
+    assert pm.wait_closed(30), pm.describe()
+    assert not pm.errors, pm.describe()
+    persisted = {a["FragmentNumber"]: t for a, t in zip(pm.acks, pm.ack_times) if a.get("EventType") == "PERSISTED"}
+    reader.join(30)
+    assert not reader.is_alive(), "GetMedia on C did not end after the producer on A stopped"
+    payload = bytes(received)
+    docs = documents(payload)
+    assert numbers_of(docs) == sorted(persisted), "every PERSISTED fragment, in ingest order"
+    source = frames_by_track(long_input)
+    sent = {track: [f for d in docs for f in d["frames"].get(track, [])] for track in source}
+    for track, frames in source.items():
+        assert sent[track] == frames[:len(sent[track])] and len(sent[track]) >= len(frames) - 60, \
+            f"track {track}: GetMedia's frames are not the source's from the start"
+    ends = [d["offset"] for d in docs[1:]] + [len(payload)]
+    lags = sorted(next(t for n, t in arrivals if n >= end) - persisted[numbers_of([d])[0]]
+                  for d, end in zip(docs, ends))
+    print(f"PERSISTED on A -> GetMedia chunk received from C: n={len(lags)} p50={lags[len(lags) // 2] * 1000:.0f} ms "
+          f"max={lags[-1] * 1000:.0f} ms")
 
 
 def put_media_cmd(endpoint: str, stream: str, source: Path, *args) -> list[str]:
