@@ -63,16 +63,18 @@ def documents(payload: bytes) -> list[dict]:
 
 
 def fixture_fragments(name: str = FIXTURE) -> list[dict]:
-    """Per cluster of the fixture: frames and times (ms from the cluster's timecode) per track."""
-    src = mkv.Source(FIXTURES / name)
+    """Per cluster of the fixture (every segment): frames and times (ms from the cluster's timecode) per
+    track, and the tracks of its segment."""
+    buf = (FIXTURES / name).read_bytes()
+    parsed = mkv.parse(buf)
     out = []
-    for i, c in enumerate(src.clusters):
+    for c in parsed.complete_clusters:
         frames: dict[int, list[bytes]] = {}
         times: dict[int, list[float]] = {}
-        for b, data in src.cluster_frames(i):
+        for b, data in mkv.frames_of(buf, c):
             frames.setdefault(b.track, []).append(data)
             times.setdefault(b.track, []).append(c.block_ms(b) - c.timecode_ms)
-        out.append({"frames": frames, "times": times})
+        out.append({"frames": frames, "times": times, "tracks": parsed.segments[c.segment].tracks})
     return out
 
 
@@ -137,6 +139,26 @@ def test_boto3_get_media_earliest_returns_every_fragment_byte_exact(server, stor
         assert doc["tracks"][2].codec_id == "A_AAC" and doc["tracks"][2].codec_private
     # A finished stream: the response ends by itself once caught up (docs/choices.md#getmedia-end).
     print(f"GetMedia EARLIEST of a finished 4-fragment stream: {len(payload)} bytes in {took:.2f} s")
+
+
+@pytest.mark.parametrize("name", ["h264_aac_bframes.mkv", "h265.mkv", "aac_only.mkv", "h264_res_change.mkv"])
+def test_every_fixture_comes_back_with_its_own_tracks(server, name):
+    """B-frames (times going back and forth), H.265, audio only, and a producer changing codec private data
+    mid-stream: each fragment's document carries the Tracks it was ingested with."""
+    stream, _ = server.create_stream()
+    rc, summary, err = server.put_media(stream, FIXTURES / name, "--fast")
+    assert rc == 0, f"put-media: rc={rc} {summary} {err[-2000:]}"
+    want = fixture_fragments(name)
+    kvs.wait_fragments(server.am(), stream, len(want))
+    docs = documents(get_media(server, stream, {"StartSelectorType": "EARLIEST"}))
+    assert len(docs) == len(want)
+    for i, (doc, w) in enumerate(zip(docs, want)):
+        assert_same_fragment(doc, w, f"{name} fragment {i}")
+        for number, track in w["tracks"].items():
+            got = doc["tracks"][number]
+            assert (got.codec_id, got.codec_private) == (track.codec_id, track.codec_private), \
+                f"{name} fragment {i} track {number}"
+            assert (got.width, got.height) == (track.width, track.height)
 
 
 def test_start_selectors(server, stored):
