@@ -169,9 +169,8 @@ pub(crate) fn parse_args(
             }
         }
     }
-    if !unknown.is_empty() {
-        return Err(CliError::UnknownOptions(unknown.join(", ")));
-    }
+    // argparse reports its own errors (exclusive options, then missing required ones) before awscli
+    // reports what argparse left over as unknown.
     if cli_input_json.is_some() && cli_input_yaml.is_some() {
         return Err(usage_error(
             "argument --cli-input-yaml: not allowed with argument --cli-input-json".to_owned(),
@@ -192,6 +191,9 @@ pub(crate) fn parse_args(
                 missing.join(", ")
             )));
         }
+    }
+    if !unknown.is_empty() {
+        return Err(CliError::UnknownOptions(unknown.join(", ")));
     }
 
     let mut params = Value::Map(Vec::new());
@@ -669,5 +671,49 @@ pub(crate) fn render_skeleton(service: &Service, op: &Operation, kind: &str) -> 
             let v = skeleton(service, &op.input, false, "", &mut Vec::new());
             format!("{}\n", to_json_pretty(&v))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::model;
+    use super::*;
+
+    fn parse(service: &str, op: &str, argv: &[&str]) -> Result<OpCall, CliError> {
+        let service = model::load(service).unwrap();
+        let op = service.operation(op).unwrap().clone();
+        let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+        parse_args(&service, &op, &argv)
+    }
+
+    fn usage(result: Result<OpCall, CliError>) -> String {
+        match result {
+            Err(CliError::Usage(m)) => m,
+            other => panic!("expected a usage error, got {other:?}"),
+        }
+    }
+
+    fn unknown(result: Result<OpCall, CliError>) -> String {
+        match result {
+            Err(CliError::UnknownOptions(m)) => m,
+            other => panic!("expected unknown options, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_required_arguments_are_reported_before_unknown_options() {
+        assert_eq!(
+            usage(parse(
+                "kinesisvideo",
+                "update-data-retention",
+                &["--bogus", "x"]
+            )),
+            "the following arguments are required: --current-version, --operation, \
+             --data-retention-change-in-hours"
+        );
+        assert_eq!(
+            unknown(parse("kinesisvideo", "describe-stream", &["--bogus", "x"])),
+            "--bogus, x"
+        );
     }
 }
