@@ -3,7 +3,7 @@
 //! credentials, region and time (the time is read back from the captured `X-Amz-Date`). Skipped with a notice
 //! when python3 or botocore is missing.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::thread;
@@ -34,50 +34,21 @@ json.dump({"body": serialized["body"].decode(), "authorization": request.headers
            "signing_name": model.service_model.signing_name}, sys.stdout)
 "#;
 
-struct Captured {
-    path: String,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+mod common;
+
+use common::{read_request, Captured};
 
 /// Accepts one HTTP/1.1 request, answers 200 with `response`, returns what was received.
 fn capture_one(listener: TcpListener, response: &'static str) -> thread::JoinHandle<Captured> {
     thread::spawn(move || {
-        let (stream, _) = listener.accept().expect("accept");
-        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("request line");
-        let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            reader.read_line(&mut h).expect("header");
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-            }
-        }
-        let length: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).expect("body");
-        let mut stream = stream;
+        let (mut stream, _) = listener.accept().expect("accept");
+        let captured = read_request(&stream);
         let reply = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nx-amzn-RequestId: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{response}",
             response.len()
         );
         stream.write_all(reply.as_bytes()).expect("reply");
-        Captured {
-            path,
-            headers,
-            body: String::from_utf8(body).expect("utf-8 body"),
-        }
+        captured
     })
 }
 
@@ -154,6 +125,56 @@ const CASES: &[Case] = &[
         params: r#"{"StreamName": "s1", "MediaType": "video/h264", "DataRetentionInHours": 24, "Tags": {"b": "2", "a": "1"}}"#,
         token: Some("IQoJb3JpZ2luX2VjE//session+token="),
         response: r#"{"StreamARN": "arn:aws:kinesisvideo:us-west-2:1:stream/s1/1"}"#,
+    },
+    // Streaming outputs: the body goes to the outfile (here /dev/null); the request is what matters.
+    Case {
+        service: "kinesis-video-media",
+        operation: "GetMedia",
+        args: &[
+            "get-media",
+            "--stream-arn",
+            "arn:aws:kinesisvideo:us-west-2:1:stream/cam/1",
+            "--start-selector",
+            "StartSelectorType=FRAGMENT_NUMBER,AfterFragmentNumber=91343852333181432392682062607743920146264672789",
+            "/dev/null",
+        ],
+        params: r#"{"StreamARN": "arn:aws:kinesisvideo:us-west-2:1:stream/cam/1",
+            "StartSelector": {"StartSelectorType": "FRAGMENT_NUMBER",
+              "AfterFragmentNumber": "91343852333181432392682062607743920146264672789"}}"#,
+        token: None,
+        response: "",
+    },
+    Case {
+        service: "kinesis-video-archived-media",
+        operation: "GetMediaForFragmentList",
+        args: &[
+            "get-media-for-fragment-list",
+            "/dev/null",
+            "--stream-name",
+            "cam",
+            "--fragments",
+            "2",
+            "1",
+        ],
+        params: r#"{"StreamName": "cam", "Fragments": ["2", "1"]}"#,
+        token: None,
+        response: "",
+    },
+    Case {
+        service: "kinesis-video-archived-media",
+        operation: "GetClip",
+        args: &[
+            "get-clip",
+            "--stream-name",
+            "cam",
+            "--clip-fragment-selector",
+            "FragmentSelectorType=PRODUCER_TIMESTAMP,TimestampRange={StartTimestamp=2024-01-01T00:00:00Z,EndTimestamp=1704067300}",
+            "/dev/null",
+        ],
+        params: r#"{"StreamName": "cam", "ClipFragmentSelector": {"FragmentSelectorType": "PRODUCER_TIMESTAMP",
+            "TimestampRange": {"StartTimestamp": "2024-01-01T00:00:00Z", "EndTimestamp": 1704067300}}}"#,
+        token: None,
+        response: "",
     },
 ];
 

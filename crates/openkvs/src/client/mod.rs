@@ -1,10 +1,15 @@
-//! `openkvs <service> <operation> …`: AWS-CLI-compatible commands for `kinesisvideo` and
-//! `kinesis-video-archived-media`, generated from the embedded botocore models ([`model`]).
+//! `openkvs <service> <operation> …`: AWS-CLI-compatible commands for `kinesisvideo`,
+//! `kinesis-video-archived-media` and `kinesis-video-media`, generated from the embedded botocore models
+//! ([`model`]).
 //!
 //! Flow: global options ([`Globals`]) → operation arguments ([`params`]) → botocore's validation and
 //! serialisation → SigV4 (`sigv4::sign`, service `kinesisvideo`) → HTTP → the output shape's parse → `--query`
-//! ([`jmespath`]) → a formatter ([`output`]). Archived-media commands without an endpoint first ask the control
+//! ([`jmespath`]) → a formatter ([`output`]). Data-plane commands without an endpoint first ask the control
 //! plane's GetDataEndpoint (cached for the process), which the AWS CLI leaves to the user.
+//!
+//! Operations with a streaming output (GetMedia, GetMediaForFragmentList, GetClip) write the response body to
+//! their `outfile` argument as it arrives ([`streaming`]) and print the other output members (the
+//! `Content-Type` header) as the output document once the body has ended, as the AWS CLI does.
 //!
 //! Exit status as AWS CLI v2 documents it: 0 success, 252 command line / parameter errors, 253 configuration,
 //! 254 service errors, 255 anything else (e.g. the endpoint cannot be reached).
@@ -15,6 +20,7 @@ mod model;
 mod output;
 mod params;
 pub mod shorthand;
+mod streaming;
 mod timefmt;
 pub mod value;
 mod yaml;
@@ -28,7 +34,11 @@ use std::time::{Duration, SystemTime};
 use value::{parse_json, to_json_compact, Value};
 
 /// CLI service names this client knows.
-pub const SERVICE_NAMES: &[&str] = &["kinesisvideo", "kinesis-video-archived-media"];
+pub const SERVICE_NAMES: &[&str] = &[
+    "kinesisvideo",
+    "kinesis-video-archived-media",
+    "kinesis-video-media",
+];
 
 const EXIT_USAGE: u8 = 252;
 const EXIT_CONFIG: u8 = 253;
@@ -61,6 +71,9 @@ pub(crate) enum CliError {
     },
     /// Anything else (255).
     Other(String),
+    /// SIGINT or SIGTERM while a streaming body was being written: exit 128 + the signal number, as the
+    /// AWS CLI does for Ctrl-C (130).
+    Interrupted(i32),
 }
 
 impl CliError {
@@ -73,6 +86,7 @@ impl CliError {
             CliError::Config(_) => EXIT_CONFIG,
             CliError::Service { .. } => EXIT_SERVICE,
             CliError::Other(_) => EXIT_OTHER,
+            CliError::Interrupted(signal) => u8::try_from(128 + signal).unwrap_or(EXIT_OTHER),
         }
     }
 
@@ -99,6 +113,7 @@ impl CliError {
                 format!("\nAn error occurred ({code}) when calling the {operation} operation{retry}: {message}\n")
             }
             CliError::Other(m) => format!("\n{m}\n"),
+            CliError::Interrupted(_) => String::new(),
         }
     }
 }
@@ -264,6 +279,10 @@ pub async fn run(argv: Vec<String>) -> ExitCode {
                     debug_time(),
                     e.exit_code()
                 );
+            }
+            if matches!(e, CliError::Interrupted(streaming::SIGINT)) {
+                // awscli's KeyboardInterrupt handler ends the line the terminal's ^C left open.
+                let _ = std::io::stdout().write_all(b"\n");
             }
             let mut stderr = std::io::stderr().lock();
             let _ = stderr.write_all(e.render().as_bytes());
@@ -463,15 +482,29 @@ async fn run_inner(argv: Vec<String>) -> Result<String, CliError> {
         data_endpoints: HashMap::new(),
     };
 
-    let pages = client
-        .call_paginated(&service, &op, body, &call, globals.no_paginate)
-        .await?;
-    let output_shape = op.output.clone();
-    let parsed_pages: Vec<Value> = pages
-        .pages
-        .iter()
-        .map(|p| parse_output(&service, &output_shape, p, &timestamp_format))
-        .collect();
+    let (pages, parsed_pages) = match (&op.streaming_output, &call.outfile) {
+        (Some(payload), Some(outfile)) => {
+            let work = client.download(&service, &op, &body, payload, outfile);
+            let document = streaming::unless_interrupted(work, streaming::interruption()).await?;
+            let single = Pages {
+                pages: Vec::new(),
+                paginated: false,
+                resume_token: None,
+            };
+            (single, vec![document])
+        }
+        _ => {
+            let pages = client
+                .call_paginated(&service, &op, body, &call, globals.no_paginate)
+                .await?;
+            let parsed_pages: Vec<Value> = pages
+                .pages
+                .iter()
+                .map(|p| parse_output(&service, &op.output, p, &timestamp_format))
+                .collect();
+            (pages, parsed_pages)
+        }
+    };
     let color = match globals.color.as_deref() {
         Some("on") => true,
         Some("off") => false,
@@ -939,9 +972,19 @@ impl Client {
     /// " (reached max retries: N)" when botocore would say so: in standard mode whenever the last allowed attempt
     /// failed, in legacy mode only when a retryable error used them all.
     async fn send(&self, endpoint: &str, op: &Operation, body: &Value) -> Result<Value, CliError> {
+        self.with_retries(|| self.send_once(endpoint, op, body))
+            .await
+    }
+
+    /// The retry loop of [`Client::send`] around any single attempt (`Err((retryable, error))`).
+    async fn with_retries<T, F, Fut>(&self, mut attempt_once: F) -> Result<T, CliError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, (bool, CliError)>>,
+    {
         let mut attempt = 1;
         loop {
-            match self.send_once(endpoint, op, body).await {
+            match attempt_once().await {
                 Ok(v) => return Ok(v),
                 Err((retryable, mut error)) => {
                     if !retryable || attempt >= self.max_attempts {
@@ -972,12 +1015,51 @@ impl Client {
         }
     }
 
+    /// One attempt whose JSON response body is parsed.
     async fn send_once(
         &self,
         endpoint: &str,
         op: &Operation,
         body: &Value,
     ) -> Result<Value, (bool, CliError)> {
+        let response = self.request_once(endpoint, op, body).await?;
+        let text = self.read_text(response).await?;
+        if text.trim().is_empty() {
+            return Ok(Value::Map(Vec::new()));
+        }
+        parse_json(&text).map_err(|e| {
+            (
+                false,
+                CliError::Other(format!(
+                    "Unable to parse response ({e}), invalid JSON response:\n{text}"
+                )),
+            )
+        })
+    }
+
+    /// A whole (JSON or error) response body; a connection lost while reading it is retryable.
+    async fn read_text(&self, response: reqwest::Response) -> Result<String, (bool, CliError)> {
+        let url = response.url().to_string();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| (true, CliError::Other(format!("Connection was closed before we received a valid response from endpoint URL: \"{url}\". ({e})"))))?;
+        debug_log(
+            self.debug,
+            "botocore.parsers",
+            &format!("Response body:\n{text}"),
+        );
+        Ok(text)
+    }
+
+    /// One attempt up to a successful status line and headers (the body is left to the caller); an error
+    /// status is read and parsed into the service error.
+    async fn request_once(
+        &self,
+        endpoint: &str,
+        op: &Operation,
+        body: &Value,
+    ) -> Result<reqwest::Response, (bool, CliError)> {
         let url = format!("{endpoint}{}", op.request_uri);
         let parsed = reqwest::Url::parse(&url).map_err(|e| {
             (
@@ -1051,33 +1133,15 @@ impl Client {
         };
         let status = response.status();
         let response_headers = response.headers().clone();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| (true, CliError::Other(format!("Connection was closed before we received a valid response from endpoint URL: \"{url}\". ({e})"))))?;
         debug_log(
             self.debug,
             "botocore.parsers",
             &format!("Response headers: {response_headers:?}"),
         );
-        debug_log(
-            self.debug,
-            "botocore.parsers",
-            &format!("Response body:\n{text}"),
-        );
         if status.is_success() {
-            if text.trim().is_empty() {
-                return Ok(Value::Map(Vec::new()));
-            }
-            return parse_json(&text).map_err(|e| {
-                (
-                    false,
-                    CliError::Other(format!(
-                        "Unable to parse response ({e}), invalid JSON response:\n{text}"
-                    )),
-                )
-            });
+            return Ok(response);
         }
+        let text = self.read_text(response).await?;
         let body = parse_json(&text)
             .unwrap_or_else(|_| Value::Map(vec![("message".to_owned(), Value::Str(text.clone()))]));
         let clean = |code: &str| -> String {
@@ -1261,9 +1325,16 @@ fn operation_help(service: &Service, op: &Operation) -> String {
     if op.pagination.is_some() {
         out.push_str("    [--starting-token <value>]\n    [--page-size <value>]\n    [--max-items <value>]\n");
     }
-    out.push_str(
-        "    [--cli-input-json | --cli-input-yaml]\n    [--generate-cli-skeleton <value>]\n",
-    );
+    if op.streaming_output.is_some() {
+        // awscli's synopsis: the positional last; no input documents or skeletons for these operations.
+        out.push_str(
+            "    <outfile>\n\noutfile (string): Filename where the content will be saved\n",
+        );
+    } else {
+        out.push_str(
+            "    [--cli-input-json | --cli-input-yaml]\n    [--generate-cli-skeleton <value>]\n",
+        );
+    }
     out
 }
 
@@ -1305,6 +1376,20 @@ mod tests {
             Some("put-media")
         );
         assert_eq!(command_word(&words(&["--version"])), None);
+    }
+
+    #[test]
+    fn streaming_operation_help_shows_the_outfile_positional() {
+        let media = model::load("kinesis-video-media").unwrap();
+        let help = operation_help(&media, media.operation("get-media").unwrap());
+        assert!(
+            help.contains("    --start-selector <value>\n    <outfile>\n"),
+            "{help}"
+        );
+        assert!(!help.contains("--cli-input-json"), "{help}");
+        let control = model::load("kinesisvideo").unwrap();
+        let help = operation_help(&control, control.operation("list-streams").unwrap());
+        assert!(!help.contains("<outfile>") && help.contains("--cli-input-json"));
     }
 
     #[test]

@@ -5,11 +5,13 @@ use super::value::{parse_json, Value};
 
 const KINESISVIDEO: &str = include_str!("models/kinesisvideo.json");
 const ARCHIVED_MEDIA: &str = include_str!("models/kinesis-video-archived-media.json");
+const MEDIA: &str = include_str!("models/kinesis-video-media.json");
 
 /// CLI service names and their embedded models.
 pub(crate) const SERVICES: &[(&str, &str)] = &[
     ("kinesisvideo", KINESISVIDEO),
     ("kinesis-video-archived-media", ARCHIVED_MEDIA),
+    ("kinesis-video-media", MEDIA),
 ];
 
 /// One service model.
@@ -35,6 +37,10 @@ pub(crate) struct Operation {
     pub(crate) input: String,
     pub(crate) output: String,
     pub(crate) pagination: Option<Pagination>,
+    /// The output member that is the response body itself, when it is a blob (botocore
+    /// `has_streaming_output`: GetMedia's, GetClip's `Payload`). The AWS CLI writes it to the `outfile`
+    /// positional argument instead of printing it.
+    pub(crate) streaming_output: Option<String>,
 }
 
 /// A paginator from `paginators-1.json`.
@@ -61,6 +67,10 @@ pub(crate) struct Shape {
     pub(crate) value: Option<String>,
     pub(crate) min: Option<f64>,
     pub(crate) enum_values: Vec<String>,
+    /// Structure members bound to an HTTP header (`location: header`): (member name, header name).
+    pub(crate) header_members: Vec<(String, String)>,
+    /// The structure's `payload` member: the whole HTTP body rather than a key of a JSON body.
+    pub(crate) payload: Option<String>,
 }
 
 impl Shape {
@@ -109,6 +119,7 @@ pub(crate) fn load(cli_name: &str) -> Option<Service> {
                 input: str_of(op.get("input").and_then(|i| i.get("shape"))),
                 output: str_of(op.get("output").and_then(|i| i.get("shape"))),
                 pagination,
+                streaming_output: None,
             });
         }
     }
@@ -130,6 +141,17 @@ pub(crate) fn load(cli_name: &str) -> Option<Service> {
                 _ => Vec::new(),
             };
             let shape_ref = |key: &str| s.get(key).map(|v| str_of(v.get("shape")));
+            let header_members = match s.get("members") {
+                Some(Value::Map(m)) => m
+                    .iter()
+                    .filter(|(_, v)| v.get("location").and_then(Value::as_str) == Some("header"))
+                    .map(|(k, v)| {
+                        let header = v.get("locationName").and_then(Value::as_str).unwrap_or(k);
+                        (k.clone(), header.to_owned())
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
             shapes.push(Shape {
                 name: name.clone(),
                 type_name: str_of(s.get("type")),
@@ -140,8 +162,13 @@ pub(crate) fn load(cli_name: &str) -> Option<Service> {
                 value: shape_ref("value"),
                 min: s.get("min").and_then(Value::as_f64),
                 enum_values: strings("enum"),
+                header_members,
+                payload: s.get("payload").and_then(Value::as_str).map(str::to_owned),
             });
         }
+    }
+    for op in &mut operations {
+        op.streaming_output = streaming_payload(&shapes, &op.output);
     }
     let metadata = model.get("metadata");
     Some(Service {
@@ -150,6 +177,17 @@ pub(crate) fn load(cli_name: &str) -> Option<Service> {
         operations,
         shapes,
     })
+}
+
+/// botocore `OperationModel._get_streaming_body`: the output shape's payload member, if its shape is a blob.
+fn streaming_payload(shapes: &[Shape], output: &str) -> Option<String> {
+    let shape = shapes.iter().find(|s| s.name == output)?;
+    let payload = shape.payload.as_ref()?;
+    let (_, member_shape) = shape.members.iter().find(|(m, _)| m == payload)?;
+    let blob = shapes
+        .iter()
+        .any(|s| s.name == *member_shape && s.type_name == "blob");
+    blob.then(|| payload.clone())
 }
 
 /// botocore `xform_name`: `GetHLSStreamingSessionURL` → `get-hls-streaming-session-url`; `ARNs` → `-arns`.
@@ -275,5 +313,50 @@ mod tests {
         let am = load("kinesis-video-archived-media").unwrap();
         let op = am.operation("get-hls-streaming-session-url").unwrap();
         assert_eq!(op.request_uri, "/getHLSStreamingSessionURL");
+    }
+
+    #[test]
+    fn streaming_outputs_are_the_three_media_operations() {
+        let mut streaming = Vec::new();
+        for (name, _) in SERVICES {
+            let service = load(name).unwrap();
+            for op in &service.operations {
+                if let Some(member) = &op.streaming_output {
+                    streaming.push((op.cli_name.clone(), member.clone(), op.request_uri.clone()));
+                }
+            }
+        }
+        streaming.sort();
+        let want = [
+            ("get-clip", "Payload", "/getClip"),
+            ("get-media", "Payload", "/getMedia"),
+            (
+                "get-media-for-fragment-list",
+                "Payload",
+                "/getMediaForFragmentList",
+            ),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(streaming, want);
+    }
+
+    #[test]
+    fn content_type_is_read_from_its_header() {
+        let media = load("kinesis-video-media").unwrap();
+        let op = media.operation("get-media").unwrap();
+        let output = media.shape(&op.output);
+        assert_eq!(
+            output.header_members,
+            [("ContentType".to_owned(), "Content-Type".to_owned())]
+        );
+        assert_eq!(output.payload.as_deref(), Some("Payload"));
+        // Non-streaming outputs have neither.
+        let control = load("kinesisvideo").unwrap();
+        let describe = control.operation("describe-stream").unwrap();
+        assert!(describe.streaming_output.is_none());
+        assert!(control.shape(&describe.output).header_members.is_empty());
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct OpCall {
     pub(crate) paging: Paging,
     /// `--generate-cli-skeleton` value (`input`, `yaml-input`, `output`).
     pub(crate) skeleton: Option<String>,
+    /// The `outfile` positional argument of an operation with a streaming output (always set for those).
+    pub(crate) outfile: Option<String>,
 }
 
 /// The argument table of an operation, in input-member order.
@@ -69,7 +71,33 @@ fn can_be_value(token: &str) -> bool {
     !token.starts_with('-') || token.len() == 1 || token[1..].parse::<f64>().is_ok()
 }
 
-/// Parses the operation's arguments (global options already removed).
+/// Whether argparse reads `token` as a positional argument rather than an option (`ArgumentParser.
+/// _parse_optional`): anything not starting with `-`, `-` itself, negative numbers, and tokens with a space
+/// unless they are `--option=value` of a known option.
+fn is_positional(token: &str, table: &[ArgSpec]) -> bool {
+    if !token.starts_with('-') || token == "-" {
+        return true;
+    }
+    let digits = &token[1..];
+    let negative_number = digits.chars().all(|c| c.is_ascii_digit())
+        || digits.split_once('.').is_some_and(|(int, frac)| {
+            int.chars().all(|c| c.is_ascii_digit())
+                && !frac.is_empty()
+                && frac.chars().all(|c| c.is_ascii_digit())
+        });
+    if negative_number {
+        return true;
+    }
+    let known_with_value = token
+        .split_once('=')
+        .is_some_and(|(name, _)| table.iter().any(|a| a.cli_name == name));
+    token.contains(' ') && !known_with_value
+}
+
+/// Parses the operation's arguments (global options already removed). Operations with a streaming output
+/// take one positional argument, `outfile` (awscli `StreamingOutputArgument`), and no
+/// `--cli-input-json`/`--cli-input-yaml`/`--generate-cli-skeleton` (awscli leaves those out when the
+/// argument table has an `outfile`).
 pub(crate) fn parse_args(
     service: &Service,
     op: &Operation,
@@ -88,13 +116,29 @@ pub(crate) fn parse_args(
     let mut starting_token = None;
     let mut page_size = None;
     let mut max_items = None;
+    let streaming = op.streaming_output.is_some();
+    let mut outfile: Option<String> = None;
+    // After a bare `--`, argparse reads every token as a positional (how to pass `outfile` right after a
+    // list option, which would otherwise take it as one more item).
+    let mut only_positionals = false;
     let mut i = 0;
     while i < argv.len() {
         let token = &argv[i];
         i += 1;
-        let Some(stripped) = token.strip_prefix("--") else {
-            unknown.push(token.clone());
+        if streaming && token == "--" && !only_positionals {
+            only_positionals = true;
             continue;
+        }
+        if streaming && outfile.is_none() && (only_positionals || is_positional(token, &table)) {
+            outfile = Some(token.clone());
+            continue;
+        }
+        let stripped = match token.strip_prefix("--") {
+            Some(stripped) if !only_positionals => stripped,
+            _ => {
+                unknown.push(token.clone());
+                continue;
+            }
         };
         let (name, inline) = match stripped.split_once('=') {
             Some((n, v)) => (format!("--{n}"), Some(v.to_owned())),
@@ -106,10 +150,11 @@ pub(crate) fn parse_args(
         // Every option here takes one value, lists take one or more, `--generate-cli-skeleton` zero or one.
         let optional_value = name == "--generate-cli-skeleton";
         let known = spec_index.is_some()
-            || matches!(
-                name.as_str(),
-                "--cli-input-json" | "--cli-input-yaml" | "--generate-cli-skeleton"
-            )
+            || (!streaming
+                && matches!(
+                    name.as_str(),
+                    "--cli-input-json" | "--cli-input-yaml" | "--generate-cli-skeleton"
+                ))
             || (op.pagination.is_some()
                 && matches!(
                     name.as_str(),
@@ -179,12 +224,15 @@ pub(crate) fn parse_args(
     // `--cli-input-*` and input skeletons make every argument optional (awscli `OverrideRequiredArgsArgument`).
     let input_skeleton = matches!(skeleton.as_deref(), Some("input" | "yaml-input"));
     if cli_input_json.is_none() && cli_input_yaml.is_none() && !input_skeleton {
-        let missing: Vec<&str> = table
+        let mut missing: Vec<&str> = table
             .iter()
             .enumerate()
             .filter(|(k, a)| a.required && !given.iter().any(|(g, _)| g == k))
             .map(|(_, a)| a.cli_name.as_str())
             .collect();
+        if streaming && outfile.is_none() {
+            missing.push("outfile");
+        }
         if !missing.is_empty() {
             return Err(usage_error(format!(
                 "the following arguments are required: {}",
@@ -264,6 +312,7 @@ pub(crate) fn parse_args(
         params,
         paging,
         skeleton,
+        outfile,
     })
 }
 
@@ -701,6 +750,104 @@ mod tests {
     }
 
     #[test]
+    fn outfile_is_a_required_positional_listed_last() {
+        let media = ["kinesis-video-media", "get-media"];
+        assert_eq!(
+            usage(parse(media[0], media[1], &[])),
+            "the following arguments are required: --start-selector, outfile"
+        );
+        assert_eq!(
+            usage(parse(
+                media[0],
+                media[1],
+                &["--start-selector", "StartSelectorType=NOW"]
+            )),
+            "the following arguments are required: outfile"
+        );
+        let call = parse(
+            media[0],
+            media[1],
+            &[
+                "out.mkv",
+                "--stream-name",
+                "s",
+                "--start-selector",
+                "StartSelectorType=EARLIEST",
+            ],
+        )
+        .unwrap();
+        assert_eq!(call.outfile.as_deref(), Some("out.mkv"));
+        assert_eq!(
+            call.params.get("StartSelector"),
+            Some(&Value::Map(vec![(
+                "StartSelectorType".into(),
+                Value::Str("EARLIEST".into())
+            )]))
+        );
+        // `-` is a file name, not standard output.
+        let call = parse(
+            media[0],
+            media[1],
+            &["--start-selector", "StartSelectorType=NOW", "-"],
+        )
+        .unwrap();
+        assert_eq!(call.outfile.as_deref(), Some("-"));
+    }
+
+    #[test]
+    fn a_list_option_takes_every_following_word_unless_a_double_dash_ends_it() {
+        let op = [
+            "kinesis-video-archived-media",
+            "get-media-for-fragment-list",
+        ];
+        // As argparse: `--fragments` is greedy, so the intended outfile becomes a fragment number.
+        assert_eq!(
+            usage(parse(op[0], op[1], &["--fragments", "1", "2", "out"])),
+            "the following arguments are required: outfile"
+        );
+        let call = parse(op[0], op[1], &["--fragments", "1", "2", "--", "out"]).unwrap();
+        assert_eq!(call.outfile.as_deref(), Some("out"));
+        assert_eq!(
+            call.params.get("Fragments"),
+            Some(&Value::List(vec![
+                Value::Str("1".into()),
+                Value::Str("2".into())
+            ]))
+        );
+        let call = parse(op[0], op[1], &["out", "--fragments", "1", "2"]).unwrap();
+        assert_eq!(call.outfile.as_deref(), Some("out"));
+        // After `--` even option-like words are positionals.
+        let call = parse(op[0], op[1], &["--fragments", "1", "--", "--weird"]).unwrap();
+        assert_eq!(call.outfile.as_deref(), Some("--weird"));
+    }
+
+    #[test]
+    fn a_second_positional_and_input_document_options_are_unknown_for_streaming_operations() {
+        let clip = |argv: &[&str]| parse("kinesis-video-archived-media", "get-clip", argv);
+        let selector = "FragmentSelectorType=SERVER_TIMESTAMP";
+        let with_selector = |rest: &[&str]| {
+            let mut argv = vec!["--clip-fragment-selector", selector];
+            argv.extend_from_slice(rest);
+            clip(&argv)
+        };
+        assert_eq!(unknown(with_selector(&["out1", "out2"])), "out2");
+        assert_eq!(
+            unknown(with_selector(&["out", "--cli-input-json", "{}"])),
+            "--cli-input-json, {}"
+        );
+        // `--generate-cli-skeleton output`: "output" is the outfile, the option unknown (as the AWS CLI).
+        assert_eq!(
+            unknown(with_selector(&["--generate-cli-skeleton", "output"])),
+            "--generate-cli-skeleton"
+        );
+        // A missing required argument is reported before unknown options.
+        assert_eq!(
+            usage(clip(&["--generate-cli-skeleton"])),
+            "the following arguments are required: --clip-fragment-selector, outfile"
+        );
+    }
+
+    #[test]
     fn missing_required_arguments_are_reported_before_unknown_options() {
         assert_eq!(
             usage(parse(
@@ -715,5 +862,33 @@ mod tests {
             unknown(parse("kinesisvideo", "describe-stream", &["--bogus", "x"])),
             "--bogus, x"
         );
+    }
+
+    #[test]
+    fn non_streaming_operations_take_no_positional() {
+        let call = parse("kinesisvideo", "list-streams", &[]).unwrap();
+        assert_eq!(call.outfile, None);
+        assert_eq!(
+            unknown(parse("kinesisvideo", "list-streams", &["out"])),
+            "out"
+        );
+    }
+
+    #[test]
+    fn argparse_positional_rule() {
+        let table = Vec::new();
+        for token in ["out", "-", "-5", "-1.5", "-a b", "--a b"] {
+            assert!(is_positional(token, &table), "{token}");
+        }
+        for token in ["--x", "-x", "--", "-1.", "-1e5"] {
+            assert!(!is_positional(token, &table), "{token}");
+        }
+        let table = [ArgSpec {
+            cli_name: "--stream-name".into(),
+            member: "StreamName".into(),
+            shape: "StreamName".into(),
+            required: false,
+        }];
+        assert!(!is_positional("--stream-name=a b", &table));
     }
 }

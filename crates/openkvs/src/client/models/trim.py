@@ -14,7 +14,9 @@ import botocore
 OPS = {
     "kinesisvideo": ["CreateStream", "DescribeStream", "ListStreams", "DeleteStream", "UpdateDataRetention",
                      "GetDataEndpoint", "TagStream", "ListTagsForStream"],
-    "kinesis-video-archived-media": ["GetHLSStreamingSessionURL", "ListFragments"],
+    "kinesis-video-archived-media": ["GetHLSStreamingSessionURL", "ListFragments", "GetMediaForFragmentList",
+                                     "GetClip"],
+    "kinesis-video-media": ["GetMedia"],
 }
 SHAPE_KEYS = ["type", "required", "members", "member", "key", "value", "min", "max", "enum", "timestampFormat",
               "streaming", "payload", "exception", "error"]
