@@ -1,0 +1,159 @@
+"""The streaming-output commands against the real AWS CLI (v1): `kinesis-video-media get-media`,
+`kinesis-video-archived-media get-media-for-fragment-list` and `get-clip`, which write the response body to a
+positional OUTFILE and print the other output members (ContentType) as the output document.
+
+Both CLIs run with the same arguments against the same server, each with its own OUTFILE: stdout and
+(normalised) stderr must be equal, exit statuses agree on success/failure (openkvs's follow AWS CLI v2's
+documented classes, checked against fixed values as in test_cli.py), and an OUTFILE exists after one CLI
+exactly when it exists after the other.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import pytest
+
+from conftest import FIXTURES, aws_cli, client_env, openkvs_bin, unique_name
+from test_cli import normalize_err
+
+GET_MEDIA = ["kinesis-video-media", "get-media"]
+GET_MEDIA_FOR_FRAGMENT_LIST = ["kinesis-video-archived-media", "get-media-for-fragment-list"]
+GET_CLIP = ["kinesis-video-archived-media", "get-clip"]
+# Well-formed fragment numbers of no stream.
+UNKNOWN_FRAGMENT = "91343852333181432392682062607743920146264672789"
+
+
+def run(prog: list[str], server, args: list[str], timeout: float = 60):
+    env = client_env()
+    cmd = [*prog, "--endpoint-url", server.endpoint, *map(str, args)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+def both(server, tmp_path, *args: str, expect_rc: int = 0):
+    """Runs the AWS CLI and openkvs with `{out}` in `args` replaced by a path of each one's own; asserts equal
+    stdout and normalised stderr, that the outfile exists after both or neither; returns the two paths."""
+    out_a, out_o = tmp_path / "aws.out", tmp_path / "openkvs.out"
+    rc_a, stdout_a, err_a = run(aws_cli(), server, [a.replace("{out}", str(out_a)) for a in args])
+    rc_o, stdout_o, err_o = run([openkvs_bin()], server, [a.replace("{out}", str(out_o)) for a in args])
+    err_a_same = normalize_err(err_a.replace(str(out_a), "{out}"))
+    err_o_same = normalize_err(err_o.replace(str(out_o), "{out}"))
+    assert stdout_o == stdout_a, f"stdout differs for {args}:\n--- aws\n{stdout_a}\n--- openkvs\n{stdout_o}\n{err_o}"
+    assert err_o_same == err_a_same, f"stderr differs for {args}:\n--- aws\n{err_a}\n--- openkvs\n{err_o}"
+    assert rc_o == expect_rc, (rc_o, err_o)
+    assert (rc_a == 0) == (rc_o == 0), (rc_a, rc_o)
+    assert out_a.exists() == out_o.exists(), (out_a.exists(), out_o.exists())
+    return out_a, out_o
+
+
+@pytest.fixture(scope="module")
+def media_server(tmp_path_factory):
+    from conftest import Server
+    s = Server(tmp_path_factory.mktemp("cli-media")).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def stream(media_server):
+    """A stream holding the h264+aac fixture (its fragments listed); returns (server, name)."""
+    server = media_server
+    name = unique_name()
+    server.kv().create_stream(StreamName=name, DataRetentionInHours=24)
+    rc, _, err = server.put_media(name, FIXTURES / "h264_aac.mkv", "--fast")
+    assert rc == 0, err
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        fragments = server.am().list_fragments(StreamName=name, FragmentSelector={
+            "FragmentSelectorType": "SERVER_TIMESTAMP",
+            "TimestampRange": {"StartTimestamp": time.time() - 3600, "EndTimestamp": time.time() + 3600}})["Fragments"]
+        if fragments:
+            break
+        time.sleep(0.2)
+    return server, name
+
+
+def clip_selector(start: float, end: float) -> str:
+    return (f"FragmentSelectorType=SERVER_TIMESTAMP,"
+            f"TimestampRange={{StartTimestamp={int(start)},EndTimestamp={int(end)}}}")
+
+
+# Refused before any request is sent: argparse's and botocore's validation errors.
+ARGUMENT_ERRORS = [
+    [*GET_MEDIA],
+    [*GET_MEDIA, "--stream-name", "{name}"],
+    [*GET_MEDIA, "--stream-name", "{name}", "--start-selector", "StartSelectorType=EARLIEST"],
+    # --fragments takes every following word: the intended outfile becomes a fragment number.
+    [*GET_MEDIA_FOR_FRAGMENT_LIST, "--stream-name", "{name}", "--fragments", UNKNOWN_FRAGMENT, "{out}"],
+    [*GET_CLIP, "--stream-name", "{name}", "{out}"],
+    # Streaming-output operations have no input documents or skeletons (awscli leaves them out).
+    [*GET_CLIP, "--generate-cli-skeleton"],
+    [*GET_MEDIA, "--stream-name", "{name}", "--start-selector", "StartSelectorType=EARLIEST", "{out}", "second"],
+    [*GET_MEDIA, "--start-selector", "StartSelectorType=EARLIEST", "{out}", "--cli-input-json", "{}"],
+    [*GET_CLIP, "--clip-fragment-selector", "FragmentSelectorType=SERVER_TIMESTAMP", "--generate-cli-skeleton",
+     "output"],
+    # Client-side validation.
+    [*GET_MEDIA, "--stream-name", "", "--start-selector", "StartSelectorType=EARLIEST", "{out}"],
+    [*GET_MEDIA, "--stream-name", "{name}", "--start-selector", "StartSelectorType=EARLIEST,Bogus=1", "{out}"],
+    [*GET_MEDIA, "--stream-name", "{name}", "--start-selector", '{"StartSelectorType": }', "{out}"],
+    [*GET_CLIP, "--stream-name", "{name}", "--clip-fragment-selector", "FragmentSelectorType=SERVER_TIMESTAMP",
+     "{out}"],
+    [*GET_CLIP, "--stream-name", "{name}", "--clip-fragment-selector",
+     "FragmentSelectorType=SERVER_TIMESTAMP,TimestampRange={StartTimestamp=yesterday,EndTimestamp=1}", "{out}"],
+]
+
+
+@pytest.mark.parametrize("args", ARGUMENT_ERRORS, ids=range(len(ARGUMENT_ERRORS)))
+def test_argument_errors_match_aws(stream, tmp_path, args):
+    server, name = stream
+    _, out_o = both(server, tmp_path, *[a.replace("{name}", name) for a in args], expect_rc=252)
+    assert not out_o.exists()
+
+
+def service_error_cases(name: str) -> list[list[str]]:
+    now = time.time()
+    return [
+        [*GET_MEDIA, "--stream-name", "no-such-stream", "--start-selector", "StartSelectorType=EARLIEST", "{out}"],
+        [*GET_MEDIA, "--stream-name", name, "--start-selector", "StartSelectorType=BOGUS", "{out}"],
+        [*GET_MEDIA, "--stream-arn", "not-an-arn", "--start-selector", "StartSelectorType=NOW", "{out}"],
+        [*GET_MEDIA_FOR_FRAGMENT_LIST, "--stream-name", "no-such-stream", "--fragments", UNKNOWN_FRAGMENT, "--",
+         "{out}"],
+        [*GET_CLIP, "--stream-name", "no-such-stream", "--clip-fragment-selector", clip_selector(now - 60, now),
+         "{out}"],
+        # A range before the stream existed holds no fragment.
+        [*GET_CLIP, "--stream-name", name, "--clip-fragment-selector", clip_selector(now - 7200, now - 7100),
+         "{out}"],
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_service_errors_match_aws(stream, tmp_path, case):
+    """The server refuses these (which exception is the server's business): both CLIs print the same error,
+    exit non-zero (254 for openkvs) and create no outfile."""
+    server, name = stream
+    args = service_error_cases(name)[case]
+    _, out_o = both(server, tmp_path, *args, expect_rc=254)
+    assert not out_o.exists()
+
+
+def test_endpoint_discovery_asks_for_each_media_api(stream, tmp_path):
+    """Without --endpoint-url, openkvs asks GetDataEndpoint for GET_MEDIA / GET_MEDIA_FOR_FRAGMENT_LIST /
+    GET_CLIP first (the AWS CLI needs the user to do it)."""
+    server, name = stream
+    env = client_env()
+    env["OPENKVS_ENDPOINT_URL"] = server.endpoint
+    now = time.time()
+    for args, api in [
+        ([*GET_MEDIA, "--stream-name", name, "--start-selector", "StartSelectorType=BOGUS"], "GET_MEDIA"),
+        ([*GET_MEDIA_FOR_FRAGMENT_LIST, "--stream-name", name, "--fragments", UNKNOWN_FRAGMENT, "--"],
+         "GET_MEDIA_FOR_FRAGMENT_LIST"),
+        ([*GET_CLIP, "--stream-name", name, "--clip-fragment-selector", clip_selector(now - 7200, now - 7100)],
+         "GET_CLIP"),
+    ]:
+        p = subprocess.run([openkvs_bin(), "--debug", *args, str(tmp_path / "x")], capture_output=True, text=True,
+                           timeout=60, env=env)
+        assert p.stderr.count("OperationModel(name=GetDataEndpoint)") == 1, p.stderr[-2000:]
+        assert f'"APIName": "{api}"' in p.stderr
+        assert p.returncode == 254, p.stderr[-2000:]
