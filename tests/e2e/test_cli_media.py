@@ -5,7 +5,9 @@ positional OUTFILE and print the other output members (ContentType) as the outpu
 Both CLIs run with the same arguments against the same server, each with its own OUTFILE: stdout and
 (normalised) stderr must be equal, exit statuses agree on success/failure (openkvs's follow AWS CLI v2's
 documented classes, checked against fixed values as in test_cli.py), and an OUTFILE exists after one CLI
-exactly when it exists after the other.
+exactly when it exists after the other. Successful OUTFILEs are byte-identical (GetMedia: but for each
+document's AWS_KINESISVIDEO_MILLIS_BEHIND_NOW, which depends on when the response was made) and hold the
+ingested frames.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 
 import pytest
 
+import mkv
 from conftest import FIXTURES, aws_cli, client_env, openkvs_bin, unique_name
 from test_cli import normalize_err
 
@@ -157,3 +160,82 @@ def test_endpoint_discovery_asks_for_each_media_api(stream, tmp_path):
         assert p.stderr.count("OperationModel(name=GetDataEndpoint)") == 1, p.stderr[-2000:]
         assert f'"APIName": "{api}"' in p.stderr
         assert p.returncode == 254, p.stderr[-2000:]
+
+
+# -- successful calls: the same OUTFILE from both CLIs ------------------------------------------------------------
+
+
+def listed_fragments(server, name: str) -> list[str]:
+    """The stream's fragment numbers in ingest order."""
+    fragments = server.am().list_fragments(StreamName=name, FragmentSelector={
+        "FragmentSelectorType": "SERVER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": time.time() - 3600, "EndTimestamp": time.time() + 3600}})["Fragments"]
+    return [f["FragmentNumber"] for f in sorted(fragments, key=lambda f: int(f["FragmentNumber"]))]
+
+
+def cluster_frames(path) -> list[list[bytes]]:
+    """Every cluster's frame bytes, in file order."""
+    data = path.read_bytes() if hasattr(path, "read_bytes") else path
+    parsed = mkv.parse(data)
+    return [[frame for _, frame in mkv.frames_of(data, c)] for c in parsed.clusters]
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "table"])
+def test_get_media_for_fragment_list_matches_aws(stream, tmp_path, fmt):
+    server, name = stream
+    numbers = listed_fragments(server, name)
+    assert len(numbers) == 4, numbers
+    asked = [numbers[2], numbers[0], numbers[3]]
+    out_a, out_o = both(server, tmp_path, "--output", fmt, *GET_MEDIA_FOR_FRAGMENT_LIST, "--stream-name", name,
+                        "--fragments", *asked, "--", "{out}")
+    assert out_o.read_bytes() == out_a.read_bytes()
+    # And it is the asked fragments, in the order asked, frame for frame as ingested.
+    ingested = cluster_frames(FIXTURES / "h264_aac.mkv")
+    assert cluster_frames(out_o) == [ingested[2], ingested[0], ingested[3]]
+
+
+def test_get_clip_matches_aws(stream, tmp_path):
+    server, name = stream
+    now = time.time()
+    for fmt in ("json", "text"):
+        out_a, out_o = both(server, tmp_path, "--output", fmt, *GET_CLIP, "--stream-name", name,
+                            "--clip-fragment-selector", clip_selector(now - 3600, now - 1), "{out}")
+        clip = out_o.read_bytes()
+        assert clip == out_a.read_bytes()
+        assert clip[4:8] == b"ftyp" and b"moov" in clip[:4096], clip[:64]
+
+
+TAGS_ID = bytes.fromhex("1254C367")
+MILLIS_BEHIND_NOW = "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW"
+
+
+def get_media_documents(data: bytes) -> list[tuple[bytes, list[tuple[str, str]]]]:
+    """Each document of a GetMedia payload as (its bytes up to the trailing Tags element, those tags with
+    MILLIS_BEHIND_NOW masked): the one value that depends on when the response was made."""
+    parsed = mkv.parse(data)
+    starts = [s.ebml_offset for s in parsed.segments] + [len(data)]
+    out = []
+    for i, segment in enumerate(parsed.segments):
+        start, end = starts[i], starts[i + 1]
+        trailing = data.rfind(TAGS_ID, start, end)
+        assert trailing > start, f"document {i} has no trailing Tags"
+        names = segment.tags[-1][1]
+        out.append((data[start:trailing], [(n, "*" if n == MILLIS_BEHIND_NOW else v) for n, v in names]))
+    return out
+
+
+@pytest.mark.parametrize("selector", ["StartSelectorType=EARLIEST", "StartSelectorType=FRAGMENT_NUMBER,"
+                                                                    "AfterFragmentNumber={first}"])
+def test_get_media_matches_aws(stream, tmp_path, selector):
+    """A finished stream: the response ends once caught up (docs/wire.md#getmedia), for both CLIs."""
+    server, name = stream
+    numbers = listed_fragments(server, name)
+    out_a, out_o = both(server, tmp_path, *GET_MEDIA, "--stream-name", name, "--start-selector",
+                        selector.replace("{first}", numbers[0]), "{out}")
+    ours, theirs = out_o.read_bytes(), out_a.read_bytes()
+    assert get_media_documents(ours) == get_media_documents(theirs)
+    expected = numbers if "EARLIEST" in selector else numbers[1:]
+    ingested = cluster_frames(FIXTURES / "h264_aac.mkv")
+    assert cluster_frames(ours) == ingested[len(ingested) - len(expected):]
+    tags = [dict(t) for _, t in get_media_documents(ours)]
+    assert [t["AWS_KINESISVIDEO_CONTINUATION_TOKEN"] for t in tags] == expected
