@@ -12,11 +12,13 @@ ingested frames.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 
 import pytest
 
+import kvs
 import mkv
 from conftest import FIXTURES, aws_cli, client_env, openkvs_bin, unique_name
 from test_cli import normalize_err
@@ -239,3 +241,70 @@ def test_get_media_matches_aws(stream, tmp_path, selector):
     assert cluster_frames(ours) == ingested[len(ingested) - len(expected):]
     tags = [dict(t) for _, t in get_media_documents(ours)]
     assert [t["AWS_KINESISVIDEO_CONTINUATION_TOKEN"] for t in tags] == expected
+
+
+EBML_ID = bytes.fromhex("1A45DFA3")
+
+
+def complete_documents(data: bytes) -> bytes:
+    """The payload up to the start of its last document (which an interrupted transfer may have cut)."""
+    return data[:max(0, data.rfind(EBML_ID))]
+
+
+def documents_in(path) -> int:
+    """How many GetMedia documents have begun their trailing tags in the file so far."""
+    return path.read_bytes().count(b"AWS_KINESISVIDEO_CONTINUATION_TOKEN") if path.exists() else 0
+
+
+def test_ctrl_c_on_a_live_get_media_like_aws(media_server, tmp_path):
+    """A GetMedia tailing a stream whose producer is still connected never ends by itself. Both CLIs are
+    stopped with SIGINT once the fragments have reached openkvs's file: both exit 130 after printing a
+    newline; openkvs's file holds every document that arrived, whole; the AWS CLI's (which writes in 32 KiB
+    reads) holds a prefix of the same documents."""
+    server = media_server
+    name = unique_name()
+    server.kv().create_stream(StreamName=name, DataRetentionInHours=24)
+    src = mkv.Source(FIXTURES / "h264_aac.mkv")
+    put = kvs.PutMedia(server.endpoint, name)
+    procs = {}
+    try:
+        assert put.wait_status() == 200, put.describe()
+        clusters = src.looped(1)
+        assert put.send(src.header + b"".join(clusters)), put.describe()
+        # The last cluster stays open until the next one begins: the first three are committed.
+        assert put.wait_for(lambda acks: sum(a.get("EventType") == "PERSISTED" for a in acks) >= 3, 30), \
+            put.describe()
+        persisted = [a["FragmentNumber"] for a in put.acks if a.get("EventType") == "PERSISTED"]
+        outs = {"aws": tmp_path / "aws.mkv", "openkvs": tmp_path / "openkvs.mkv"}
+        for who, prog in (("aws", aws_cli()), ("openkvs", [openkvs_bin()])):
+            procs[who] = subprocess.Popen(
+                [*prog, "--endpoint-url", server.endpoint, *GET_MEDIA, "--stream-name", name, "--start-selector",
+                 "StartSelectorType=EARLIEST", str(outs[who])],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=client_env())
+        deadline = time.monotonic() + 30
+        while documents_in(outs["openkvs"]) < len(persisted):
+            assert time.monotonic() < deadline, "the archived fragments never reached openkvs's file"
+            assert procs["openkvs"].poll() is None, procs["openkvs"].communicate()
+            time.sleep(0.05)
+        # Let the AWS CLI's reads catch up with what has been sent, then check nobody has ended.
+        time.sleep(2)
+        assert procs["aws"].poll() is None and procs["openkvs"].poll() is None
+        results = {}
+        for who, proc in procs.items():
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+            results[who] = (proc.returncode, out, normalize_err(err))
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        put.close()
+    assert results["openkvs"] == (130, "\n", ""), results["openkvs"]
+    assert results["aws"] == results["openkvs"], results
+    ours, theirs = outs["openkvs"].read_bytes(), outs["aws"].read_bytes()
+    docs = get_media_documents(ours)
+    assert [dict(t)["AWS_KINESISVIDEO_CONTINUATION_TOKEN"] for _, t in docs] == persisted
+    assert cluster_frames(ours) == cluster_frames(FIXTURES / "h264_aac.mkv")[:len(persisted)]
+    theirs_docs = get_media_documents(complete_documents(theirs))
+    assert len(theirs_docs) >= 1, len(theirs)
+    assert theirs_docs == docs[:len(theirs_docs)]
