@@ -1,6 +1,6 @@
 //! `openkvs`: the server (`openkvs serve`) and its clients (`openkvs put-media`, and the AWS-CLI-compatible
-//! `openkvs kinesisvideo …` / `openkvs kinesis-video-archived-media …` commands of [`openkvs::client`], in the
-//! crate's library half so the fuzz targets reach its parsers).
+//! `openkvs kinesisvideo …` / `kinesis-video-archived-media …` / `kinesis-video-media …` commands of
+//! [`openkvs::client`], in the crate's library half so the fuzz targets reach its parsers).
 
 mod serve;
 
