@@ -99,7 +99,10 @@ fi
 CC_CMD=(gcc -O2 -std=gnu11 -Wall -Werror -I"$INSTALL/include" -o OUT "$DRIVER_SRC" -L"$INSTALL/lib"
   -Wl,-Bstatic -lcproducer -lkvsCommonCurl -lkvspic -lkvspicUtils -Wl,-Bdynamic
   -lcurl -lssl -lcrypto -lpthread -ldl -lrt -lm)
-drv_key="$( { sha256sum <"$DRIVER_SRC"; echo "$sdk_key"; echo "${CC_CMD[*]}"; } | sha256sum | cut -c1-16)"
+# The key names the source by its content, not its path: checkouts side by side (git worktrees) share
+# one driver instead of each deleting the others' as "older".
+drv_key="$( { sha256sum <"$DRIVER_SRC"; echo "$sdk_key"; echo "${CC_CMD[*]/#"$DRIVER_SRC"/DRIVER_SRC}"; } |
+  sha256sum | cut -c1-16)"
 OUT="$K/driver/$drv_key/kvs-producer-c-driver"
 if [ ! -x "$OUT" ]; then
   mkdir -p "$K/driver/$drv_key"
