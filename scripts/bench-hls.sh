@@ -6,18 +6,13 @@
 # Env: BENCH_DISK_DIR (default /var/tmp), BENCH_SECONDS (600).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg mkvtoolnix)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
 [ ${#missing[@]} -eq 0 ] || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
-python3 -c 'import boto3' 2>/dev/null || pip install -q -r requirements-test.txt
-cargo build --release -q -p openkvs
-disk="${BENCH_DISK_DIR:-/var/tmp}"
-seconds="${BENCH_SECONDS:-600}"
-input="$disk/openkvs-bench-720p-${seconds}s.mkv"
-[ -s "$input" ] || scripts/make-fixtures.sh --bench "$input" "$seconds"
+# shellcheck source=scripts/bench-input.sh
+. scripts/bench-input.sh
 runs=3
 if [[ "${1:-}" =~ ^[0-9]+$ ]]; then runs=$1; shift; fi
 exec python3 scripts/bench_hls.py --bin "$CARGO_TARGET_DIR/release/openkvs" --input "$input" \
