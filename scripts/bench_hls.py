@@ -129,8 +129,8 @@ class Nginx:
         self.proc.wait(timeout=30)
 
 
-def put_media(binary, endpoint, path):
-    out = subprocess.run([binary, "put-media", "--fast", "--endpoint-url", endpoint, "--stream-name", STREAM, path],
+def put_media(binary, endpoint, path, stream=STREAM):
+    out = subprocess.run([binary, "put-media", "--fast", "--endpoint-url", endpoint, "--stream-name", stream, path],
                          check=True, capture_output=True, text=True).stdout
     summary = json.loads(out.strip().splitlines()[-1])
     if summary.get("Errors"):
