@@ -21,11 +21,12 @@ payload to its final size (the last document, ending with the last fragment's
 AWS_KINESISVIDEO_CONTINUATION_TOKEN, which is checked). Both sides read warm: the input and the
 stored segment files (same disk) are in the page cache after the untimed warm-up of each.
 
-The client's own ceilings, measured after the timed runs on the recorded raw responses (headers,
-the server's exact chunk framing): the same parsing code fed from memory in reads of the timed
-runs' mean size (the client alone, without the kernel's socket copy), and the response served by
-a separate process with sendfile(2) over loopback to the same client code (loopback TCP and the
-client: what any server could reach here).
+The client's own ceilings, on the recorded raw responses (headers, the server's exact chunk
+framing): in every run, right after each openkvs request, the response written from memory in one
+sendall by a separate process over loopback to the same client code (loopback TCP and the client:
+what a server with nothing to do but hand the kernel the bytes reaches here); after the runs, the
+same parsing code fed from memory in reads of the timed runs' mean size (the client alone,
+without the kernel's socket copy).
 """
 import argparse
 import datetime
@@ -53,27 +54,26 @@ TOKEN_TAG = b"AWS_KINESISVIDEO_CONTINUATION_TOKEN"
 READ_SIZE = 4 << 20
 GOAL = 2.0
 
-# A one-connection-at-a-time HTTP server that answers every request with the bytes of a file
-# (a recorded raw response) by sendfile(2): what the client alone can do.
+# A one-connection-at-a-time HTTP server that answers every request with the bytes of a file (a
+# recorded raw response) held in memory, in one sendall: a server with nothing to do but hand the
+# kernel the bytes (sendfile(2) from tmpfs measured slower than this here).
 REPLAY = r"""
-import os, re, socket, sys
+import re, socket, sys
+data = open(sys.argv[1], "rb").read()
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen(4)
 print(s.getsockname()[1], flush=True)
 while True:
     c, _ = s.accept()
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += c.recv(65536)
-    head, body = data.split(b"\r\n\r\n", 1)
+    req = b""
+    while b"\r\n\r\n" not in req:
+        req += c.recv(65536)
+    head, body = req.split(b"\r\n\r\n", 1)
     n = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
     while len(body) < n:
         body += c.recv(65536)
-    with open(sys.argv[1], "rb") as f:
-        size, off = os.fstat(f.fileno()).st_size, 0
-        while off < size:
-            off += os.sendfile(c.fileno(), f.fileno(), off, size - off)
+    c.sendall(data)
     c.close()
 """
 
@@ -268,15 +268,13 @@ def top_boxes(path):
     return boxes
 
 
-def client_ceilings(raw_path, request, read_size, runs, buf):
-    """What the client alone can do, GB/s per run: (1) its parsing loop over the recorded raw
-    response held in memory, copied into the read buffer `read_size` bytes at a time (the timed
-    runs' mean read): everything the client does but the kernel's socket copy; (2) the response
-    served by another process with sendfile(2) over loopback TCP, read by the same client code:
-    loopback and the client, a bound for any HTTP server on this machine."""
+def parse_ceiling(raw_path, read_size, runs, buf):
+    """The client alone, GB/s per run: its parsing loop over the recorded raw response held in
+    memory, copied into the read buffer `read_size` bytes at a time (the timed runs' mean read):
+    everything the client does but the kernel's socket copy."""
     with open(raw_path, "rb") as f:
         data = memoryview(f.read())
-    parse = []
+    figures = []
     for _ in range(runs + 1):
         pos = 0
 
@@ -287,15 +285,26 @@ def client_ceilings(raw_path, request, read_size, runs, buf):
             pos += n
             return n
 
-        parse.append(read_response(copy, time.perf_counter(), buf)["gbps"])
-    proc = subprocess.Popen([sys.executable, "-c", REPLAY, raw_path], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(proc.stdout.readline())
-        loopback = [fetch(port, request, buf)["gbps"] for _ in range(runs + 1)]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    return {"parse": parse[1:], "loopback": loopback[1:]}  # the first of each warms up
+        figures.append(read_response(copy, time.perf_counter(), buf)["gbps"])
+    return figures[1:]  # the first warms up
+
+
+class Replay:
+    """A recorded raw response served by another process from memory over loopback TCP,
+    read by the same client code: loopback and the client, a bound for any HTTP server here."""
+
+    def __init__(self, raw_path, request, buf):
+        self.request, self.buf = request, buf
+        self.proc = subprocess.Popen([sys.executable, "-c", REPLAY, raw_path], stdout=subprocess.PIPE, text=True)
+        self.port = int(self.proc.stdout.readline())
+        self.run()  # warm
+
+    def run(self):
+        return fetch(self.port, self.request, self.buf)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 def machine():
@@ -333,6 +342,7 @@ def main():
           f"({filesystem(out)}); {args.runs} interleaved runs; {os.cpu_count()} CPUs ({machine()}), "
           f"Linux {platform.release()}, {ffmpeg_version}; load average {os.getloadavg()[0]:.2f}", flush=True)
     server = None
+    replays = {}
     buf = bytearray(READ_SIZE)
     try:
         server = Openkvs(args.bin, work)
@@ -418,6 +428,8 @@ def main():
               flush=True)
         for path in (media_payload, clip_body):
             os.unlink(path)
+        replays["getmedia"] = Replay(media_raw, media_req, buf)
+        replays["getclip"] = Replay(clip_raw, clip_req, buf)
 
         def check_media(r):
             # MILLIS_BEHIND_NOW grows with time: a few more digits, never fewer.
@@ -430,13 +442,17 @@ def main():
             if r["status"] != 200 or r["bytes"] != clip_bytes:
                 raise AssertionError(f"GetClip run: {r['status']} {r['bytes']} bytes (warm-up {clip_bytes})")
 
-        rows = {"getmedia": [], "ffmpeg_mkv": [], "getclip": [], "ffmpeg_mp4": []}
+        rows = {"getmedia": [], "ffmpeg_mkv": [], "getclip": [], "ffmpeg_mp4": [], "replay_getmedia": [],
+                "replay_getclip": []}
         for n in range(args.runs):
             fm = run_ffmpeg(ff_mkv_args, ff_mkv)
             om = run_openkvs(server.port, media_req, buf, server.proc.pid, media_bytes, check_media)
+            rm = replays["getmedia"].run()
             fc = run_ffmpeg(ff_mp4_args, ff_mp4)
             oc = run_openkvs(server.port, clip_req, buf, server.proc.pid, clip_bytes, check_clip)
-            for key, r in (("ffmpeg_mkv", fm), ("getmedia", om), ("ffmpeg_mp4", fc), ("getclip", oc)):
+            rc = replays["getclip"].run()
+            for key, r in (("ffmpeg_mkv", fm), ("getmedia", om), ("ffmpeg_mp4", fc), ("getclip", oc),
+                           ("replay_getmedia", rm), ("replay_getclip", rc)):
                 rows[key].append(r)
             print(f"  run {n}: GetMedia {om['gbps']:.3f} GB/s ({om['seconds'] * 1e3:.0f} ms, first byte "
                   f"{om['first_byte_s'] * 1e3:.1f} ms, server CPU {om['server_cpu_s']} s, client "
@@ -444,19 +460,17 @@ def main():
                   f"CPU {fm['ffmpeg_cpu_s']} s): {om['gbps'] / fm['gbps']:.2f}x; GetClip {oc['gbps']:.3f} GB/s "
                   f"({oc['seconds'] * 1e3:.0f} ms, server CPU {oc['server_cpu_s']} s) vs ffmpeg MP4 "
                   f"{fc['gbps']:.3f} GB/s ({fc['seconds'] * 1e3:.0f} ms, CPU {fc['ffmpeg_cpu_s']} s): "
-                  f"{oc['gbps'] / fc['gbps']:.2f}x; other processes' CPU {om['other_cpu_s']} / "
+                  f"{oc['gbps'] / fc['gbps']:.2f}x; loopback replay {rm['gbps']:.3f} / {rc['gbps']:.3f} GB/s; "
+                  f"other processes' CPU {om['other_cpu_s']} / "
                   f"{fm['other_cpu_s']} / {oc['other_cpu_s']} / {fc['other_cpu_s']} s", flush=True)
 
-        ceiling = {}
-        for key, raw_path, req in (("getmedia", media_raw, media_req), ("getclip", clip_raw, clip_req)):
+        parse = {}
+        for key, raw_path in (("getmedia", media_raw), ("getclip", clip_raw)):
             mean_read = int(statistics.mean(r["bytes"] / r["reads"] for r in rows[key]))
-            ceiling[key] = {name: statistics.median(v) for name, v in
-                            client_ceilings(raw_path, req, mean_read, args.runs, buf).items()}
-            ceiling[key]["mean_read_bytes"] = mean_read
-        print(f"client ceilings, GB/s: parsing the recorded response from memory GetMedia "
-              f"{ceiling['getmedia']['parse']:.2f}, GetClip {ceiling['getclip']['parse']:.2f}; the response "
-              f"replayed by sendfile over loopback GetMedia {ceiling['getmedia']['loopback']:.2f}, GetClip "
-              f"{ceiling['getclip']['loopback']:.2f}", flush=True)
+            parse[key] = {"gbps": statistics.median(parse_ceiling(raw_path, mean_read, args.runs, buf)),
+                          "mean_read_bytes": mean_read}
+        print(f"client parsing ceiling (the recorded responses from memory): GetMedia {parse['getmedia']['gbps']:.2f} "
+              f"GB/s, GetClip {parse['getclip']['gbps']:.2f} GB/s", flush=True)
 
         profiles = None
         if args.perf:
@@ -467,8 +481,10 @@ def main():
                         run_openkvs(server.port, request, buf, server.proc.pid, expect, check)
                 return during
             profiles = {
-                "getmedia": perf_profile(server.proc.pid, 10, work, "getmedia", loop(media_req, media_bytes, check_media, 10)),
-                "getclip": perf_profile(server.proc.pid, 5, work, "getclip", loop(clip_req, clip_bytes, check_clip, 5)),
+                "getmedia": perf_profile(server.proc.pid, 10, work, "getmedia",
+                                         loop(media_req, media_bytes, check_media, 10)),
+                "getclip": perf_profile(server.proc.pid, 5, work, "getclip",
+                                        loop(clip_req, clip_bytes, check_clip, 5)),
             }
 
         def med(key, field="gbps"):
@@ -489,9 +505,10 @@ def main():
                 "openkvs_first_byte_ms": round(med(o, "first_byte_s") * 1e3, 1),
                 "openkvs_server_cpu_s": med(o, "server_cpu_s"), "openkvs_client_cpu_s": med(o, "client_cpu_s"),
                 "ffmpeg_cpu_s": med(f, "ffmpeg_cpu_s"),
-                "client_parse_ceiling_gbps": round(ceiling[o]["parse"], 3),
-                "client_loopback_replay_gbps": round(ceiling[o]["loopback"], 3),
-                "client_mean_read_bytes": ceiling[o]["mean_read_bytes"],
+                "client_parse_ceiling_gbps": round(parse[o]["gbps"], 3),
+                "client_mean_read_bytes": parse[o]["mean_read_bytes"],
+                "client_loopback_replay_gbps_per_run": [round(r["gbps"], 3) for r in rows["replay_" + o]],
+                "client_loopback_replay_gbps": round(med("replay_" + o), 3),
                 "other_cpu_s_per_run": [[x["other_cpu_s"], y["other_cpu_s"]] for x, y in zip(rows[o], rows[f])],
                 "what": what,
             }
@@ -501,7 +518,8 @@ def main():
                       "input_bytes": os.path.getsize(args.input), "fragments": len(frags), "runs": args.runs,
                       "data_dir_fs": filesystem(work), "ffmpeg_output_fs": filesystem(out),
                       "load_average_end": [round(x, 2) for x in os.getloadavg()]},
-            "getmedia": section("getmedia", "ffmpeg_mkv", "GetMedia EARLIEST, whole stream, vs ffmpeg -c copy -f matroska"),
+            "getmedia": section("getmedia", "ffmpeg_mkv",
+                                "GetMedia EARLIEST, whole stream, vs ffmpeg -c copy -f matroska"),
             "getclip": section("getclip", "ffmpeg_mp4", f"GetClip of {k} fragments vs ffmpeg -c copy -t {clip_seconds} "
                                                         "-f mp4 -movflags +faststart"),
             "probes": probes,
@@ -509,24 +527,30 @@ def main():
         if profiles:
             report["perf_top"] = profiles
         print(json.dumps(report, indent=2))
-        for key, name, base in (("getmedia", "GetMedia", "ffmpeg MKV"), ("getclip", f"GetClip ({k} fragments)", "ffmpeg MP4")):
-            s = report[key]
-            print(f"{'' if key == 'getclip' else chr(10)}{name}: openkvs {s['openkvs_gbps']:.3f} GB/s vs {base} "
-                  f"{s['ffmpeg_gbps']:.3f} GB/s: {s['ratio_median']:.2f}x (goal >= {GOAL}x) "
-                  f"{'PASS' if s['ratio_median'] >= GOAL else 'FAIL'}; client ceilings {s['client_parse_ceiling_gbps']:.2f} GB/s "
-                  f"(parsing), {s['client_loopback_replay_gbps']:.2f} GB/s (loopback replay)")
-            if s["openkvs_gbps"] > 0.5 * s["client_parse_ceiling_gbps"]:
-                print(f"WARNING: {name} ran at over half the client's parsing ceiling: the client is part of what is measured")
-            if s["openkvs_gbps"] > 0.7 * s["client_loopback_replay_gbps"]:
-                print(f"NOTE: {name} ran at {s['openkvs_gbps'] / s['client_loopback_replay_gbps']:.0%} of what loopback "
-                      "TCP and this client carry from a sendfile(2) server: the socket copy bounds it here")
-        noisy = [r["other_cpu_s"] for side in rows.values() for r in side if r["other_cpu_s"] > 0.1 * r["seconds"]]
+        print()
+        for key, name, base in (("getmedia", "GetMedia", "ffmpeg MKV"),
+                                ("getclip", f"GetClip ({k} fragments)", "ffmpeg MP4")):
+            f = report[key]
+            print(f"{name}: openkvs {f['openkvs_gbps']:.3f} GB/s vs {base} {f['ffmpeg_gbps']:.3f} GB/s: "
+                  f"{f['ratio_median']:.2f}x (goal >= {GOAL}x) {'PASS' if f['ratio_median'] >= GOAL else 'FAIL'}; "
+                  f"client ceilings {f['client_parse_ceiling_gbps']:.2f} GB/s (parsing), "
+                  f"{f['client_loopback_replay_gbps']:.2f} GB/s (loopback replay)")
+            if f["openkvs_gbps"] > 0.5 * f["client_parse_ceiling_gbps"]:
+                print(f"WARNING: {name} ran at over half the client's parsing ceiling: the client is part of "
+                      "what is measured")
+            if f["openkvs_gbps"] > 0.7 * f["client_loopback_replay_gbps"]:
+                print(f"NOTE: {name} ran at {f['openkvs_gbps'] / f['client_loopback_replay_gbps']:.0%} of what "
+                      "loopback TCP and this client carry from a server that only writes the bytes: the socket "
+                      "copy bounds it")
+        noisy = [r["other_cpu_s"] for side in rows.values() for r in side
+                 if r.get("other_cpu_s", 0) > 0.1 * r["seconds"]]
         if noisy:
             print(f"WARNING: other processes used up to {max(noisy):.2f} CPU s during a run ({len(noisy)} runs over "
                   f"5% of the 2-CPU machine): the ratios are noisy; rerun on a quiet machine")
     finally:
-        if server is not None:
-            server.stop()
+        for svc in [*replays.values(), server]:
+            if svc is not None:
+                svc.stop()
         if args.keep:
             print(f"work dirs kept: {work} {out}")
         for d in () if args.keep else (work, out):
