@@ -41,7 +41,7 @@ use serde::Deserialize;
 use store::{CodecConfig, CodecConfigId, FragmentNumber, FragmentRecord, MediaLocation};
 
 use crate::archived::FragmentSelector;
-use crate::control::{resolve_stream, validate_stream_ref, Result};
+use crate::control::{resolve_retained_stream, validate_stream_ref, Result};
 use crate::error::ApiError;
 use crate::hls::api::{check_range_end, check_tracks};
 use crate::hls::serve::{sample_description, walk_range};
@@ -92,19 +92,13 @@ pub async fn get_clip(
         .ok_or_else(|| ApiError::InvalidArgument("ClipFragmentSelector is required.".into()))?;
     let (kind, start, end) = selector.resolve()?;
     check_range_end(start, end, kind, now)?;
-    let stream = resolve_stream(
+    let stream = resolve_retained_stream(
         &state,
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),
+        "GetClip",
     )
     .await?;
-    if stream.data_retention_hours == 0 {
-        return Err(ApiError::NoDataRetention(format!(
-            "The stream {} has no data retention (DataRetentionInHours 0); GetClip reads stored \
-             fragments. Give it a retention with UpdateDataRetention.",
-            stream.name
-        )));
-    }
 
     let (selected, _) = walk_range(
         &state,

@@ -55,6 +55,25 @@ pub fn validate_stream_ref(v: &mut Validator, name: &Option<String>, arn: &Optio
     v.string("streamARN", arn.as_deref(), &v::RESOURCE_ARN_RULE);
 }
 
+/// [`resolve_stream`] for an operation that reads stored fragments (GetClip, GetImages):
+/// retention 0 → `NoDataRetentionException` naming `operation`.
+pub async fn resolve_retained_stream(
+    state: &AppState,
+    name: Option<&str>,
+    arn: Option<&str>,
+    operation: &str,
+) -> Result<store::StreamRecord> {
+    let stream = resolve_stream(state, name, arn).await?;
+    if stream.data_retention_hours == 0 {
+        return Err(ApiError::NoDataRetention(format!(
+            "The stream {} has no data retention (DataRetentionInHours 0); {operation} reads \
+             stored fragments. Give it a retention with UpdateDataRetention.",
+            stream.name
+        )));
+    }
+    Ok(stream)
+}
+
 /// Finds the stream a name|ARN operation names (see the module doc for the rules).
 pub async fn resolve_stream(
     state: &AppState,

@@ -14,6 +14,7 @@ pub mod control;
 pub mod error;
 pub mod get_media;
 pub mod hls;
+pub mod images;
 pub mod ingest;
 pub mod metrics;
 pub mod ops;

@@ -10,7 +10,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::wire::{self, not_supported};
-use crate::{archived, auth, clip, control, get_media, hls, ingest, AppState};
+use crate::{archived, auth, clip, control, get_media, hls, images, ingest, AppState};
 
 /// Known KVS operations (botocore models 2017-09-30, and PutMedia) that openkvs does not implement
 /// yet. They answer `InvalidArgumentException` 400 "The operation X is not supported by openkvs yet."
@@ -74,7 +74,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
     ),
     // kinesis-video-archived-media
     ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
-    ("/getImages", "GetImages"),
 ];
 
 /// SigV4-signed `POST` operations.
@@ -108,6 +107,7 @@ fn signed_routes(state: &AppState) -> Router<AppState> {
             post(get_media::get_media_for_fragment_list),
         )
         .route("/getClip", post(clip::get_clip))
+        .route("/getImages", post(images::get_images))
         // kinesis-video-media
         .route("/getMedia", post(get_media::get_media))
         .route("/putMedia", post(ingest::put_media));
