@@ -223,3 +223,20 @@ def test_errors(server, streams):
     # The same token with the same request resumes.
     r = am.get_images(**good, MaxResults=3, NextToken=token)
     assert round(r["Images"][0]["TimeStamp"].timestamp() * 1000) == round(start * 1000) + 600
+
+
+@pytest.mark.parametrize("extra", [[], ["--page-size", "4"], ["--max-items", "5"], ["--no-paginate", "--max-results", "3"],
+                                   ["--output", "text"]])
+def test_cli_get_images_matches_aws(server, streams, extra):
+    """`openkvs kinesis-video-archived-media get-images` (from the trimmed botocore model, with NextToken paging)
+    prints what the AWS CLI prints, also for a service error."""
+    from test_cli import same
+
+    stream, start = streams["gap"]
+    args = ["kinesis-video-archived-media", "get-images", "--stream-name", stream,
+            "--image-selector-type", "PRODUCER_TIMESTAMP", "--start-timestamp", str(start + 2),
+            "--end-timestamp", str(start + 12), "--sampling-interval", "1000", "--format", "JPEG",
+            "--height-pixels", "24", *extra]
+    out = same(server, *args, "--region", "us-west-2")
+    assert "NO_MEDIA" in out and ("ImageContent" in out or "IMAGES" in out)
+    same(server, *args[:-2 - len(extra)], "--width-pixels", "10", "--region", "us-west-2", expect_rc=254)

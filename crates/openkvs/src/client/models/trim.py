@@ -15,7 +15,7 @@ OPS = {
     "kinesisvideo": ["CreateStream", "DescribeStream", "ListStreams", "DeleteStream", "UpdateDataRetention",
                      "GetDataEndpoint", "TagStream", "ListTagsForStream"],
     "kinesis-video-archived-media": ["GetHLSStreamingSessionURL", "ListFragments", "GetMediaForFragmentList",
-                                     "GetClip"],
+                                     "GetClip", "GetImages"],
     "kinesis-video-media": ["GetMedia"],
 }
 SHAPE_KEYS = ["type", "required", "members", "member", "key", "value", "min", "max", "enum", "timestampFormat",
