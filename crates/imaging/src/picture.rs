@@ -181,9 +181,12 @@ pub fn to_rgb(view: &YuvView<'_>) -> Result<Rgb, PictureError> {
     })
 }
 
+/// The tallest image (the model's `HeightPixels` maximum), also for a computed height.
+pub const MAX_HEIGHT: u32 = 2160;
+
 /// The output size (docs/wire.md#getimages): both given → exactly that (the picture is
-/// stretched); only the height → the width that keeps the source's aspect ratio (rounded,
-/// 1..=`max_width`); neither → the source size. (Only a width is refused before decoding.)
+/// stretched); one of them → the other that keeps the source's aspect ratio (rounded, a width
+/// within 1..=`max_width`, a height within 1..=[`MAX_HEIGHT`]); neither → the source size.
 pub fn output_size(
     source: (u32, u32),
     width: Option<u32>,
@@ -200,7 +203,7 @@ pub fn output_size(
         (Some(w), None) => {
             let (sw, sh) = (u64::from(source.0.max(1)), u64::from(source.1));
             let h = (u64::from(w) * sh + sw / 2) / sw;
-            (w, h.clamp(1, u64::from(u32::MAX)) as u32)
+            (w, h.clamp(1, u64::from(MAX_HEIGHT)) as u32)
         }
         (None, None) => source,
     }
@@ -381,6 +384,12 @@ mod tests {
         assert_eq!(output_size((1280, 720), None, Some(360), 3840), (640, 360));
         assert_eq!(output_size((320, 240), None, Some(100), 3840), (133, 100));
         assert_eq!(output_size((320, 240), None, Some(1), 3840), (1, 1));
+        // Width alone: the height that keeps the aspect ratio, capped at the tallest allowed.
+        assert_eq!(output_size((1280, 720), Some(320), None, 3840), (320, 180));
+        assert_eq!(
+            output_size((100, 10000), Some(3000), None, 3840),
+            (3000, MAX_HEIGHT)
+        );
         // A very wide source at a large height is capped at the widest image allowed.
         assert_eq!(
             output_size((10000, 100), None, Some(2160), 3840),

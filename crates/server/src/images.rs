@@ -7,7 +7,7 @@
 //!    1..100, `NextToken`): one `InvalidArgumentException` for all (`validate.rs`). Then the
 //!    rules the model only writes in prose, also `InvalidArgumentException`: `SamplingInterval`
 //!    given and ≥ 200 ms; End not before Start and at most 300 s after it; `JPEGQuality` an
-//!    integer 1..100; `WidthPixels` not alone; a `NextToken` from the same range and interval.
+//!    integer 1..100; a `NextToken` from the same range and interval.
 //! 2. The stream (`ResourceNotFoundException`); retention 0 → `NoDataRetentionException`.
 //! 3. The decoder: FFmpeg's libraries missing → `InvalidArgumentException` naming them (as an
 //!    operation openkvs does not support, `ops::NOT_SUPPORTED_YET`).
@@ -265,14 +265,8 @@ pub fn resolve(input: &GetImagesInput) -> Result<(Samples, Format, Option<u32>, 
     // Validated to 1..=3840 / 1..=2160 by the model rules.
     let width = input.width_pixels.map(|w| w as u32);
     let height = input.height_pixels.map(|h| h as u32);
-    if width.is_some() && height.is_none() {
-        // The model doc of WidthPixels: "If only the WidthPixels parameter is provided … a
-        // ValidationException will be thrown" (docs/choices.md#getimages).
-        return Err(bad(
-            "WidthPixels cannot be given alone: give HeightPixels too, or only HeightPixels to keep \
-             the aspect ratio.",
-        ));
-    }
+    // One of the two given: the other keeps the source's aspect ratio, for either one
+    // (docs/choices.md#getimages: the model's two docs disagree; users expect this).
     Ok((
         Samples {
             kind,
@@ -710,7 +704,6 @@ mod tests {
             let i = with(serde_json::json!({"FormatConfig": {"JPEGQuality": q}}));
             assert!(invalid(&i).contains("JPEGQuality"), "{q}");
         }
-        assert!(invalid(&with(serde_json::json!({"WidthPixels": 100}))).contains("alone"));
         let (_, f, ..) = resolve(&with(
             serde_json::json!({"FormatConfig": {"JPEGQuality": "100"}}),
         ))
