@@ -38,13 +38,15 @@ def get_images(am, start, end, interval, fmt, width=None):
         args["WidthPixels"] = width
     if fmt == "JPEG":
         args["FormatConfig"] = {"JPEGQuality": "80"}
-    images = errors = 0
+    images = 0
+    errors = {}
     for page in am.get_paginator("get_images").paginate(**args):
         for image in page["Images"]:
             if image.get("ImageContent"):
                 images += 1
             else:
-                errors += 1
+                kind = image.get("Error", "empty")
+                errors.setdefault(kind, []).append(round(image["TimeStamp"].timestamp() - start, 1))
     return images, errors
 
 
@@ -102,6 +104,7 @@ def main():
                 cpu = cpu_seconds(server.pids()) - cpu0
                 made, ff_took = ffmpeg_images(src, end_s - start_s, a.interval, ext, out, width)
                 rows[case].append((images / took, made / ff_took, cpu / max(images, 1), images, errors, made))
+                errors = {k: f"{len(v)} at {v[:8]} s" for k, v in errors.items()} or 0
                 size = f"{width}w" if width else "source size"
                 print(f"run {run} {fmt} {size}: openkvs {images} images ({errors} errors) {images / took:.1f}/s, "
                       f"server CPU {cpu / max(images, 1) * 1000:.1f} ms/image; ffmpeg {made} images "
