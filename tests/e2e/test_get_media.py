@@ -53,10 +53,11 @@ def documents(payload: bytes) -> list[dict]:
         for c in clusters:
             for b, data in mkv.frames_of(payload, c):
                 frames.setdefault(b.track, []).append(data)
-                times.setdefault(b.track, []).append(c.block_ms(b))
+                times.setdefault(b.track, []).append(c.block_ms(b) - c.timecode_ms)
         out.append({
             "before": tags_before, "after": tags_after, "producer_tags": producer_after,
             "clusters": len(clusters), "frames": frames, "times": times,
+            "cluster_ms": clusters[0].timecode_ms if clusters else None,
             "tracks": seg.tracks, "scale": seg.timecode_scale, "offset": seg.ebml_offset,
         })
     return out
@@ -74,21 +75,25 @@ def fixture_fragments(name: str = FIXTURE) -> list[dict]:
         for b, data in mkv.frames_of(buf, c):
             frames.setdefault(b.track, []).append(data)
             times.setdefault(b.track, []).append(c.block_ms(b) - c.timecode_ms)
-        out.append({"frames": frames, "times": times, "tracks": parsed.segments[c.segment].tracks})
+        out.append({"frames": frames, "times": times, "tracks": parsed.segments[c.segment].tracks,
+                    "cluster_ms": c.timecode_ms})
     return out
 
 
-def assert_same_fragment(doc: dict, want: dict, label: str):
+def assert_same_fragment(doc: dict, want: dict, label: str, cluster_ms: float | None = None):
+    """Frames byte-exact, each at its time in the Cluster, and the Cluster at the timecode the producer sent
+    (`cluster_ms`: the fixture's own when put-media sent the file's RELATIVE timecodes as they are)."""
     assert doc["clusters"] == 1, f"{label}: {doc['clusters']} clusters in one document"
     assert sorted(doc["frames"]) == sorted(want["frames"]), f"{label}: tracks {sorted(doc['frames'])}"
-    start = float(doc["before"]["AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"]) * 1000
+    expected_cluster = want["cluster_ms"] if cluster_ms is None else cluster_ms
+    assert doc["cluster_ms"] == expected_cluster, f"{label}: Cluster timecode {doc['cluster_ms']} ms"
     for track, frames in want["frames"].items():
         got = doc["frames"][track]
         assert len(got) == len(frames), f"{label} track {track}: {len(got)} frames, fixture {len(frames)}"
         for j, (g, w) in enumerate(zip(got, frames)):
             assert g == w, f"{label} track {track} frame {j}: bytes differ ({len(g)} vs {len(w)})"
-        # Each frame at its ingested time: producer timestamp + its offset in the cluster.
-        rel = [round(t - start, 3) for t in doc["times"][track]]
+        # Each frame at its ingested time in the Cluster.
+        rel = [round(t, 3) for t in doc["times"][track]]
         assert rel == [round(t, 3) for t in want["times"][track]], f"{label} track {track}: times {rel[:5]}..."
 
 
@@ -365,7 +370,8 @@ def test_live_get_media_now_tails_a_real_time_producer(server):
     latencies = []
     ends = [d["offset"] for d in docs[1:]] + [len(payload)]
     for i, (doc, end) in enumerate(zip(docs, ends)):
-        assert_same_fragment(doc, want[i % 4], f"live fragment {i}")
+        # Sent RELATIVE with the fixture's timecodes shifted 4 s a round: those come back.
+        assert_same_fragment(doc, want[i % 4], f"live fragment {i}", (i // 4) * 4000 + want[i % 4]["cluster_ms"])
         arrived = next(t for n, t in arrivals if n >= end)
         latencies.append((arrived - persisted_at[numbers_of([doc])[0]]) * 1000)
     latencies.sort()

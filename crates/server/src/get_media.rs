@@ -650,7 +650,11 @@ impl Reader {
             trailing.push(&after);
         }
         let doc = document::fragment_document(&FragmentDocument {
-            start_ms: f.producer_timestamp.millis(),
+            // As the producer sent it (a RELATIVE producer's offset from its start); rows stored
+            // before it was kept: the producer timestamp, which is the same instant.
+            cluster_timecode_ms: f
+                .cluster_timecode_ms
+                .unwrap_or(f.producer_timestamp.millis()),
             tracks: &tracks,
             tags_before_cluster: &before,
             tags_after_cluster: &trailing,

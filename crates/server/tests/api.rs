@@ -465,6 +465,7 @@ async fn add_fragment(
         producer_timestamp: store::Timestamp(producer_ms),
         server_timestamp: store::Timestamp(server_ms),
         duration_ms: 2000,
+        cluster_timecode_ms: producer_ms,
         tracks: vec![],
         tags: vec![],
         media: store::MediaLocation {

@@ -102,6 +102,7 @@ async fn ingest(s: &TestServer, stream: &StreamRecord, upto: usize) {
                     producer_timestamp: Timestamp(T0_MS + producer_off),
                     server_timestamp: Timestamp(T0_MS + server_off),
                     duration_ms: 1000,
+                    cluster_timecode_ms: T0_MS + producer_off,
                     tracks: vec![FragmentTrack {
                         track: TrackNumber(1),
                         codec_config: configs[usize::from(c)],
@@ -368,6 +369,7 @@ async fn a_live_session_outlives_a_producer_pause() {
                 producer_timestamp: Timestamp(T0_MS + 62_500),
                 server_timestamp: Timestamp(T0_MS + 62_500),
                 duration_ms: 1000,
+                cluster_timecode_ms: T0_MS + 62_500,
                 tracks: vec![FragmentTrack {
                     track: TrackNumber(1),
                     codec_config: config,

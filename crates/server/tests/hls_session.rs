@@ -237,6 +237,7 @@ impl T {
                     producer_timestamp: Timestamp(producer_ms),
                     server_timestamp: Timestamp(server_ms),
                     duration_ms: 1000,
+                    cluster_timecode_ms: producer_ms,
                     tracks: rows,
                     tags: vec![],
                     media: MediaLocation {

@@ -69,6 +69,7 @@ async fn ingest(state: &server::AppState, s: &StreamRecord, server_ms: i64) -> F
                 producer_timestamp: Timestamp(server_ms),
                 server_timestamp: Timestamp(server_ms),
                 duration_ms: 1000,
+                cluster_timecode_ms: server_ms,
                 tracks: vec![FragmentTrack {
                     track: TrackNumber(1),
                     codec_config: config,

@@ -194,6 +194,7 @@ fn fragment(s: &BenchStream, i: u64) -> NewFragment {
         producer_timestamp: Timestamp(producer),
         server_timestamp: Timestamp(server),
         duration_ms: FRAGMENT_MS as u64,
+        cluster_timecode_ms: producer,
         tracks: vec![
             FragmentTrack {
                 track: TrackNumber(1),

@@ -145,6 +145,7 @@ mod tests {
             producer_timestamp: Timestamp(producer_ms),
             server_timestamp: Timestamp(server_ms),
             duration_ms: 1000,
+            cluster_timecode_ms: producer_ms,
             tracks: configs
                 .iter()
                 .enumerate()

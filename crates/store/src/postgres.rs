@@ -163,6 +163,12 @@ ALTER TABLE fragment SET (
     autovacuum_vacuum_scale_factor = 0.01
 );
 "#,
+    r#"
+-- docs/wire.md#getmedia: the Cluster Timecode as the producer sent it (ms), which GetMedia writes
+-- back; NULL in rows written before (GetMedia then writes the producer timestamp). A nullable
+-- column without a default: adding it rewrites nothing.
+ALTER TABLE fragment ADD COLUMN IF NOT EXISTS cluster_timecode_ms BIGINT;
+"#,
 ];
 
 /// The `LISTEN`/`NOTIFY` channel of the change feed; payloads are `fragments:<stream id>` and
@@ -530,7 +536,7 @@ async fn stream_where(
 
 const FRAGMENT_COLUMNS: &str =
     "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, byte_offset, len, \
-     tracks, tags, sequence, continuity_flags, continuity_counts";
+     tracks, tags, sequence, continuity_flags, continuity_counts, cluster_timecode_ms";
 
 fn fragment_from_row(row: &Row) -> Result<FragmentRecord, StoreError> {
     let number: String = get(row, 1)?;
@@ -546,6 +552,7 @@ fn fragment_from_row(row: &Row) -> Result<FragmentRecord, StoreError> {
         server_timestamp: Timestamp(get(row, 3)?),
         duration_ms: get_u64(row, 4)?,
         size_bytes: get_u64(row, 5)?,
+        cluster_timecode_ms: get(row, 14)?,
         media: MediaLocation {
             segment: get_u64(row, 6)?,
             offset: get_u64(row, 7)?,
@@ -910,8 +917,8 @@ impl PgCatalog {
         let insert = tx
             .prepare_cached(
                 "INSERT INTO fragment (stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, \
-                 byte_offset, len, tracks, tags, sequence, continuity_flags, continuity_counts, summary) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 byte_offset, len, tracks, tags, sequence, continuity_flags, continuity_counts, summary, \
+                 cluster_timecode_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
             )
             .await?;
         // docs/architecture.md#pending-media-and-orphan-collection: the row and the end of its
@@ -949,6 +956,7 @@ impl PgCatalog {
                     &i16::from(next.continuity.flags),
                     &to_json(&next.continuity.counts),
                     &sample_table::encode_summaries(&f.tracks),
+                    &f.cluster_timecode_ms,
                 ],
             )
             .await

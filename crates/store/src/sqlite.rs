@@ -109,6 +109,8 @@ const FRAGMENT_COLUMNS_ADDED: &[(&str, &str)] = &[
     // The tracks' summaries (sample_table::encode_summaries), what the listing queries read
     // instead of `tracks`; NULL in rows written before, which they then complete from `tracks`.
     ("summary", "BLOB"),
+    // The Cluster Timecode as sent (ms), for GetMedia; NULL in rows written before.
+    ("cluster_timecode_ms", "INTEGER"),
 ];
 
 /// The system clock, epoch milliseconds: the embedded catalog's clock for leases and pending
@@ -386,7 +388,7 @@ fn stream_where(
 
 const FRAGMENT_COLUMNS: &str =
     "stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, offset, len, \
-     tracks, tags, sequence, continuity_flags, continuity_counts";
+     tracks, tags, sequence, continuity_flags, continuity_counts, cluster_timecode_ms";
 
 fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, Failure> {
     let number: String = row.get(1)?;
@@ -400,6 +402,7 @@ fn fragment_from_row(row: &Row<'_>) -> Result<FragmentRecord, Failure> {
         server_timestamp: Timestamp(row.get(3)?),
         duration_ms: row.get::<_, i64>(4)? as u64,
         size_bytes: row.get::<_, i64>(5)? as u64,
+        cluster_timecode_ms: row.get(14)?,
         media: MediaLocation {
             segment: row.get::<_, i64>(6)? as u64,
             offset: row.get::<_, i64>(7)? as u64,
@@ -755,8 +758,8 @@ impl Catalog for SqliteCatalog {
                 )?;
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO fragment (stream_id, number, producer_ms, server_ms, duration_ms, size_bytes, segment, \
-                     offset, len, tracks, tags, sequence, continuity_flags, continuity_counts, summary) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     offset, len, tracks, tags, sequence, continuity_flags, continuity_counts, summary, \
+                     cluster_timecode_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
                 )?;
                 for f in &fragments {
                     let row: Option<(Option<String>, Option<String>, i64)> = state_stmt
@@ -782,6 +785,7 @@ impl Catalog for SqliteCatalog {
                         i64::from(next.continuity.flags),
                         to_json(&next.continuity.counts),
                         sample_table::encode_summaries(&f.tracks),
+                        f.cluster_timecode_ms,
                     ])
                     .map_err(|e| {
                         constraint_means(e, |c| match c {

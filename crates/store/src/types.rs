@@ -195,6 +195,10 @@ pub struct NewFragment {
     pub producer_timestamp: Timestamp,
     pub server_timestamp: Timestamp,
     pub duration_ms: u64,
+    /// The Cluster Timecode as the producer sent it, in ms: the producer timestamp with ABSOLUTE
+    /// timecodes, the offset from its start timestamp with RELATIVE ones. GetMedia writes it back
+    /// (docs/wire.md#getmedia).
+    pub cluster_timecode_ms: i64,
     pub tracks: Vec<FragmentTrack>,
     pub tags: Vec<(String, String)>,
     pub media: MediaLocation,
@@ -236,6 +240,8 @@ pub struct FragmentRecord {
     pub server_timestamp: Timestamp,
     pub duration_ms: u64,
     pub size_bytes: u64,
+    /// [`NewFragment::cluster_timecode_ms`]; `None` in rows stored before it was kept.
+    pub cluster_timecode_ms: Option<i64>,
     pub tracks: Vec<FragmentTrack>,
     pub tags: Vec<(String, String)>,
     pub media: MediaLocation,

@@ -266,6 +266,7 @@ impl Catalog for MemoryCatalog {
                 producer_timestamp: f.producer_timestamp,
                 server_timestamp: f.server_timestamp,
                 duration_ms: f.duration_ms,
+                cluster_timecode_ms: Some(f.cluster_timecode_ms),
                 size_bytes: f.media.len,
                 tracks: f.tracks,
                 tags: f.tags,

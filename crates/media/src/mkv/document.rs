@@ -29,8 +29,9 @@ pub struct DocumentTrack<'a> {
 /// What goes into one fragment's document.
 #[derive(Clone, Copy, Debug)]
 pub struct FragmentDocument<'a> {
-    /// The fragment's start (its producer timestamp), in ms: the Cluster's timecode.
-    pub start_ms: i64,
+    /// The Cluster's timecode in ms, as the producer sent it: the fragment's start, which the
+    /// samples' `pts_offset_ns` are relative to.
+    pub cluster_timecode_ms: i64,
     /// The tracks, in `Tracks` order.
     pub tracks: &'a [DocumentTrack<'a>],
     /// One `Tags` element before the Cluster.
@@ -141,10 +142,10 @@ pub fn fragment_document(doc: &FragmentDocument<'_>) -> Result<Document, Documen
             });
         }
     }
-    let start_ms = u64::try_from(doc.start_ms).map_err(|_| {
+    let start_ms = u64::try_from(doc.cluster_timecode_ms).map_err(|_| {
         DocumentError::Timing(format!(
-            "a fragment starting at {} ms, before 1970",
-            doc.start_ms
+            "a negative Cluster timecode ({} ms)",
+            doc.cluster_timecode_ms
         ))
     })?;
     let scale = timecode_scale(doc.tracks);
@@ -329,7 +330,7 @@ mod tests {
         let producer = [tag("camera", "front")];
         let after = [tag("AWS_KINESISVIDEO_CONTINUATION_TOKEN", "1")];
         let doc = fragment_document(&FragmentDocument {
-            start_ms: 1_700_000_000_000,
+            cluster_timecode_ms: 1_700_000_000_000,
             tracks: &tracks,
             tags_before_cluster: &before,
             tags_after_cluster: &[&producer, &after],
@@ -406,7 +407,7 @@ mod tests {
             data_len: 2,
         }];
         let doc = FragmentDocument {
-            start_ms: 5,
+            cluster_timecode_ms: 5,
             tracks: &tracks,
             tags_before_cluster: &[],
             tags_after_cluster: &[],
@@ -457,7 +458,7 @@ mod tests {
             data_len: 3,
         }];
         let doc = fragment_document(&FragmentDocument {
-            start_ms: 0,
+            cluster_timecode_ms: 0,
             tracks: &tracks,
             tags_before_cluster: &[],
             tags_after_cluster: &[],
@@ -486,7 +487,7 @@ mod tests {
             data_len: 9,
         }];
         let doc = FragmentDocument {
-            start_ms: 0,
+            cluster_timecode_ms: 0,
             tracks: &tracks,
             tags_before_cluster: &[],
             tags_after_cluster: &[],
@@ -496,7 +497,7 @@ mod tests {
             Err(DocumentError::SizeMismatch { .. })
         ));
         let doc = FragmentDocument {
-            start_ms: -1,
+            cluster_timecode_ms: -1,
             tracks: &[],
             ..doc
         };
@@ -532,7 +533,7 @@ mod tests {
                 (0usize..2, -40_000_000_000i64..40_000_000_000, proptest::option::of(0u64..10_000_000_000), 0u32..64, proptest::bool::ANY),
                 0..40,
             ),
-            start_ms in -5i64..2_000_000_000_000,
+            cluster_timecode_ms in -5i64..2_000_000_000_000,
         ) {
             let entries = [Track::new(1, 1, "V_MPEG4/ISO/AVC"), Track::new(2, 2, "A_AAC")];
             let mut samples: [Vec<StoredSample>; 2] = [Vec::new(), Vec::new()];
@@ -550,7 +551,7 @@ mod tests {
             let tracks: Vec<DocumentTrack<'_>> = (0..2)
                 .map(|i| DocumentTrack { entry: &entries[i], samples: &samples[i], data_len: data[i].len() as u64 })
                 .collect();
-            let doc = FragmentDocument { start_ms, tracks: &tracks, tags_before_cluster: &[], tags_after_cluster: &[] };
+            let doc = FragmentDocument { cluster_timecode_ms, tracks: &tracks, tags_before_cluster: &[], tags_after_cluster: &[] };
             if let Ok(out) = fragment_document(&doc) {
                 let frames: Vec<(u64, Bytes)> = events(assemble(&out, &[&data[0], &data[1]]))
                     .into_iter()

@@ -183,6 +183,7 @@ impl FragmentBuilder {
                 producer_timestamp: h.producer_timestamp,
                 server_timestamp: h.server_timestamp,
                 duration_ms: length_ms,
+                cluster_timecode_ms: h.timecode_ms,
                 tracks,
                 tags: self.tags,
                 media: MediaLocation {

@@ -132,6 +132,8 @@ pub fn fragment(
             producer_timestamp: Timestamp(producer_ms),
             server_timestamp: Timestamp(server_ms),
             duration_ms: 1000,
+            // As a RELATIVE producer sends it: an offset from its start, not the timestamp.
+            cluster_timecode_ms: producer_ms.rem_euclid(1_000_000),
             tracks: rows,
             tags: vec![
                 ("AWS_KINESISVIDEO_CONTINUOUS".into(), "1".into()),

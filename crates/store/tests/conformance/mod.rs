@@ -510,6 +510,12 @@ pub async fn a_committed_fragment_reads_back_as_submitted(b: &mut dyn Backend) {
     assert_eq!(f.producer_timestamp, Timestamp(T0 - 250));
     assert_eq!(f.server_timestamp, Timestamp(T0 + 40));
     assert_eq!(f.duration_ms, 1000);
+    assert_eq!(
+        f.cluster_timecode_ms,
+        Some(submitted.cluster_timecode_ms),
+        "the Cluster Timecode as sent"
+    );
+    assert_ne!(submitted.cluster_timecode_ms, f.producer_timestamp.millis());
     assert_eq!(f.tracks, submitted.tracks, "sample tables round-trip");
     assert_eq!(f.tags, submitted.tags, "tags keep their order");
     assert_eq!(f.media.len, 5701);
