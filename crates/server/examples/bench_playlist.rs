@@ -103,6 +103,9 @@ async fn main() -> Result<(), Error> {
             created: now,
             expires: Timestamp(now.0 + 300_000),
             origin: Timestamp(start),
+            protocol: server::hls::Protocol::Hls,
+            display_fragment_number: false,
+            wall_offset_ms: 0,
         };
         let uri = format!(
             "/hls/v1/getHLSMediaPlaylist.m3u8?SessionToken={}&TrackNumber=1",

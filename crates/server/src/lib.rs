@@ -11,6 +11,7 @@ pub mod clip;
 pub mod config;
 pub mod conn;
 pub mod control;
+pub mod dash;
 pub mod error;
 pub mod get_media;
 pub mod hls;

@@ -10,7 +10,7 @@ use axum::Router;
 
 use crate::error::ApiError;
 use crate::wire::{self, not_supported};
-use crate::{archived, auth, clip, control, get_media, hls, images, ingest, AppState};
+use crate::{archived, auth, clip, control, dash, get_media, hls, images, ingest, AppState};
 
 /// Known KVS operations (botocore models 2017-09-30, and PutMedia) that openkvs does not implement
 /// yet. They answer `InvalidArgumentException` 400 "The operation X is not supported by openkvs yet."
@@ -73,7 +73,6 @@ pub const NOT_SUPPORTED_YET: &[(&str, &str)] = &[
         "GetSignalingChannelEndpoint",
     ),
     // kinesis-video-archived-media
-    ("/getDASHStreamingSessionURL", "GetDASHStreamingSessionURL"),
 ];
 
 /// SigV4-signed `POST` operations.
@@ -106,6 +105,10 @@ fn signed_routes(state: &AppState) -> Router<AppState> {
             "/getMediaForFragmentList",
             post(get_media::get_media_for_fragment_list),
         )
+        .route(
+            "/getDASHStreamingSessionURL",
+            post(dash::api::get_dash_streaming_session_url),
+        )
         .route("/getClip", post(clip::get_clip))
         .route("/getImages", post(images::get_images))
         // kinesis-video-media
@@ -122,7 +125,8 @@ fn signed_routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-/// Unsigned resources: health check (and, later, HLS GETs authorised by their session token).
+/// Unsigned resources: health check, metrics, and the HLS and DASH GETs authorised by their
+/// session token.
 fn public_routes() -> Router<AppState> {
     use crate::hls::serve;
     // HLS resources are authorised by their SessionToken alone, like KVS (docs/wire.md#hls-resources).
@@ -142,6 +146,19 @@ fn public_routes() -> Router<AppState> {
         .route(
             "/hls/v1/getMP4MediaFragment.mp4",
             get(serve::media_fragment),
+        )
+        // DASH resources, authorised the same way (docs/wire.md#dash-resources).
+        .route(
+            "/dash/v1/getDASHManifest.mpd",
+            get(crate::dash::serve::manifest),
+        )
+        .route(
+            "/dash/v1/getMP4InitFragment.mp4",
+            get(crate::dash::serve::init_fragment),
+        )
+        .route(
+            "/dash/v1/getMP4MediaFragment.mp4",
+            get(crate::dash::serve::media_fragment),
         )
 }
 

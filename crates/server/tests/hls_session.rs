@@ -269,6 +269,24 @@ impl T {
     }
 }
 
+/// [`hls::authorize`] of an HLS resource (`/hls/v1/`).
+async fn authorize_hls(
+    t: &T,
+    token: &str,
+    resource: HlsResource,
+) -> Result<(hls::Session, StreamRecord), server::ApiError> {
+    hls::authorize(&t.state, token, resource, hls::Protocol::Hls).await
+}
+
+/// [`hls::authorize`] of a DASH resource (`/dash/v1/`).
+async fn authorize_dash(
+    t: &T,
+    token: &str,
+    resource: HlsResource,
+) -> Result<(hls::Session, StreamRecord), server::ApiError> {
+    hls::authorize(&t.state, token, resource, hls::Protocol::Dash).await
+}
+
 fn token_of(url: &str) -> &str {
     url.split_once("SessionToken=").unwrap().1
 }
@@ -334,6 +352,9 @@ async fn on_demand_session_url_and_its_token() {
             expires: Timestamp(now + 300_000),
             // The timeline's zero: the first fragment's start (checked by the serving tests).
             origin: session.origin,
+            protocol: hls::Protocol::Hls,
+            display_fragment_number: false,
+            wall_offset_ms: 0,
         }
     );
     assert!(session.origin >= Timestamp(now - 120_000) && session.origin <= Timestamp(now));
@@ -547,7 +568,7 @@ async fn no_rate_limit_by_default() {
     }
     let token = token_of(&t.ok_url(json!({"StreamName": "cam1"})).await).to_owned();
     for _ in 0..500 {
-        hls::authorize(&t.state, &token, HlsResource::MediaFragment)
+        authorize_hls(&t, &token, HlsResource::MediaFragment)
             .await
             .unwrap();
     }
@@ -586,7 +607,7 @@ async fn authorize_refuses_expired_tampered_and_other_incarnations() {
     t.ingest(&s, now - 1000, now - 1000, H264_AAC).await;
     let url = t.ok_url(json!({"StreamName": "cam1"})).await;
     let token = token_of(&url).to_owned();
-    let (session, stream) = hls::authorize(&t.state, &token, HlsResource::MasterPlaylist)
+    let (session, stream) = authorize_hls(&t, &token, HlsResource::MasterPlaylist)
         .await
         .unwrap();
     assert_eq!(session.stream_id, stream.id);
@@ -604,35 +625,59 @@ async fn authorize_refuses_expired_tampered_and_other_incarnations() {
     chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
     let tampered: String = chars.into_iter().collect();
     refused(
-        hls::authorize(&t.state, &tampered, HlsResource::MasterPlaylist).await,
+        authorize_hls(&t, &tampered, HlsResource::MasterPlaylist).await,
         hls::TOKEN_INVALID,
     );
     refused(
-        hls::authorize(&t.state, "garbage", HlsResource::MasterPlaylist).await,
+        authorize_hls(&t, "garbage", HlsResource::MasterPlaylist).await,
+        hls::TOKEN_INVALID,
+    );
+    // A session opens its own protocol's resources only: this HLS token no DASH one, and a DASH
+    // session's token (same request) no HLS one (docs/wire.md#dash-resources).
+    refused(
+        authorize_dash(&t, &token, HlsResource::DashManifest).await,
+        hls::TOKEN_INVALID,
+    );
+    let r = t
+        .call("/getDASHStreamingSessionURL", json!({"StreamName": "cam1"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let dash_url = r.json["DASHStreamingSessionURL"].as_str().unwrap();
+    assert!(
+        dash_url.contains("/dash/v1/getDASHManifest.mpd?SessionToken="),
+        "{dash_url}"
+    );
+    let dash_token = token_of(dash_url);
+    let (dash, _) = authorize_dash(&t, dash_token, HlsResource::DashManifest)
+        .await
+        .unwrap();
+    assert_eq!(dash.protocol, hls::Protocol::Dash);
+    refused(
+        authorize_hls(&t, dash_token, HlsResource::MasterPlaylist).await,
         hls::TOKEN_INVALID,
     );
     // Deleted, then recreated under the same name: the old session serves nothing.
     let r = t.call("/deleteStream", json!({"StreamARN": s.arn})).await;
     assert_eq!(r.status, 200, "{}", r.json);
     refused(
-        hls::authorize(&t.state, &token, HlsResource::MasterPlaylist).await,
+        authorize_hls(&t, &token, HlsResource::MasterPlaylist).await,
         hls::STREAM_GONE,
     );
     let s2 = t.create_stream("cam1", 24).await;
     assert_ne!(s2.id, s.id);
     refused(
-        hls::authorize(&t.state, &token, HlsResource::MediaFragment).await,
+        authorize_hls(&t, &token, HlsResource::MediaFragment).await,
         hls::STREAM_GONE,
     );
     t.ingest(&s2, now - 500, now - 500, H264_AAC).await;
     let fresh = token_of(&t.ok_url(json!({"StreamName": "cam1"})).await).to_owned();
-    hls::authorize(&t.state, &fresh, HlsResource::MasterPlaylist)
+    authorize_hls(&t, &fresh, HlsResource::MasterPlaylist)
         .await
         .unwrap();
     // Expired: 300 s later.
     t.advance(Duration::from_secs(300));
     refused(
-        hls::authorize(&t.state, &fresh, HlsResource::MasterPlaylist).await,
+        authorize_hls(&t, &fresh, HlsResource::MasterPlaylist).await,
         hls::TOKEN_EXPIRED,
     );
 }
@@ -646,20 +691,20 @@ async fn authorize_applies_the_session_rate_limit() {
     let one = token_of(&t.ok_url(json!({"StreamName": "cam1"})).await).to_owned();
     let two = token_of(&t.ok_url(json!({"StreamName": "cam1"})).await).to_owned();
     for _ in 0..10 {
-        hls::authorize(&t.state, &one, HlsResource::MediaPlaylist)
+        authorize_hls(&t, &one, HlsResource::MediaPlaylist)
             .await
             .unwrap();
     }
-    let e = hls::authorize(&t.state, &one, HlsResource::MediaPlaylist)
+    let e = authorize_hls(&t, &one, HlsResource::MediaPlaylist)
         .await
         .unwrap_err();
     assert_eq!(e.aws_error_type(), "ClientLimitExceededException");
     assert_eq!(e.http_status(), 400);
     // Another session, another resource: unaffected.
-    hls::authorize(&t.state, &two, HlsResource::MediaPlaylist)
+    authorize_hls(&t, &two, HlsResource::MediaPlaylist)
         .await
         .unwrap();
-    hls::authorize(&t.state, &one, HlsResource::MediaFragment)
+    authorize_hls(&t, &one, HlsResource::MediaFragment)
         .await
         .unwrap();
 }

@@ -73,6 +73,9 @@ async fn tokens_never_reach_the_log() {
         created: now,
         expires: Timestamp(now.millis() + 300_000),
         origin: now,
+        protocol: hls::Protocol::Hls,
+        display_fragment_number: false,
+        wall_offset_ms: 0,
     };
     let token = hls::token::seal(&session, &state.config.session_keys[0]);
     let mut tampered = token.clone();

@@ -46,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use store::{FragmentQuery, Timestamp, TimestampKind};
 
 use super::limits::HlsResource;
-use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Session};
+use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Protocol, Session};
 use super::token;
 use crate::archived::TimestampRange;
 use crate::config::Config;
@@ -112,6 +112,8 @@ pub struct SessionRequest {
     pub container: ContainerFormat,
     pub discontinuity: DiscontinuityMode,
     pub display_timestamp: bool,
+    /// DASH DisplayFragmentNumber=ALWAYS.
+    pub display_fragment_number: bool,
     pub max_fragments: u32,
     pub expires_seconds: u32,
 }
@@ -121,35 +123,96 @@ fn invalid(message: impl Into<String>) -> ApiError {
 }
 
 impl GetHlsStreamingSessionUrlInput {
+    /// The members as GetHLSStreamingSessionURL names them.
+    pub fn members(&self) -> SessionInput<'_> {
+        SessionInput {
+            protocol: Protocol::Hls,
+            stream_name: &self.stream_name,
+            stream_arn: &self.stream_arn,
+            playback_mode: self.playback_mode.as_deref(),
+            selector: self.hls_fragment_selector.as_ref(),
+            container_format: self.container_format.as_deref(),
+            discontinuity_mode: self.discontinuity_mode.as_deref(),
+            display_fragment_timestamp: self.display_fragment_timestamp.as_deref(),
+            display_fragment_number: None,
+            expires: self.expires,
+            max_fragments: self.max_media_playlist_fragment_results,
+        }
+    }
+
+    /// Step 1 of the module doc (see [`SessionInput::resolve`]).
+    pub fn resolve(&self, config: &Config, now: Timestamp) -> Result<SessionRequest> {
+        self.members().resolve(config, now)
+    }
+}
+
+/// The members GetHLSStreamingSessionURL and GetDASHStreamingSessionURL share (DASH has no
+/// ContainerFormat or DiscontinuityMode, HLS no DisplayFragmentNumber), so both APIs check them
+/// with one code path and the same errors (docs/wire.md#getdashstreamingsessionurl).
+pub struct SessionInput<'a> {
+    pub protocol: Protocol,
+    pub stream_name: &'a Option<String>,
+    pub stream_arn: &'a Option<String>,
+    pub playback_mode: Option<&'a str>,
+    /// `HLSFragmentSelector` / `DASHFragmentSelector` (the same shape).
+    pub selector: Option<&'a HlsFragmentSelector>,
+    pub container_format: Option<&'a str>,
+    pub discontinuity_mode: Option<&'a str>,
+    pub display_fragment_timestamp: Option<&'a str>,
+    pub display_fragment_number: Option<&'a str>,
+    pub expires: Option<i64>,
+    /// `MaxMediaPlaylistFragmentResults` / `MaxManifestFragmentResults`.
+    pub max_fragments: Option<i64>,
+}
+
+impl SessionInput<'_> {
+    /// The API's spelling of the selector member (messages) and its Coral path (validation).
+    fn selector_names(&self) -> (&'static str, &'static str, &'static str) {
+        match self.protocol {
+            Protocol::Hls => (
+                "HLSFragmentSelector",
+                "hLSFragmentSelector.fragmentSelectorType",
+                "maxMediaPlaylistFragmentResults",
+            ),
+            Protocol::Dash => (
+                "DASHFragmentSelector",
+                "dASHFragmentSelector.fragmentSelectorType",
+                "maxManifestFragmentResults",
+            ),
+        }
+    }
+
     /// Step 1 of the module doc: the model constraints, then the rules, at server time `now`.
     pub fn resolve(&self, config: &Config, now: Timestamp) -> Result<SessionRequest> {
         let mut v = Validator::default();
-        validate_stream_ref(&mut v, &self.stream_name, &self.stream_arn);
-        v.one_of(
-            "playbackMode",
-            self.playback_mode.as_deref(),
-            PlaybackMode::WIRE,
-        );
-        if let Some(selector) = &self.hls_fragment_selector {
+        let (selector_member, selector_path, max_path) = self.selector_names();
+        validate_stream_ref(&mut v, self.stream_name, self.stream_arn);
+        v.one_of("playbackMode", self.playback_mode, PlaybackMode::WIRE);
+        if let Some(selector) = self.selector {
             v.one_of(
-                "hLSFragmentSelector.fragmentSelectorType",
+                selector_path,
                 selector.fragment_selector_type.as_deref(),
                 SELECTOR_TYPES,
             );
         }
         v.one_of(
             "containerFormat",
-            self.container_format.as_deref(),
+            self.container_format,
             ContainerFormat::WIRE,
         );
         v.one_of(
             "discontinuityMode",
-            self.discontinuity_mode.as_deref(),
+            self.discontinuity_mode,
             DiscontinuityMode::WIRE,
         );
         v.one_of(
             "displayFragmentTimestamp",
-            self.display_fragment_timestamp.as_deref(),
+            self.display_fragment_timestamp,
+            DISPLAY_FRAGMENT_TIMESTAMP,
+        );
+        v.one_of(
+            "displayFragmentNumber",
+            self.display_fragment_number,
             DISPLAY_FRAGMENT_TIMESTAMP,
         );
         v.range(
@@ -159,8 +222,8 @@ impl GetHlsStreamingSessionUrlInput {
             Some(config.session_expires_max as i64),
         );
         v.range(
-            "maxMediaPlaylistFragmentResults",
-            self.max_media_playlist_fragment_results,
+            max_path,
+            self.max_fragments,
             Some(MAX_FRAGMENTS_MIN),
             Some(MAX_FRAGMENTS_MAX),
         );
@@ -169,21 +232,16 @@ impl GetHlsStreamingSessionUrlInput {
         // Enums are valid from here on.
         let mode = self
             .playback_mode
-            .as_deref()
             .and_then(PlaybackMode::parse)
             .unwrap_or(PlaybackMode::Live);
         let selector_type = self
-            .hls_fragment_selector
-            .as_ref()
+            .selector
             .and_then(|s| s.fragment_selector_type.as_deref());
         let selector = match selector_type {
             Some("PRODUCER_TIMESTAMP") => TimestampKind::Producer,
             _ => TimestampKind::Server,
         };
-        let range = self
-            .hls_fragment_selector
-            .as_ref()
-            .and_then(|s| s.timestamp_range.as_ref());
+        let range = self.selector.and_then(|s| s.timestamp_range.as_ref());
         let (start, end) = match mode {
             PlaybackMode::Live => {
                 if range.is_some() {
@@ -195,9 +253,9 @@ impl GetHlsStreamingSessionUrlInput {
             }
             PlaybackMode::OnDemand | PlaybackMode::LiveReplay => {
                 let m = mode.as_str();
-                if self.hls_fragment_selector.is_none() {
+                if self.selector.is_none() {
                     return Err(invalid(format!(
-                        "The HLSFragmentSelector (FragmentSelectorType and TimestampRange) is required when the PlaybackMode is {m}."
+                        "The {selector_member} (FragmentSelectorType and TimestampRange) is required when the PlaybackMode is {m}."
                     )));
                 }
                 if selector_type.is_none() {
@@ -214,7 +272,7 @@ impl GetHlsStreamingSessionUrlInput {
             }
         };
         let max_fragments = self
-            .max_media_playlist_fragment_results
+            .max_fragments
             .map(|n| n as u32)
             .unwrap_or_else(|| mode.default_max_fragments());
         let expires_seconds = self.expires.map(|s| s as u32).unwrap_or(
@@ -230,15 +288,19 @@ impl GetHlsStreamingSessionUrlInput {
             end,
             container: self
                 .container_format
-                .as_deref()
                 .and_then(ContainerFormat::parse)
                 .unwrap_or(ContainerFormat::FragmentedMp4),
-            discontinuity: self
-                .discontinuity_mode
-                .as_deref()
-                .and_then(DiscontinuityMode::parse)
-                .unwrap_or_else(|| DiscontinuityMode::default_for(selector)),
-            display_timestamp: self.display_fragment_timestamp.as_deref() == Some("ALWAYS"),
+            discontinuity: match self.protocol {
+                // DASH has no DiscontinuityMode: its media timeline is the producer's clock,
+                // which is what ALWAYS lays fragments out by (docs/choices.md#dash-timeline).
+                Protocol::Dash => DiscontinuityMode::Always,
+                Protocol::Hls => self
+                    .discontinuity_mode
+                    .and_then(DiscontinuityMode::parse)
+                    .unwrap_or_else(|| DiscontinuityMode::default_for(selector)),
+            },
+            display_timestamp: self.display_fragment_timestamp == Some("ALWAYS"),
+            display_fragment_number: self.display_fragment_number == Some("ALWAYS"),
             max_fragments,
             expires_seconds,
         })
@@ -459,15 +521,17 @@ fn decode_lead_ns(samples: &[store::SampleEntry]) -> i64 {
     (delay - earliest).max(0)
 }
 
-/// `POST /getHLSStreamingSessionURL`.
-pub async fn get_hls_streaming_session_url(
-    State(state): State<AppState>,
-    AwsJson(input): AwsJson<GetHlsStreamingSessionUrlInput>,
-) -> Result<AwsJson<GetHlsStreamingSessionUrlOutput>> {
-    let now = state.clock.timestamp();
-    let request = input.resolve(&state.config, now)?;
+/// Steps 2 to 6 of the module doc for a request that passed step 1, then the sealed token of
+/// the new session. GetHLSStreamingSessionURL and GetDASHStreamingSessionURL both create their
+/// sessions here (docs/wire.md#getdashstreamingsessionurl).
+pub(crate) async fn create_session(
+    state: &AppState,
+    input: &SessionInput<'_>,
+    request: &SessionRequest,
+    now: Timestamp,
+) -> Result<String> {
     let stream = resolve_stream(
-        &state,
+        state,
         input.stream_name.as_deref(),
         input.stream_arn.as_deref(),
     )
@@ -478,12 +542,12 @@ pub async fn get_hls_streaming_session_url(
         .await?;
     if stream.data_retention_hours == 0 {
         return Err(ApiError::NoDataRetention(format!(
-            "The stream {} has no data retention (DataRetentionInHours 0); HLS plays stored \
-             fragments. Give it a retention with UpdateDataRetention.",
+            "The stream {} has no data retention (DataRetentionInHours 0); streaming sessions \
+             play stored fragments. Give it a retention with UpdateDataRetention.",
             stream.name
         )));
     }
-    let first = first_fragment(&state, &stream, &request, now).await?;
+    let first = first_fragment(state, &stream, request, now).await?;
     let mut tracks = first.tracks.clone();
     tracks.sort_by_key(|t| t.track);
     let mut configs = Vec::with_capacity(tracks.len());
@@ -515,14 +579,33 @@ pub async fn get_hls_streaming_session_url(
         max_fragments: request.max_fragments,
         created: now,
         expires: Timestamp(now.millis() + request.expires_seconds as i64 * 1000),
-        origin: timeline_origin(&request, &first),
+        origin: timeline_origin(request, &first),
+        protocol: input.protocol,
+        display_fragment_number: request.display_fragment_number,
+        wall_offset_ms: match input.protocol {
+            Protocol::Hls => 0,
+            Protocol::Dash => first
+                .server_timestamp
+                .0
+                .saturating_sub(first.producer_timestamp.0),
+        },
     };
     let key = state
         .config
         .session_keys
         .first()
         .ok_or_else(|| ApiError::Internal("no session key configured".into()))?;
-    let token = token::seal(&session, key);
+    Ok(token::seal(&session, key))
+}
+
+/// `POST /getHLSStreamingSessionURL`.
+pub async fn get_hls_streaming_session_url(
+    State(state): State<AppState>,
+    AwsJson(input): AwsJson<GetHlsStreamingSessionUrlInput>,
+) -> Result<AwsJson<GetHlsStreamingSessionUrlOutput>> {
+    let now = state.clock.timestamp();
+    let request = input.resolve(&state.config, now)?;
+    let token = create_session(&state, &input.members(), &request, now).await?;
     Ok(AwsJson(GetHlsStreamingSessionUrlOutput {
         hls_streaming_session_url: format!(
             "{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}",
@@ -577,6 +660,7 @@ mod tests {
                 container: ContainerFormat::FragmentedMp4,
                 discontinuity: DiscontinuityMode::Always,
                 display_timestamp: false,
+                display_fragment_number: false,
                 max_fragments: 5,
                 expires_seconds: 300,
             }

@@ -43,6 +43,8 @@ pub enum HlsResource {
     InitFragment,
     MediaFragment,
     TsFragment,
+    /// GetDASHManifest (the MPD of a DASH session): AWS's 5 TPS, as the master playlist.
+    DashManifest,
     /// GetHLSStreamingSessionURL; keyed by stream, not session.
     SessionUrl,
 }
@@ -56,6 +58,7 @@ impl HlsResource {
             HlsResource::InitFragment => "GetMP4InitFragment",
             HlsResource::MediaFragment => "GetMP4MediaFragment",
             HlsResource::TsFragment => "GetTSFragment",
+            HlsResource::DashManifest => "GetDASHManifest",
             HlsResource::SessionUrl => "GetHLSStreamingSessionURL",
         }
     }
@@ -107,7 +110,7 @@ impl HlsLimits {
 
     pub fn rate(&self, resource: HlsResource) -> f64 {
         match resource {
-            HlsResource::MasterPlaylist => self.master_playlist_tps,
+            HlsResource::MasterPlaylist | HlsResource::DashManifest => self.master_playlist_tps,
             HlsResource::MediaPlaylist => self.media_playlist_tps,
             HlsResource::InitFragment => self.init_fragment_tps,
             HlsResource::MediaFragment | HlsResource::TsFragment => self.media_fragment_tps,
@@ -300,6 +303,7 @@ mod tests {
             HlsResource::InitFragment,
             HlsResource::MediaFragment,
             HlsResource::TsFragment,
+            HlsResource::DashManifest,
             HlsResource::SessionUrl,
         ] {
             for _ in 0..10_000 {

@@ -16,7 +16,7 @@ pub mod token;
 pub mod ts;
 
 pub use limits::HlsResource;
-pub use session::Session;
+pub use session::{Protocol, Session};
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -46,8 +46,9 @@ pub fn codec_error(track: media::TrackNumber, e: &media::codec::TrackCodecError)
     }
 }
 
-/// Checks an HLS GET's `SessionToken` for `resource`: opens it (expired, malformed, tampered or
-/// unknown-key tokens: 403 `NotAuthorizedException`), applies the session's rate limit for
+/// Checks an HLS or DASH GET's `SessionToken` for `resource` of `protocol`: opens it (expired,
+/// malformed, tampered or unknown-key tokens, and a token of the other protocol's API: 403
+/// `NotAuthorizedException`), applies the session's rate limit for
 /// `resource` (`ClientLimitExceededException` 400), and looks the stream up by the session's
 /// stream id, requiring the same creation time (a deleted or recreated stream: 403, so a deleted
 /// stream's sessions serve no byte). Returns the session and the current stream record.
@@ -57,6 +58,7 @@ pub async fn authorize(
     state: &AppState,
     query_token: &str,
     resource: HlsResource,
+    protocol: Protocol,
 ) -> Result<(Session, store::StreamRecord), ApiError> {
     let now = state.clock.timestamp();
     let opened = state
@@ -73,6 +75,12 @@ pub async fn authorize(
                 .into(),
             )
         })?;
+    if opened.session.protocol != protocol {
+        // An HLS URL's token does not open DASH resources, nor the reverse: each API grants
+        // its own resources only (docs/wire.md#dash-resources).
+        tracing::debug!("session token of another protocol refused");
+        return Err(ApiError::InvalidSessionToken(TOKEN_INVALID.into()));
+    }
     state
         .hls_limits
         .admit(&opened.session_id, resource, now)

@@ -203,12 +203,18 @@ pub fn render_media(p: &MediaPlaylist) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn golden(name: &str, actual: &str) {
+        golden_in("src/hls/testdata", name, actual);
+    }
+
+    /// Compares `actual` with the golden file `dir/name` (relative to the crate);
+    /// `UPDATE_GOLDEN=1` rewrites it. HLS playlists and DASH manifests use it.
+    pub(crate) fn golden_in(dir: &str, name: &str, actual: &str) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/hls/testdata")
+            .join(dir)
             .join(name);
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();

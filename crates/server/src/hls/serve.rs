@@ -34,7 +34,7 @@ use store::{
 
 use super::limits::HlsResource;
 use super::playlist::{self, Container, MasterPlaylist, MediaPlaylist, Segment};
-use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Session};
+use super::session::{ContainerFormat, DiscontinuityMode, PlaybackMode, Protocol, Session};
 use crate::wire::AwsQuery;
 use crate::{ApiError, AppState};
 
@@ -58,17 +58,40 @@ pub struct HlsQuery {
     sequence_number: Option<String>,
     #[serde(rename = "FragmentNumber")]
     fragment_number: Option<String>,
+    /// DASH media segments: the first fragment of the segment's Period and the segment's start
+    /// on the session timeline in ms (`$Time$`), docs/wire.md#dash-resources.
+    #[serde(rename = "FirstFragmentNumber")]
+    first_fragment_number: Option<String>,
+    #[serde(rename = "Time")]
+    time: Option<String>,
 }
 
 impl HlsQuery {
-    pub(super) fn token(&self) -> Result<&str, ApiError> {
+    pub(crate) fn token(&self) -> Result<&str, ApiError> {
         self.session_token
             .as_deref()
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::InvalidArgument("SessionToken is required.".into()))
     }
 
-    fn track(&self) -> Result<TrackNumber, ApiError> {
+    /// DASH media segments: `FirstFragmentNumber`.
+    pub(crate) fn first_fragment(&self) -> Result<FragmentNumber, ApiError> {
+        fragment_number(self.first_fragment_number.as_deref(), "FirstFragmentNumber")
+    }
+
+    /// `Time`: ms on the session timeline, at most `i64::MAX`.
+    pub(crate) fn time_ms(&self) -> Result<i64, ApiError> {
+        let raw = self
+            .time
+            .as_deref()
+            .ok_or_else(|| ApiError::InvalidArgument("Time is required.".into()))?;
+        raw.parse::<u64>()
+            .ok()
+            .and_then(|t| i64::try_from(t).ok())
+            .ok_or_else(|| ApiError::InvalidArgument(format!("Time '{raw}' is not valid.")))
+    }
+
+    pub(crate) fn track(&self) -> Result<TrackNumber, ApiError> {
         match self.track_number.as_deref() {
             None => Ok(TrackNumber(1)),
             Some(t) => t
@@ -94,14 +117,15 @@ impl HlsQuery {
     }
 
     pub(super) fn fragment(&self) -> Result<FragmentNumber, ApiError> {
-        let raw = self
-            .fragment_number
-            .as_deref()
-            .ok_or_else(|| ApiError::InvalidArgument("FragmentNumber is required.".into()))?;
-        FragmentNumber::parse(raw).ok_or_else(|| {
-            ApiError::InvalidArgument(format!("FragmentNumber '{raw}' is not valid."))
-        })
+        fragment_number(self.fragment_number.as_deref(), "FragmentNumber")
     }
+}
+
+/// A fragment number query parameter `name`: required, a decimal fragment number.
+fn fragment_number(raw: Option<&str>, name: &str) -> Result<FragmentNumber, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::InvalidArgument(format!("{name} is required.")))?;
+    FragmentNumber::parse(raw)
+        .ok_or_else(|| ApiError::InvalidArgument(format!("{name} '{raw}' is not valid.")))
 }
 
 /// Decodes a stored codec config (the one codec decision, `media::codec::decode_track`, with the
@@ -114,7 +138,7 @@ pub(super) fn decode(config: &CodecConfig) -> Result<Codec, ApiError> {
 /// A stream's codec configs, each decoded once, with each one's init `SequenceNumber`. Built
 /// once per change of the stream's config list and shared by every request ([`PlaylistCache`]),
 /// so fragment requests neither copy the rows nor re-parse SPS / AudioSpecificConfig.
-pub(super) struct Configs {
+pub(crate) struct Configs {
     rows: HashMap<CodecConfigId, (CodecConfig, u32)>,
     per_track: HashMap<TrackNumber, Vec<CodecConfigId>>,
     decoded: HashMap<CodecConfigId, Result<Arc<Codec>, ApiError>>,
@@ -123,7 +147,7 @@ pub(super) struct Configs {
 impl Configs {
     /// The stream's configs, from the catalog's cache while it holds `needed` (config ids grow, so
     /// a list holding the newest id a request needs holds every older one too).
-    pub(super) async fn load(
+    pub(crate) async fn load(
         state: &AppState,
         stream: &StreamRecord,
         needed: Option<CodecConfigId>,
@@ -169,13 +193,13 @@ impl Configs {
         }
     }
 
-    fn row(&self, id: CodecConfigId) -> Result<&(CodecConfig, u32), ApiError> {
+    pub(crate) fn row(&self, id: CodecConfigId) -> Result<&(CodecConfig, u32), ApiError> {
         self.rows
             .get(&id)
             .ok_or_else(|| ApiError::Internal(format!("codec config {id:?} missing")))
     }
 
-    pub(super) fn codec(&self, id: CodecConfigId) -> Result<Arc<Codec>, ApiError> {
+    pub(crate) fn codec(&self, id: CodecConfigId) -> Result<Arc<Codec>, ApiError> {
         self.decoded
             .get(&id)
             .cloned()
@@ -187,13 +211,13 @@ impl Configs {
     }
 }
 
-pub(super) fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&FragmentTrack> {
+pub(crate) fn track_of(f: &FragmentRecord, track: TrackNumber) -> Option<&FragmentTrack> {
     f.tracks.iter().find(|t| t.track == track)
 }
 
 /// The fragment's start on the session timeline (ns since the session's origin). A fragment
 /// before the origin (a producer clock that went back in a LIVE session) is pinned to zero.
-pub(super) fn start_ns(session: &Session, f: &impl FragmentTimes) -> u64 {
+pub(crate) fn start_ns(session: &Session, f: &impl FragmentTimes) -> u64 {
     let ms = session
         .timeline_timestamp(f)
         .0
@@ -236,7 +260,7 @@ fn summary_track(f: &FragmentSummary, track: TrackNumber) -> Option<&TrackSummar
 /// A track's `EXTINF` in seconds: from its stored span ([`timeline::TrackSpan::duration`]), or,
 /// where the span cannot tell (a start near the session's zero, or a timing that fails), from its
 /// samples, read with the full fragment as [`timing`] would.
-async fn extinf(
+pub(crate) async fn extinf(
     state: &AppState,
     session: &Session,
     f: &FragmentSummary,
@@ -265,13 +289,13 @@ async fn extinf(
 }
 
 /// The fragments a session shows now, with what the media playlist needs around them.
-struct Window {
-    fragments: Vec<FragmentSummary>,
+pub(crate) struct Window {
+    pub(crate) fragments: Vec<FragmentSummary>,
     /// `EXT-X-DISCONTINUITY` before each fragment.
     discontinuity: Vec<bool>,
     media_sequence: u64,
     discontinuity_sequence: u64,
-    ended: bool,
+    pub(crate) ended: bool,
 }
 
 /// What [`walk_range`] has kept so far.
@@ -402,7 +426,7 @@ fn live_flag(session: &Session) -> Option<u8> {
     }
 }
 
-async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError> {
+pub(crate) async fn window(state: &AppState, session: &Session) -> Result<Window, ApiError> {
     let max = session.max_fragments as usize;
     match session.mode {
         PlaybackMode::OnDemand => {
@@ -500,7 +524,7 @@ fn on_the_fly_discontinuities(session: &Session, fragments: &[FragmentSummary]) 
 
 /// Cuts the window before the first fragment whose track set or codecs differ from the first
 /// one's ("a change of track count or codec is an error when reached") or past 500 codec changes.
-fn compatible_prefix(configs: &Configs, w: &mut Window) {
+pub(crate) fn compatible_prefix(configs: &Configs, w: &mut Window) {
     let Some(first) = w.fragments.first() else {
         return;
     };
@@ -535,7 +559,7 @@ fn compatible_prefix(configs: &Configs, w: &mut Window) {
     }
 }
 
-pub(super) fn in_session(session: &Session, f: &impl FragmentTimes) -> bool {
+pub(crate) fn in_session(session: &Session, f: &impl FragmentTimes) -> bool {
     let ts = session.selected_timestamp(f);
     match session.mode {
         PlaybackMode::OnDemand | PlaybackMode::LiveReplay => {
@@ -551,7 +575,7 @@ pub(super) fn in_session(session: &Session, f: &impl FragmentTimes) -> bool {
 
 /// Frames per second from a fragment's presentation times: (n − 1) frames over the PTS span,
 /// snapped to a common rate when within 0.5 % (Matroska's millisecond timecodes jitter).
-fn estimate_frame_rate(track: &FragmentTrack) -> Option<f64> {
+pub(crate) fn estimate_frame_rate(track: &FragmentTrack) -> Option<f64> {
     const COMMON: [f64; 12] = [
         10.0,
         12.5,
@@ -588,7 +612,7 @@ fn estimate_frame_rate(track: &FragmentTrack) -> Option<f64> {
 
 /// Cache lifetime: playlists of live sessions change every fragment; everything else is fixed
 /// for the session's life (and private: the URL is a credential).
-pub(super) fn cache_control(session: &Session, now: Timestamp, changes: bool) -> HeaderValue {
+pub(crate) fn cache_control(session: &Session, now: Timestamp, changes: bool) -> HeaderValue {
     if changes {
         return HeaderValue::from_static("no-cache");
     }
@@ -597,7 +621,7 @@ pub(super) fn cache_control(session: &Session, now: Timestamp, changes: bool) ->
         .unwrap_or(HeaderValue::from_static("no-cache"))
 }
 
-pub(super) fn respond(
+pub(crate) fn respond(
     content_type: &'static str,
     cache: HeaderValue,
     body: Body,
@@ -684,12 +708,13 @@ pub(super) fn read_failed(
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const MP4: &str = "video/mp4";
 
-async fn open(
+pub(crate) async fn open(
     state: &AppState,
     q: &HlsQuery,
     resource: HlsResource,
+    protocol: Protocol,
 ) -> Result<(Session, StreamRecord), ApiError> {
-    super::authorize(state, q.token()?, resource).await
+    super::authorize(state, q.token()?, resource, protocol).await
 }
 
 fn fmp4_only(session: &Session) -> Result<(), ApiError> {
@@ -702,20 +727,51 @@ fn fmp4_only(session: &Session) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /hls/v1/getHLSMasterPlaylist.m3u8`
-pub async fn master_playlist(
-    State(state): State<AppState>,
-    AwsQuery(q): AwsQuery<HlsQuery>,
-) -> Result<Response, ApiError> {
-    let (session, stream) = open(&state, &q, HlsResource::MasterPlaylist).await?;
-    let mut w = window(&state, &session).await?;
+/// The session's window ([`window`]) cut to what one set of tracks can play
+/// ([`compatible_prefix`]), with the stream's decoded codec configs: what every playlist and
+/// manifest (HLS master and media playlists, the DASH MPD) lists.
+pub(crate) async fn playable_window(
+    state: &AppState,
+    session: &Session,
+    stream: &StreamRecord,
+) -> Result<(Window, Arc<Configs>), ApiError> {
+    let mut w = window(state, session).await?;
     let newest_config = w
         .fragments
         .iter()
         .flat_map(|f| f.tracks.iter().map(|t| t.codec_config))
         .max();
-    let configs = Configs::load(&state, &stream, newest_config).await?;
+    let configs = Configs::load(state, stream, newest_config).await?;
     compatible_prefix(&configs, &mut w);
+    Ok((w, configs))
+}
+
+/// Peak bits per second over the fragments: size × 8 / duration (`BANDWIDTH`, DASH
+/// `Representation@bandwidth`; docs/choices.md#master-playlist-estimates).
+pub(crate) fn peak_bandwidth(fragments: &[FragmentSummary]) -> u64 {
+    fragments
+        .iter()
+        .map(|f| f.size_bytes.saturating_mul(8 * 1000) / f.duration_ms.max(1))
+        .max()
+        .unwrap_or(0)
+}
+
+/// A video codec's picture size from its SPS; `None` for audio.
+pub(crate) fn picture_size(codec: &Codec) -> Option<(u32, u32)> {
+    match codec {
+        Codec::Avc(c) => Some((c.width, c.height)),
+        Codec::Hevc(c) => Some((c.width, c.height)),
+        Codec::Aac(_) => None,
+    }
+}
+
+/// `GET /hls/v1/getHLSMasterPlaylist.m3u8`
+pub async fn master_playlist(
+    State(state): State<AppState>,
+    AwsQuery(q): AwsQuery<HlsQuery>,
+) -> Result<Response, ApiError> {
+    let (session, stream) = open(&state, &q, HlsResource::MasterPlaylist, Protocol::Hls).await?;
+    let (w, configs) = playable_window(&state, &session, &stream).await?;
     let first = w.fragments.first().ok_or_else(|| {
         ApiError::ResourceNotFound("No fragments are available in this streaming session.".into())
     })?;
@@ -727,11 +783,7 @@ pub async fn master_playlist(
     for t in &first.tracks {
         let codec = configs.codec(t.codec_config)?;
         codecs.push(codec.codec_string());
-        match &*codec {
-            Codec::Avc(c) => resolution = Some((c.width, c.height)),
-            Codec::Hevc(c) => resolution = Some((c.width, c.height)),
-            Codec::Aac(_) => {}
-        }
+        resolution = resolution.or(picture_size(&codec));
         if codec.is_video() && frame_rate.is_none() {
             if first_full.is_none() {
                 first_full = state
@@ -745,12 +797,7 @@ pub async fn master_playlist(
                 .and_then(estimate_frame_rate);
         }
     }
-    let bandwidth = w
-        .fragments
-        .iter()
-        .map(|f| f.size_bytes * 8 * 1000 / f.duration_ms.max(1))
-        .max()
-        .unwrap_or(0);
+    let bandwidth = peak_bandwidth(&w.fragments);
     let container = match session.container {
         ContainerFormat::FragmentedMp4 => Container::Fmp4,
         ContainerFormat::MpegTs => Container::MpegTs,
@@ -779,7 +826,7 @@ pub async fn media_playlist(
     State(state): State<AppState>,
     AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
-    let (session, stream) = open(&state, &q, HlsResource::MediaPlaylist).await?;
+    let (session, stream) = open(&state, &q, HlsResource::MediaPlaylist, Protocol::Hls).await?;
     let (track, container) = match session.container {
         ContainerFormat::FragmentedMp4 => (q.track()?, Container::Fmp4),
         // One muxed playlist (no TrackNumber); EXTINF from track 1: the video, or the only audio.
@@ -883,14 +930,7 @@ async fn segment_list(
     stream: &StreamRecord,
     track: TrackNumber,
 ) -> Result<SegmentList, ApiError> {
-    let mut w = window(state, session).await?;
-    let newest_config = w
-        .fragments
-        .iter()
-        .flat_map(|f| f.tracks.iter().map(|t| t.codec_config))
-        .max();
-    let configs = Configs::load(state, stream, newest_config).await?;
-    compatible_prefix(&configs, &mut w);
+    let (w, configs) = playable_window(state, session, stream).await?;
     if w.fragments
         .first()
         .is_some_and(|f| summary_track(f, track).is_none())
@@ -1014,18 +1054,29 @@ pub async fn init_fragment(
     request_headers: HeaderMap,
     AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
-    let (session, stream) = open(&state, &q, HlsResource::InitFragment).await?;
+    init_fragment_of(&state, &request_headers, &q, Protocol::Hls).await
+}
+
+/// `getMP4InitFragment.mp4` of an HLS (`/hls/v1/`) or DASH (`/dash/v1/`) session: the same init
+/// section, from the same writer, under either path (docs/wire.md#dash-resources).
+pub(crate) async fn init_fragment_of(
+    state: &AppState,
+    request_headers: &HeaderMap,
+    q: &HlsQuery,
+    protocol: Protocol,
+) -> Result<Response, ApiError> {
+    let (session, stream) = open(state, q, HlsResource::InitFragment, protocol).await?;
     fmp4_only(&session)?;
     let track = q.track()?;
     let sequence = q.sequence()?;
-    let mut configs = Configs::load(&state, &stream, None).await?;
+    let mut configs = Configs::load(state, &stream, None).await?;
     if configs
         .per_track
         .get(&track)
         .is_none_or(|ids| ids.len() <= sequence)
     {
         // A codec change newer than the cached list.
-        configs = Configs::load_fresh(&state, &stream).await?;
+        configs = Configs::load_fresh(state, &stream).await?;
     }
     let id = configs
         .per_track
@@ -1045,7 +1096,7 @@ pub async fn init_fragment(
         &id.0.to_be_bytes(),
         &track.0.to_be_bytes(),
     ]);
-    if let Some(response) = not_modified(&request_headers, &tag, cache.clone()) {
+    if let Some(response) = not_modified(request_headers, &tag, cache.clone()) {
         return Ok(response);
     }
     let codec = configs.codec(id)?;
@@ -1125,34 +1176,47 @@ pub async fn media_fragment(
     request_headers: HeaderMap,
     AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
-    let (session, stream) = open(&state, &q, HlsResource::MediaFragment).await?;
+    let (session, stream) = open(&state, &q, HlsResource::MediaFragment, Protocol::Hls).await?;
     fmp4_only(&session)?;
     let track = q.track()?;
     let number = q.fragment()?;
-    let fragment = session_fragment(&state, &session, &stream, number).await?;
+    media_fragment_of(&state, &request_headers, &session, &stream, number, track).await
+}
+
+/// The `moof` + `mdat` of one track of one fragment of an fMP4 session, HLS or DASH (the DASH
+/// handler names the fragment by its place on the session timeline, docs/wire.md#dash-resources).
+pub(crate) async fn media_fragment_of(
+    state: &AppState,
+    request_headers: &HeaderMap,
+    session: &Session,
+    stream: &StreamRecord,
+    number: FragmentNumber,
+    track: TrackNumber,
+) -> Result<Response, ApiError> {
+    let fragment = session_fragment(state, session, stream, number).await?;
     let t = track_of(&fragment, track).ok_or_else(|| {
         ApiError::InvalidArgument(format!("Fragment {number} has no track {track}."))
     })?;
     let sequence_number = (fragment.sequence % u64::from(u32::MAX)) as u32 + 1;
     let now = state.clock.timestamp();
-    let cache = cache_control(&session, now, false);
+    let cache = cache_control(session, now, false);
     let tag = etag(&[
         b"fmp4-media",
         &media::fmp4::FORMAT_VERSION.to_be_bytes(),
         &stream.id.0.to_be_bytes(),
         number.to_string().as_bytes(),
         &track.0.to_be_bytes(),
-        &start_ns(&session, &*fragment).to_be_bytes(),
+        &start_ns(session, &*fragment).to_be_bytes(),
         &sequence_number.to_be_bytes(),
     ]);
-    if let Some(response) = not_modified(&request_headers, &tag, cache.clone()) {
+    if let Some(response) = not_modified(request_headers, &tag, cache.clone()) {
         return Ok(response);
     }
-    let configs = Configs::load(&state, &stream, Some(t.codec_config)).await?;
+    let configs = Configs::load(state, stream, Some(t.codec_config)).await?;
     let codec = configs.codec(t.codec_config)?;
     // Decode times at presentation times (negative composition offsets in a version 1 trun):
     // hls.js aligns a discontinuous fragment by its first decode time (see media::timeline).
-    let timing = timing_with(&session, &fragment, t, &codec, DecodeTimes::AtPresentation)?;
+    let timing = timing_with(session, &fragment, t, &codec, DecodeTimes::AtPresentation)?;
     let head = media::fmp4::media_segment_header(sequence_number, &timing)
         .map_err(|e| ApiError::Internal(format!("moof of fragment {number}: {e}")))?;
     let data = state
@@ -1163,7 +1227,7 @@ pub async fn media_fragment(
             t.data_offset..t.data_offset + t.data_len,
         )
         .await
-        .map_err(|e| read_failed(&stream, number, e))?;
+        .map_err(|e| read_failed(stream, number, e))?;
     let len = head.len() as u64 + data.len() as u64;
     let body = Body::from_stream(futures::stream::iter([
         Ok::<_, std::convert::Infallible>(Bytes::from(head)),

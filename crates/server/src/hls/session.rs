@@ -8,7 +8,8 @@
 //! flags  u8   bits 0-1 mode (0 LIVE, 1 LIVE_REPLAY, 2 ON_DEMAND), bit 2 selector (0 SERVER,
 //!             1 PRODUCER), bit 3 container (0 FRAGMENTED_MP4, 1 MPEG_TS), bits 4-5 discontinuity
 //!             (0 ALWAYS, 1 NEVER, 2 ON_DISCONTINUITY), bit 6 display timestamps, bit 7 has start
-//! flags2 u8   bit 0 has end; other bits must be zero
+//! flags2 u8   bit 0 has end, bit 1 protocol (0 HLS, 1 DASH), bit 2 display fragment numbers
+//!             (DASH); other bits must be zero
 //! stream_id         zigzag LEB128
 //! stream_creation   zigzag LEB128 (epoch ms)
 //! stream_name       LEB128 length, UTF-8 bytes
@@ -16,7 +17,10 @@
 //! max_fragments     LEB128
 //! created           zigzag LEB128 (epoch ms)
 //! expires           LEB128 (ms after `created`)
+//! origin            zigzag LEB128 (ms after `created`)
+//! wall_offset       zigzag LEB128 (ms), DASH only
 //! ```
+//! HLS tokens sealed before DASH existed have flags2 bits 1-2 clear and decode unchanged.
 //! LEB128 and zigzag are [`store::varint`]'s. The token's version byte covers this layout: a change
 //! here needs a new token version.
 
@@ -125,6 +129,14 @@ impl DiscontinuityMode {
     }
 }
 
+/// Which API minted the session: its token opens only that API's resources (an HLS token on a
+/// `/dash/v1/` resource is refused like any invalid token, docs/wire.md#dash-resources).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Hls,
+    Dash,
+}
+
 /// Everything a session URL grants. Built by GetHLSStreamingSessionURL, sealed into the token,
 /// and handed back by [`super::token::open`] / [`super::authorize`] to the GET handlers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,6 +166,14 @@ pub struct Session {
     /// this. Players that pace by timestamps (GStreamer with a synchronised sink) wait for
     /// absolute epoch times otherwise. Set at creation so every resource agrees.
     pub origin: Timestamp,
+    /// HLS or DASH (GetHLSStreamingSessionURL or GetDASHStreamingSessionURL).
+    pub protocol: Protocol,
+    /// DASH DisplayFragmentNumber=ALWAYS: `kvs:fn` on every `S` element (always false for HLS).
+    pub display_fragment_number: bool,
+    /// DASH: the server clock minus the producer clock (ms) at the session's first fragment, so
+    /// a dynamic MPD's `availabilityStartTime` puts the producer-time media timeline on the
+    /// server's wall clock (docs/choices.md#dash-timeline). 0 for HLS.
+    pub wall_offset_ms: i64,
 }
 
 /// Why a plaintext does not decode (after authentication this means a version mismatch or a bug).
@@ -189,7 +209,12 @@ impl Session {
                 | (self.display_timestamp as u8) << 6
                 | (self.start.is_some() as u8) << 7,
         );
-        out.push(self.end.is_some() as u8);
+        let dash = self.protocol == Protocol::Dash;
+        out.push(
+            self.end.is_some() as u8
+                | (dash as u8) << 1
+                | (self.display_fragment_number as u8) << 2,
+        );
         varint::put_i64(&mut out, self.stream_id.0);
         varint::put_i64(&mut out, self.stream_creation.0);
         varint::put_u64(&mut out, self.stream_name.len() as u64);
@@ -207,6 +232,9 @@ impl Session {
             self.expires.0.saturating_sub(self.created.0).max(0) as u64,
         );
         varint::put_i64(&mut out, self.origin.0.saturating_sub(self.created.0));
+        if dash {
+            varint::put_i64(&mut out, self.wall_offset_ms);
+        }
         out
     }
 
@@ -215,7 +243,7 @@ impl Session {
         let mut r = Reader(bytes);
         let flags = r.byte()?;
         let flags2 = r.byte()?;
-        if flags2 & !1 != 0 {
+        if flags2 & !0b111 != 0 {
             return Err(DecodeError);
         }
         let mode = match flags & 0b11 {
@@ -241,6 +269,14 @@ impl Session {
         let display_timestamp = (flags >> 6) & 1 == 1;
         let has_start = (flags >> 7) & 1 == 1;
         let has_end = flags2 & 1 == 1;
+        let protocol = match (flags2 >> 1) & 1 {
+            0 => Protocol::Hls,
+            _ => Protocol::Dash,
+        };
+        let display_fragment_number = (flags2 >> 2) & 1 == 1;
+        if protocol == Protocol::Hls && display_fragment_number {
+            return Err(DecodeError);
+        }
         let stream_id = StreamId(r.signed()?);
         let stream_creation = Timestamp(r.signed()?);
         let name_len = usize::try_from(r.unsigned()?).map_err(|_| DecodeError)?;
@@ -259,6 +295,10 @@ impl Session {
         let created = Timestamp(r.signed()?);
         let lifetime = i64::try_from(r.unsigned()?).map_err(|_| DecodeError)?;
         let origin = Timestamp(created.0.saturating_add(r.signed()?));
+        let wall_offset_ms = match protocol {
+            Protocol::Hls => 0,
+            Protocol::Dash => r.signed()?,
+        };
         if !r.0.is_empty() {
             return Err(DecodeError);
         }
@@ -277,6 +317,9 @@ impl Session {
             created,
             expires: Timestamp(created.0.saturating_add(lifetime)),
             origin,
+            protocol,
+            display_fragment_number,
+            wall_offset_ms,
         })
     }
 
@@ -351,6 +394,9 @@ pub(crate) mod tests {
             created: Timestamp(1_704_071_000_000),
             expires: Timestamp(1_704_071_300_000),
             origin: Timestamp(1_704_067_260_480),
+            protocol: Protocol::Hls,
+            display_fragment_number: false,
+            wall_offset_ms: 0,
         }
     }
 
@@ -392,6 +438,17 @@ pub(crate) mod tests {
                 }
             }
         }
+        // DASH sessions: the protocol, kvs:fn and the wall-clock offset round-trip too.
+        for (display_fragment_number, wall_offset_ms) in
+            [(false, 0), (true, -1234), (true, i64::MAX)]
+        {
+            variants.push(Session {
+                protocol: Protocol::Dash,
+                display_fragment_number,
+                wall_offset_ms,
+                ..base.clone()
+            });
+        }
         for s in variants {
             assert_eq!(Session::decode(&s.encode()), Ok(s.clone()), "{s:?}");
         }
@@ -419,5 +476,9 @@ pub(crate) mod tests {
         let mut bad_flags = bytes;
         bad_flags[1] |= 0x80;
         assert_eq!(Session::decode(&bad_flags), Err(DecodeError));
+        // kvs:fn is a DASH option: an HLS session with it is not one this server sealed.
+        let mut hls_with_fn = sample().encode();
+        hls_with_fn[1] |= 0b100;
+        assert_eq!(Session::decode(&hls_with_fn), Err(DecodeError));
     }
 }

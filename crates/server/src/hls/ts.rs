@@ -30,7 +30,13 @@ pub async fn ts_fragment(
     request_headers: http::HeaderMap,
     AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
-    let (session, stream) = super::authorize(&state, q.token()?, HlsResource::TsFragment).await?;
+    let (session, stream) = super::authorize(
+        &state,
+        q.token()?,
+        HlsResource::TsFragment,
+        super::Protocol::Hls,
+    )
+    .await?;
     if session.container != ContainerFormat::MpegTs {
         return Err(ApiError::InvalidArgument(
             "This session's ContainerFormat is FRAGMENTED_MP4: its media is served by \
