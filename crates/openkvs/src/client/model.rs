@@ -275,6 +275,10 @@ mod tests {
             "FragmentLengthInMilliseconds",
             "fragment-length-in-milliseconds",
         ),
+        (
+            "GetDASHStreamingSessionURL",
+            "get-dash-streaming-session-url",
+        ),
         ("GetHLSStreamingSessionURL", "get-hls-streaming-session-url"),
         ("HLSFragmentSelector", "hls-fragment-selector"),
         ("HLSStreamingSessionURL", "hls-streaming-session-url"),

@@ -14,8 +14,8 @@ import botocore
 OPS = {
     "kinesisvideo": ["CreateStream", "DescribeStream", "ListStreams", "DeleteStream", "UpdateDataRetention",
                      "GetDataEndpoint", "TagStream", "ListTagsForStream"],
-    "kinesis-video-archived-media": ["GetHLSStreamingSessionURL", "ListFragments", "GetMediaForFragmentList",
-                                     "GetClip", "GetImages"],
+    "kinesis-video-archived-media": ["GetHLSStreamingSessionURL", "GetDASHStreamingSessionURL", "ListFragments",
+                                     "GetMediaForFragmentList", "GetClip", "GetImages"],
     "kinesis-video-media": ["GetMedia"],
 }
 SHAPE_KEYS = ["type", "required", "members", "member", "key", "value", "min", "max", "enum", "timestampFormat",
