@@ -258,31 +258,46 @@ def test_mpeg_ts(server, good):
     assert "MPEG_TS" in e.value.response["Error"]["Message"]
 
 
+def invalid_session_requests(name: str, t0: float, t1: float, protocol: str = "HLS") -> list[dict]:
+    """Requests Get{HLS,DASH}StreamingSessionURL refuses with InvalidArgumentException (the same rules under each
+    API's member names)."""
+    sel = f"{protocol}FragmentSelector"
+    max_results, enums = {
+        "HLS": ("MaxMediaPlaylistFragmentResults", [("ContainerFormat", "MP4"), ("DiscontinuityMode", "SOMETIMES")]),
+        "DASH": ("MaxManifestFragmentResults", [("DisplayFragmentNumber", "SOMETIMES")]),
+    }[protocol]
+
+    def on_demand_(a: float, b: float, **kw) -> dict:
+        return {"StreamName": name, "PlaybackMode": "ON_DEMAND",
+                sel: {"FragmentSelectorType": "SERVER_TIMESTAMP",
+                      "TimestampRange": {"StartTimestamp": ts(a), "EndTimestamp": ts(b)}}, **kw}
+
+    now = time.time()
+    return [
+        {"StreamName": name, "PlaybackMode": "ON-DEMAND"},
+        {"StreamName": name, "PlaybackMode": "ON_DEMAND"},
+        {"StreamName": name, "PlaybackMode": "LIVE_REPLAY", sel: {"FragmentSelectorType": "SERVER_TIMESTAMP"}},
+        {"StreamName": name, "PlaybackMode": "LIVE", sel: {"TimestampRange": {"StartTimestamp": ts(t0)}}},
+        {"StreamName": name, "PlaybackMode": "ON_DEMAND",
+         sel: {"FragmentSelectorType": "SERVER_TIMESTAMP", "TimestampRange": {"StartTimestamp": ts(t0)}}},
+        {"StreamName": name, sel: {"FragmentSelectorType": "CLIENT_TIMESTAMP"}},
+        {"PlaybackMode": "LIVE"},
+        on_demand_(t1, t0),
+        on_demand_(now - 2 * 86400, now - 1),
+        on_demand_(t0, now + 3600),
+        on_demand_(t0, t1, Expires=43201),
+        on_demand_(t0, t1, Expires=299),
+        on_demand_(t0, t1, **{max_results: 0}),
+        on_demand_(t0, t1, **{max_results: 5001}),
+        on_demand_(t0, t1, DisplayFragmentTimestamp="YES"),
+        *[on_demand_(t0, t1, **{member: value}) for member, value in enums],
+    ]
+
+
 def test_invalid_arguments(server, good):
     name, _, t0, t1 = good
     am = raw_am(server)
-    now = time.time()
-    bad = [
-        {"StreamName": name, "PlaybackMode": "ON-DEMAND"},
-        {"StreamName": name, "PlaybackMode": "ON_DEMAND"},
-        {"StreamName": name, "PlaybackMode": "LIVE_REPLAY",
-         "HLSFragmentSelector": {"FragmentSelectorType": "SERVER_TIMESTAMP"}},
-        {"StreamName": name, "PlaybackMode": "LIVE",
-         "HLSFragmentSelector": {"TimestampRange": {"StartTimestamp": ts(t0)}}},
-        {"StreamName": name, "PlaybackMode": "ON_DEMAND",
-         "HLSFragmentSelector": {"FragmentSelectorType": "SERVER_TIMESTAMP",
-                                 "TimestampRange": {"StartTimestamp": ts(t0)}}},
-        on_demand(name, t1, t0),
-        on_demand(name, now - 2 * 86400, now - 1),
-        on_demand(name, t0, now + 3600),
-        on_demand(name, t0, t1, Expires=43201),
-        on_demand(name, t0, t1, Expires=299),
-        on_demand(name, t0, t1, MaxMediaPlaylistFragmentResults=5001),
-        on_demand(name, t0, t1, ContainerFormat="MP4"),
-        on_demand(name, t0, t1, DiscontinuityMode="SOMETIMES"),
-        on_demand(name, t0, t1, DisplayFragmentTimestamp="YES"),
-    ]
-    for args in bad:
+    for args in invalid_session_requests(name, t0, t1):
         assert error_code(lambda: am.get_hls_streaming_session_url(**args)) == "InvalidArgumentException", args
 
 

@@ -323,51 +323,64 @@ def test_hlsjs_h265(server, ingested):
         assert r["fatal"] is None or r["fatal"]["details"] == "manifestIncompatibleCodecsError", r["fatal"]
 
 
-def live_session_url(server, stream: str, timeout: float = 30, **kw) -> str:
-    """Poll GetHLSStreamingSessionURL(LIVE) until the first fragment exists (ResourceNotFound before that)."""
+def live_session_url(server, stream: str, timeout: float = 30, protocol: str = "HLS", **kw) -> str:
+    """Poll Get{HLS,DASH}StreamingSessionURL(LIVE) until the first fragment exists (ResourceNotFound before that)."""
     am = server.am()
+    call = {"HLS": am.get_hls_streaming_session_url, "DASH": am.get_dash_streaming_session_url}[protocol]
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return am.get_hls_streaming_session_url(StreamName=stream, PlaybackMode="LIVE", **kw)[
-                "HLSStreamingSessionURL"]
+            return call(StreamName=stream, PlaybackMode="LIVE", **kw)[f"{protocol}StreamingSessionURL"]
         except am.exceptions.ResourceNotFoundException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.25)
 
 
+def looped_producer(server, tmp_path, seconds_x4: int = 20):
+    """A paced PutMedia of h264_aac.mkv looped (1-s fragments, 4 s per loop) into a new stream: (stream, process,
+    log path). The caller kills it."""
+    src = mkv.Source(FIXTURES / "h264_aac.mkv")
+    body = tmp_path / "looped.mkv"
+    body.write_bytes(src.header + b"".join(src.looped(seconds_x4)))
+    stream, _ = server.create_stream()
+    log = tmp_path / "put-media.log"
+    with open(log, "wb") as out:
+        producer = server.put_media_popen(stream, body, stdout=out, stderr=subprocess.STDOUT)
+    return stream, producer, log
+
+
+def assert_kept_playing(r: dict, label: str, watched: float = 20):
+    """A live play.mjs result: no fatal error, watched >= `watched` s, the playhead advanced with the clock (85 %),
+    no stall of 3 s or more."""
+    check_cross_origin(r)
+    assert r["fatal"] is None, f"fatal {label} error: {r['fatal']}\n{r.get('console')}"
+    assert not r["player"]["videoErrors"], r["player"]["videoErrors"]
+    live = r["live"]
+    print(f"{label}: watched {live['watchedSeconds']:.1f} s, advanced {live['advancedSeconds']:.1f} s, "
+          f"longest stall {live['maxStallMs']} ms; latency {live['hlsLatency']}")
+    assert live["watchedSeconds"] >= watched, live
+    assert live["advancedSeconds"] >= 0.85 * live["watchedSeconds"], live
+    assert live["maxStallMs"] < 3000, live
+
+
 def test_hlsjs_live_keeps_playing(server, tmp_path):
     """A LIVE session fed in real time by a paced PutMedia (h264_aac.mkv looped: 1-s fragments) keeps hls.js
     playing for at least 20 s with no fatal error; prints the live latency seen (hls.latency, and the wall clock
     minus the playhead's EXT-X-PROGRAM-DATE-TIME with DisplayFragmentTimestamp=ALWAYS)."""
-    src = mkv.Source(FIXTURES / "h264_aac.mkv")
-    body = tmp_path / "looped.mkv"
-    body.write_bytes(src.header + b"".join(src.looped(20)))  # 80 s of media
-    stream, _ = server.create_stream()
-    log = open(tmp_path / "put-media.log", "wb")
-    producer = server.put_media_popen(stream, body, stdout=log, stderr=subprocess.STDOUT)
+    stream, producer, log = looped_producer(server, tmp_path)
     try:
         t = time.monotonic()
         url = live_session_url(server, stream, DisplayFragmentTimestamp="ALWAYS")
         print(f"live: session URL after {time.monotonic() - t:.1f} s of paced ingest")
         r = play(url, "live", "--duration", 22, "--start-timeout", 30, timeout=120)
-        assert producer.poll() is None, \
-            f"producer ended early: rc={producer.returncode}\n{(tmp_path / 'put-media.log').read_text()[-2000:]}"
+        assert producer.poll() is None, f"producer ended early: rc={producer.returncode}\n{log.read_text()[-2000:]}"
     finally:
         producer.kill()
         producer.wait()
-        log.close()
-    check_cross_origin(r)
-    assert r["fatal"] is None, f"fatal hls.js error: {r['fatal']}"
-    assert not r["player"]["videoErrors"], r["player"]["videoErrors"]
+    assert_kept_playing(r, "live hls.js")
     live = r["live"]
-    print(f"live: watched {live['watchedSeconds']:.1f} s, playhead advanced {live['advancedSeconds']:.1f} s, "
-          f"longest stall {live['maxStallMs']} ms; hls.latency {live['hlsLatency']}; "
-          f"wall clock - PROGRAM-DATE-TIME {live['wallClockLatency']}")
-    assert live["watchedSeconds"] >= 20, live
-    assert live["advancedSeconds"] >= 0.85 * live["watchedSeconds"], live
-    assert live["maxStallMs"] < 3000, live
+    print(f"live: wall clock - PROGRAM-DATE-TIME {live['wallClockLatency']}")
     levels_live = [e for e in r["player"]["events"] if e[1] == "level-loaded"]
     assert levels_live and all(e[2]["live"] for e in levels_live), "the media playlist must be live (no ENDLIST)"
     assert live["wallClockLatency"] is not None, "no EXT-X-PROGRAM-DATE-TIME seen with DisplayFragmentTimestamp=ALWAYS"
@@ -425,7 +438,11 @@ def test_gstreamer_playbin_plays_to_eos(server, ingested, name):
     libav decoders; fakesinks unsynced, so as fast as it decodes) reaches EOS with exit 0 and no ERROR, having
     rendered most of every track (the -v last-message counts are approximate; legacy hlsdemux sometimes loses
     audio at a discontinuity, seen on an ffmpeg-packaged copy too: >= 70 %)."""
-    out = gst_play(session(server, ingested, name))
+    assert_gst_played(gst_play(session(server, ingested, name)), name)
+
+
+def assert_gst_played(out: dict, name: str):
+    """gst_play's result for a fixture played unsynced: EOS, exit 0, no ERROR, most of every track rendered."""
     assert out["rc"] == 0 and out["eos"] and not out["errors"], out
     tracks = FIXTURE_TRACKS[name]
     if "v" in tracks:

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Play an HLS URL with hls.js in Debian's headless Chromium (playwright-core drives it; no browser is ever
+// Play an HLS URL with hls.js, or a DASH URL with dash.js or Shaka Player (--player), in Debian's headless Chromium (playwright-core drives it; no browser is ever
 // downloaded: executablePath is the system Chromium) and print one JSON line with what the player did.
 //
 //   node play.mjs --url URL --mode ondemand [--timeout 60] [--stall 10]
 //   node play.mjs --url URL --mode live --duration 20 [--start-timeout 30]
 //   node play.mjs --url URL --mode file [--timeout 60] [--stall 10]
+//   --player hlsjs (default) | dashjs | shaka, with ondemand and live
 //
 // The test page (page.html + hls.js from node_modules/hls.js/dist) is served by a small HTTP server started
 // here on another port than the media URL's, so the page's origin differs from the openkvs server's and every
@@ -32,7 +33,8 @@ const CHROMIUM_ARGS = [
 ];
 
 function parseArgs(argv) {
-  const o = { mode: "ondemand", timeout: 60, duration: 20, startTimeout: 30, stall: 10, url: null, host: "127.0.0.1" };
+  const o = { mode: "ondemand", timeout: 60, duration: 20, startTimeout: 30, stall: 10, url: null, host: "127.0.0.1",
+    player: "hlsjs" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
     if (a === "--url") o.url = v();
@@ -42,20 +44,28 @@ function parseArgs(argv) {
     else if (a === "--start-timeout") o.startTimeout = Number(v());
     else if (a === "--stall") o.stall = Number(v());
     else if (a === "--page-host") o.host = v();
+    else if (a === "--player") o.player = v();
     else { console.error(`unknown argument ${a}`); process.exit(2); }
   }
-  if (!o.url || !["ondemand", "live", "file"].includes(o.mode)) {
+  if (!o.url || !["ondemand", "live", "file"].includes(o.mode) || !(o.player in PLAYER_SCRIPTS)) {
     console.error("usage: play.mjs --url URL --mode ondemand|live|file [--timeout S] [--duration S] [--start-timeout S]");
     process.exit(2);
   }
   return o;
 }
 
-// The page's origin: page.html and hls.js, nothing else.
-function servePage(host) {
+// Each player's script in its npm package (pinned in package.json), served to the page as /player.js.
+const PLAYER_SCRIPTS = {
+  hlsjs: "node_modules/hls.js/dist/hls.js",
+  dashjs: "node_modules/dashjs/dist/modern/umd/dash.all.debug.js",
+  shaka: "node_modules/shaka-player/dist/shaka-player.compiled.debug.js",
+};
+
+// The page's origin: page.html and the player, nothing else.
+function servePage(host, player) {
   const files = {
     "/page.html": [path.join(HERE, "page.html"), "text/html; charset=utf-8"],
-    "/hls.js": [path.join(HERE, "node_modules/hls.js/dist/hls.js"), "text/javascript; charset=utf-8"],
+    "/player.js": [path.join(HERE, PLAYER_SCRIPTS[player]), "text/javascript; charset=utf-8"],
   };
   const server = http.createServer((req, res) => {
     const f = files[new URL(req.url, "http://x").pathname];
@@ -74,7 +84,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function main() {
   const opt = parseArgs(process.argv.slice(2));
   const started = Date.now();
-  const pageServer = await servePage(opt.host);
+  const pageServer = await servePage(opt.host, opt.player);
   const pageOrigin = `http://${opt.host}:${pageServer.address().port}`;
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "openkvs-chromium-"));
   const result = {
@@ -115,10 +125,11 @@ async function main() {
       }
     });
     const progressive = opt.mode === "file" ? "&progressive=1" : "";
-    await page.goto(`${pageOrigin}/page.html?src=${encodeURIComponent(opt.url)}${progressive}`, { waitUntil: "load" });
+    await page.goto(`${pageOrigin}/page.html?src=${encodeURIComponent(opt.url)}${progressive}&player=${opt.player}`,
+      { waitUntil: "load" });
     const state = () => page.evaluate(() => {
       const p = window.player;
-      return { ...p, hls: undefined, events: p.events.slice(-300) };
+      return { ...p, hls: undefined, dash: undefined, shaka: undefined, events: p.events.slice(-300) };
     });
     const sample = async () => { const s = await page.evaluate(() => window.sample()); result.samples.push(s); return s; };
 
