@@ -251,6 +251,7 @@ def test_browser_on_demand_plays_to_end(server, ingested, name, player):  # noqa
     check_cross_origin(r)
     pl = r["player"]
     print(f"{player} {pl.get('playerVersion')}: {name} levels {pl.get('levels')} errors {pl.get('errors')[:5]}")
+    print("events:", pl.get("events", [])[-30:])
     assert r["fatal"] is None, f"fatal {player} error: {r['fatal']}\n{r.get('console')}"
     assert not pl["videoErrors"], pl["videoErrors"]
     assert r["ended"], f"did not reach `ended` (currentTime {r['finalCurrentTime']}, stuck {r.get('stalledMs')} ms)"
