@@ -273,7 +273,7 @@ pub fn render(m: &Manifest) -> String {
                     " minimumUpdatePeriod=\"PT1S\" timeShiftBufferDepth=\"{}\" \
                      suggestedPresentationDelay=\"{}\"",
                     duration(window_ms.max(longest_ms)),
-                    duration((3 * longest_ms).min(window_ms).max(longest_ms))
+                    duration(longest_ms.saturating_mul(3).min(window_ms).max(longest_ms))
                 );
             }
         }
