@@ -368,6 +368,8 @@ pub(crate) fn check_range_end(
     Ok(())
 }
 
+/// One message for every caller of [`check_tracks`] (HLS, DASH, GetClip): the media, not the API,
+/// is what is unsupported.
 fn unsupported(ids: &[&str]) -> ApiError {
     let found = ids
         .iter()
@@ -376,7 +378,7 @@ fn unsupported(ids: &[&str]) -> ApiError {
         .collect::<Vec<_>>()
         .join(", ");
     ApiError::UnsupportedStreamMediaType(format!(
-        "The media of the stream is not supported for HLS ({found}). The codec ID of track 1 \
+        "The media of the stream is not supported for playback ({found}). The codec ID of track 1 \
          should be V_MPEG/ISO/AVC (H.264) or V_MPEG/ISO/HEVC (H.265) and, optionally, the codec \
          ID of track 2 should be A_AAC. For audio only streaming, the codec ID of track 1 should \
          be A_AAC."
