@@ -548,6 +548,12 @@ impl Reader {
         let after = *after;
         let patient = *waits_for_first && self.sent == 0;
         let mut idle_since = tokio::time::Instant::now();
+        // One poll clock for the whole wait: commits to other streams wake the loop too, and a
+        // sleep started afresh on each of them would never fire on a busy node, so a reader
+        // would never look again nor end (IDLE_END).
+        let mut poll = tokio::time::interval(POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.tick().await; // the first tick is immediate
         loop {
             let woken = tokio::select! {
                 change = changes.recv() => match change {
@@ -566,7 +572,7 @@ impl Reader {
                         true
                     }
                 },
-                () = tokio::time::sleep(POLL) => true,
+                _ = poll.tick() => true,
                 () = self.state.shutdown.cancelled() => return Ok(false),
             };
             if !woken {
