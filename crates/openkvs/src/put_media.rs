@@ -386,6 +386,7 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
     let mut body_sent_at: Option<Instant> = None;
     let mut input_error: Option<PutMediaError> = None;
     let mut response_ended_early = false;
+    let mut response_broke = false;
     loop {
         if body_sent_at.is_some() && lock(&tracker).all_settled() {
             break;
@@ -407,6 +408,7 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
                 Err(error) => {
                     progress.suspend(|| eprintln!("openkvs put-media: the response ended abnormally: {error}"));
                     response_ended_early = body_sent_at.is_none();
+                    response_broke = true;
                     break;
                 }
             },
@@ -461,6 +463,10 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
     }
     if tracker.has_errors() {
         Ok(ExitCode::from(EXIT_ERROR_ACK))
+    } else if response_broke || unacknowledged > 0 {
+        // A broken connection or a fragment without its ack is not a success: the sender may already have
+        // handed the whole input over (it stops quietly when the connection goes) before the response reports why.
+        Ok(ExitCode::from(EXIT_CLIENT_ERROR))
     } else if response_ended_early {
         // The upload did not complete: not a success even without an ERROR ack.
         eprintln!(
