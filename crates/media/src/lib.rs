@@ -17,6 +17,7 @@ pub mod fmp4;
 mod isobmff;
 pub mod mkv;
 pub mod mp4;
+pub mod parts;
 pub mod timeline;
 pub mod ts;
 
