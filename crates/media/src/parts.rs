@@ -79,10 +79,8 @@ pub fn cut(timing: &TrackTiming, target: u64, complete: bool) -> Vec<Part> {
         let t0 = start_of(start);
         let mut end = None;
         let mut first_after = None;
-        for j in start + 1..=usable_end {
-            if !allowed[j] {
-                continue;
-            }
+        let cuts = (start + 1..=usable_end).filter(|&j| allowed[j]);
+        for j in cuts {
             if start_of(j) - t0 <= target {
                 end = Some(j);
             } else {

@@ -27,6 +27,8 @@
 //! session_key_file = "/etc/openkvs/session.keys"  # or inline: session_keys = ["<64 hex digits>"]
 //! session_expires_min = 300       # bounds of GetHLSStreamingSessionURL Expires, seconds
 //! session_expires_max = 43200
+//! ll_hls = false                  # LL-HLS parts in LIVE fMP4 sessions (docs/architecture.md#low-latency-hls)
+//! ll_hls_part_ms = 300            # its PART-TARGET
 //! [hls_rate_limits]               # off unless asked for (docs/choices.md#hls-rate-limits)
 //! mode = "aws"                    # "off" (the default) or "aws": AWS's quotas, below; values given here override
 //! max_delay_seconds = 2           # a request over the rate waits up to this long for its turn before it is refused
@@ -129,6 +131,13 @@ pub struct ServeArgs {
     /// Open connections at most from one IP address; cameras behind one NAT share it [default: 1024].
     #[arg(long, env = "OPENKVS_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     max_connections_per_ip: Option<usize>,
+    /// Low-latency HLS in LIVE fMP4 sessions: parts of the fragment being received, served before
+    /// it is PERSISTED, with blocking playlist reload (docs/architecture.md#low-latency-hls).
+    #[arg(long, env = "OPENKVS_LL_HLS")]
+    ll_hls: bool,
+    /// LL-HLS PART-TARGET in milliseconds [default: 300].
+    #[arg(long, env = "OPENKVS_LL_HLS_PART_MS", value_name = "MS")]
+    ll_hls_part_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -161,6 +170,8 @@ struct FileConfig {
     idle_timeout_seconds: Option<u64>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    ll_hls: Option<bool>,
+    ll_hls_part_ms: Option<u64>,
 }
 
 /// `[hls_rate_limits]`: `mode` picks the starting point (no limits, or AWS's quotas); the rates
@@ -442,6 +453,16 @@ fn settings(args: ServeArgs) -> Result<Settings, String> {
     )? {
         c.max_connections_per_ip = n;
     }
+    if args.ll_hls || file.ll_hls.unwrap_or(false) {
+        let mut ll = server::hls::ll::LowLatencyConfig::default();
+        if let Some(ms) = at_least_one(
+            "the LL-HLS part target (ms)",
+            args.ll_hls_part_ms.or(file.ll_hls_part_ms),
+        )? {
+            ll.part_target = Duration::from_millis(ms);
+        }
+        config.low_latency = Some(ll);
+    }
     if let Some(l) = file.hls_rate_limits {
         let limits = &mut config.hls_limits;
         *limits = match l.mode {
@@ -659,9 +680,12 @@ mod tests {
             idle_timeout: None,
             max_connections: None,
             max_connections_per_ip: None,
+            ll_hls: false,
+            ll_hls_part_ms: None,
         })
         .unwrap();
         assert_eq!(s.config.listen.to_string(), "127.0.0.1:4567");
+        assert!(s.config.low_latency.is_none(), "LL-HLS is opt-in");
         assert_eq!(s.config.public_url, "http://127.0.0.1:4567");
         assert_eq!(s.config.region, "us-east-1");
         assert_eq!(s.config.account_id, "000000000000");

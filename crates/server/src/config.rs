@@ -142,6 +142,8 @@ pub struct Config {
     pub hls_limits: crate::hls::limits::HlsLimits,
     /// Caps on open connections and the header-read / keep-alive idle timeouts (`conn`).
     pub connections: crate::conn::ConnectionLimits,
+    /// `--ll-hls`: LL-HLS parts in LIVE fMP4 sessions (docs/architecture.md#low-latency-hls).
+    pub low_latency: Option<crate::hls::ll::LowLatencyConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -165,6 +167,7 @@ impl std::fmt::Debug for Config {
             .field("session_expires_max", &self.session_expires_max)
             .field("hls_limits", &self.hls_limits)
             .field("connections", &self.connections)
+            .field("low_latency", &self.low_latency)
             .finish()
     }
 }
@@ -190,6 +193,7 @@ impl Config {
             session_expires_max: SESSION_EXPIRES_MAX,
             hls_limits: Default::default(),
             connections: Default::default(),
+            low_latency: None,
         }
     }
 

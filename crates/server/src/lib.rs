@@ -91,6 +91,8 @@ pub struct Shared {
     pub opened_tokens: Arc<hls::token::OpenedTokens>,
     /// GetMedia responses in flight per stream (`get_media::MAX_READERS_PER_STREAM`).
     pub readers: Arc<get_media::Readers>,
+    /// Fragments this node is receiving, for LL-HLS parts (fed only with `--ll-hls`).
+    pub live_parts: Arc<hls::ll::LiveParts>,
 }
 
 impl AppState {
@@ -121,6 +123,7 @@ impl AppState {
             playlists: Arc::new(hls::serve::PlaylistCache::default()),
             opened_tokens: Arc::new(hls::token::OpenedTokens::default()),
             readers: Arc::new(get_media::Readers::default()),
+            live_parts: Arc::new(hls::ll::LiveParts::default()),
         }))
     }
 

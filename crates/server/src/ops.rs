@@ -147,6 +147,11 @@ fn public_routes() -> Router<AppState> {
             "/hls/v1/getMP4MediaFragment.mp4",
             get(serve::media_fragment),
         )
+        // LL-HLS parts (docs/wire.md#ll-hls-resources).
+        .route(
+            "/hls/v1/getMP4MediaPart.mp4",
+            get(crate::hls::parts::media_part),
+        )
         // DASH resources, authorised the same way (docs/wire.md#dash-resources).
         .route(
             "/dash/v1/getDASHManifest.mpd",

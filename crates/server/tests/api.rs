@@ -460,6 +460,7 @@ async fn add_fragment(
 ) -> String {
     let row = store::NewFragment {
         writer_epoch: None,
+        begins_discontinuity: false,
         stream,
         number: store::FragmentNumber::candidate(store::Timestamp(server_ms)),
         producer_timestamp: store::Timestamp(producer_ms),

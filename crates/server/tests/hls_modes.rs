@@ -97,6 +97,7 @@ async fn ingest(s: &TestServer, stream: &StreamRecord, upto: usize) {
                 parts: vec![Bytes::from(vec![0u8; 120])],
                 row: NewFragment {
                     writer_epoch: None,
+                    begins_discontinuity: false,
                     stream: stream.id,
                     number: FragmentNumber::next(last, Timestamp(T0_MS + server_off)),
                     producer_timestamp: Timestamp(T0_MS + producer_off),
@@ -364,6 +365,7 @@ async fn a_live_session_outlives_a_producer_pause() {
             parts: vec![Bytes::from(vec![0u8; 120])],
             row: NewFragment {
                 writer_epoch: None,
+                begins_discontinuity: false,
                 stream: h.stream.id,
                 number: FragmentNumber::next(last, Timestamp(T0_MS + 62_500)),
                 producer_timestamp: Timestamp(T0_MS + 62_500),

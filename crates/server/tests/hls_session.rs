@@ -232,6 +232,7 @@ impl T {
                 parts,
                 row: NewFragment {
                     writer_epoch: None,
+                    begins_discontinuity: false,
                     stream: s.id,
                     number: FragmentNumber::next(last, Timestamp(server_ms)),
                     producer_timestamp: Timestamp(producer_ms),

@@ -64,6 +64,7 @@ async fn ingest(state: &server::AppState, s: &StreamRecord, server_ms: i64) -> F
             parts: vec![Bytes::from_static(b"frame")],
             row: NewFragment {
                 writer_epoch: None,
+                begins_discontinuity: false,
                 stream: s.id,
                 number: FragmentNumber::next(last, Timestamp(server_ms)),
                 producer_timestamp: Timestamp(server_ms),

@@ -213,6 +213,7 @@ fn fragment(s: &BenchStream, i: u64) -> NewFragment {
         ],
         tags: Vec::new(),
         writer_epoch: None,
+        begins_discontinuity: false,
         media: MediaLocation {
             segment: i / per_segment,
             offset: (i % per_segment) * 600_000,

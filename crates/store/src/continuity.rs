@@ -3,7 +3,7 @@
 //! one [`StreamEdge`] per stream and calls [`StreamEdge::advance`] inside the transaction that
 //! commits the fragment, so two backends cannot number or flag the same fragments differently.
 
-use crate::NewFragment;
+use crate::{NewFragment, Timestamp};
 
 /// How a fragment joins the one ingested before it on its stream, decided once at commit so a
 /// LIVE playlist's EXT-X-DISCONTINUITY-SEQUENCE is the same on every reload (RFC 8216 §4.3.3.3;
@@ -61,27 +61,35 @@ impl StreamEdge {
         self.next_sequence
     }
 
-    /// Takes `f` as the stream's next fragment: returns its sequence (one more than the previous
-    /// fragment's, from 0) and its continuity, and moves the edge to `f`'s end. The first fragment
-    /// of a stream has no flags. After that, compared with the previous fragment:
-    /// - a different list of (track, codec config) is a [`Continuity::CODEC_CHANGE`], and also
-    ///   counts as every other flag (a player must reset its decoder either way);
-    /// - a producer (server) start more than [`Continuity::GAP_MS`] away from the previous
-    ///   producer (server) end, before or after it, is a [`Continuity::PRODUCER_GAP`]
-    ///   ([`Continuity::SERVER_GAP`]);
-    /// - either start more than [`Continuity::PAUSE_MS`] away is a [`Continuity::PAUSE`].
-    pub fn advance(&mut self, f: &NewFragment) -> (u64, Continuity) {
-        let configs: Vec<(u64, i64)> = f
-            .tracks
-            .iter()
-            .map(|t| (t.track.0, t.codec_config.0))
-            .collect();
+    /// The edge after a fragment that ended at these times with these (track, codec config id)
+    /// pairs: what LL-HLS compares a fragment still arriving with (`server::hls::ll`).
+    pub fn ending_at(
+        producer_end: Timestamp,
+        server_end: Timestamp,
+        configs: Vec<(u64, i64)>,
+    ) -> Self {
+        StreamEdge {
+            producer_end_ms: Some(producer_end.0),
+            server_end_ms: Some(server_end.0),
+            configs,
+            ..StreamEdge::default()
+        }
+    }
+
+    /// The flags a fragment starting at these times on these (track, codec config id) pairs gets
+    /// after this edge, by the rules of [`StreamEdge::advance`].
+    pub fn flags_for(
+        &self,
+        configs: &[(u64, i64)],
+        producer_start: Timestamp,
+        server_start: Timestamp,
+    ) -> u8 {
         let mut flags = 0;
         if self.producer_end_ms.is_some() {
-            let codec_change = configs != self.configs;
+            let codec_change = configs != self.configs.as_slice();
             let gap = |end: Option<i64>, start: i64| end.map_or(0, |e| start.abs_diff(e));
-            let producer_gap = gap(self.producer_end_ms, f.producer_timestamp.0);
-            let server_gap = gap(self.server_end_ms, f.server_timestamp.0);
+            let producer_gap = gap(self.producer_end_ms, producer_start.0);
+            let server_gap = gap(self.server_end_ms, server_start.0);
             let over = |gap: u64, limit: i64| gap > limit.unsigned_abs();
             if codec_change {
                 flags |= Continuity::CODEC_CHANGE;
@@ -98,6 +106,28 @@ impl StreamEdge {
             {
                 flags |= Continuity::PAUSE;
             }
+        }
+        flags
+    }
+
+    /// Takes `f` as the stream's next fragment: returns its sequence (one more than the previous
+    /// fragment's, from 0) and its continuity, and moves the edge to `f`'s end. The first fragment
+    /// of a stream has no flags. After that, compared with the previous fragment:
+    /// - a different list of (track, codec config) is a [`Continuity::CODEC_CHANGE`], and also
+    ///   counts as every other flag (a player must reset its decoder either way);
+    /// - a producer (server) start more than [`Continuity::GAP_MS`] away from the previous
+    ///   producer (server) end, before or after it, is a [`Continuity::PRODUCER_GAP`]
+    ///   ([`Continuity::SERVER_GAP`]);
+    /// - either start more than [`Continuity::PAUSE_MS`] away is a [`Continuity::PAUSE`].
+    pub fn advance(&mut self, f: &NewFragment) -> (u64, Continuity) {
+        let configs: Vec<(u64, i64)> = f
+            .tracks
+            .iter()
+            .map(|t| (t.track.0, t.codec_config.0))
+            .collect();
+        let mut flags = self.flags_for(&configs, f.producer_timestamp, f.server_timestamp);
+        if f.begins_discontinuity && self.producer_end_ms.is_some() {
+            flags |= Continuity::PRODUCER_GAP | Continuity::SERVER_GAP | Continuity::PAUSE;
         }
         for (bit, count) in self.counts.iter_mut().enumerate() {
             if flags & (1 << bit) != 0 {
@@ -140,6 +170,7 @@ mod tests {
     fn frag(producer_ms: i64, server_ms: i64, configs: &[i64]) -> NewFragment {
         NewFragment {
             writer_epoch: None,
+            begins_discontinuity: false,
             stream: StreamId(1),
             number: FragmentNumber(0),
             producer_timestamp: Timestamp(producer_ms),
@@ -171,6 +202,31 @@ mod tests {
         let mut edge = StreamEdge::default();
         edge.advance(&frag(0, 0, &[7]));
         edge.advance(&next).1.flags
+    }
+
+    /// A fragment the ingest marks (LL-HLS listed parts of a failed one before it) gets every gap
+    /// flag though its times continue; the first fragment of a stream still gets none.
+    #[test]
+    fn a_marked_fragment_begins_a_discontinuity() {
+        let mut edge = StreamEdge::default();
+        let mut first = frag(0, 0, &[1]);
+        first.begins_discontinuity = true;
+        assert_eq!(edge.advance(&first).1.flags, 0);
+        let mut next = frag(1000, 1000, &[1]);
+        next.begins_discontinuity = true;
+        let gaps = Continuity::PRODUCER_GAP | Continuity::SERVER_GAP | Continuity::PAUSE;
+        assert_eq!(edge.advance(&next).1.flags, gaps);
+        assert_eq!(edge.advance(&frag(2000, 2000, &[1])).1.flags, 0);
+        // What LL-HLS predicts for a fragment still arriving is what advance then stores.
+        let ahead = StreamEdge::ending_at(Timestamp(3000), Timestamp(3000), vec![(1, 1)]);
+        assert_eq!(
+            ahead.flags_for(&[(1, 1)], Timestamp(3000), Timestamp(3000)),
+            0
+        );
+        assert_eq!(
+            edge.flags_for(&[(1, 2)], Timestamp(3000), Timestamp(3000)),
+            ALL
+        );
     }
 
     #[test]

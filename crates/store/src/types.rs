@@ -207,6 +207,10 @@ pub struct NewFragment {
     /// epoch, checked in the committing transaction (docs/architecture.md#writer-lease). `None`
     /// skips the check (a single process that holds no leases).
     pub writer_epoch: Option<u64>,
+    /// The ingest knows this fragment does not continue the one before it, whatever their times
+    /// say: LL-HLS listed parts of a fragment between them that then failed
+    /// (docs/architecture.md#low-latency-hls). Every gap flag is set ([`crate::Continuity`]).
+    pub begins_discontinuity: bool,
 }
 
 /// A stream's writer lease: who may commit fragments to it (docs/architecture.md#writer-lease).

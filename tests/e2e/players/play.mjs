@@ -6,6 +6,8 @@
 //   node play.mjs --url URL --mode live --duration 20 [--start-timeout 30]
 //   node play.mjs --url URL --mode file [--timeout 60] [--stall 10]
 //   --player hlsjs (default) | dashjs | shaka, with ondemand and live
+//   --low-latency 0|1 (hls.js lowLatencyMode, default 1) --live-sync-rate R (hls.js maxLiveSyncPlaybackRate, default 1)
+//   --interval MS (live sampling period, default 1000)
 //
 // The test page (page.html + hls.js from node_modules/hls.js/dist) is served by a small HTTP server started
 // here on another port than the media URL's, so the page's origin differs from the openkvs server's and every
@@ -34,7 +36,7 @@ const CHROMIUM_ARGS = [
 
 function parseArgs(argv) {
   const o = { mode: "ondemand", timeout: 60, duration: 20, startTimeout: 30, stall: 10, url: null, host: "127.0.0.1",
-    player: "hlsjs" };
+    player: "hlsjs", lowLatency: "1", liveSyncRate: "1", interval: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i], v = () => argv[++i];
     if (a === "--url") o.url = v();
@@ -45,6 +47,9 @@ function parseArgs(argv) {
     else if (a === "--stall") o.stall = Number(v());
     else if (a === "--page-host") o.host = v();
     else if (a === "--player") o.player = v();
+    else if (a === "--low-latency") o.lowLatency = v();
+    else if (a === "--interval") o.interval = Number(v());
+    else if (a === "--live-sync-rate") o.liveSyncRate = v();
     else { console.error(`unknown argument ${a}`); process.exit(2); }
   }
   if (!o.url || !["ondemand", "live", "file"].includes(o.mode) || !(o.player in PLAYER_SCRIPTS)) {
@@ -125,7 +130,7 @@ async function main() {
       }
     });
     const progressive = opt.mode === "file" ? "&progressive=1" : "";
-    await page.goto(`${pageOrigin}/page.html?src=${encodeURIComponent(opt.url)}${progressive}&player=${opt.player}`,
+    await page.goto(`${pageOrigin}/page.html?src=${encodeURIComponent(opt.url)}${progressive}&player=${opt.player}&lowLatency=${opt.lowLatency}&liveSyncRate=${opt.liveSyncRate}`,
       { waitUntil: "load" });
     const state = () => page.evaluate(() => {
       const p = window.player;
@@ -158,7 +163,7 @@ async function main() {
         if (playingSince === null && s.currentTime > 0 && !s.paused) playingSince = Date.now();
         if (playingSince !== null && Date.now() - playingSince >= opt.duration * 1000) break;
         if (playingSince === null && Date.now() > startDeadline) break;
-        await sleep(1000);
+        await sleep(opt.interval);
       }
       result.playingSinceMs = playingSince ? playingSince - started : null;
     }
@@ -187,11 +192,15 @@ async function main() {
     }
     const lat = playing.map((x) => x.latency).filter((x) => x !== null);
     const wall = playing.filter((x) => x.playingDate).map((x) => (x.now - x.playingDate) / 1000);
-    const stats = (a) => a.length ? { min: Math.min(...a), max: Math.max(...a), mean: a.reduce((x, y) => x + y, 0) / a.length, last: a[a.length - 1] } : null;
+    const pct = (a, p) => { const b = [...a].sort((x, y) => x - y); return b[Math.min(b.length - 1, Math.floor(p * b.length))]; };
+    const stats = (a) => a.length ? { min: Math.min(...a), max: Math.max(...a), mean: a.reduce((x, y) => x + y, 0) / a.length,
+      p50: pct(a, 0.5), p95: pct(a, 0.95), last: a[a.length - 1] } : null;
     result.live = {
       watchedSeconds: playing.length ? (playing[playing.length - 1].now - playing[0].now) / 1000 : 0,
       advancedSeconds: playing.length ? playing[playing.length - 1].currentTime - playing[0].currentTime : 0,
       maxStallMs,
+      droppedFrames: playing.length ? (playing[playing.length - 1].droppedFrames ?? 0) - (playing[0].droppedFrames ?? 0) : null,
+      decodedFrames: playing.length ? (playing[playing.length - 1].decodedFrames ?? 0) - (playing[0].decodedFrames ?? 0) : null,
       hlsLatency: stats(lat),
       wallClockLatency: stats(wall),  // Date.now() - hls.playingDate (EXT-X-PROGRAM-DATE-TIME of the playhead)
     };

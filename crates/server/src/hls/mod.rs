@@ -6,9 +6,12 @@
 //! - [`authorize`]: what every HLS GET does first: open the token, apply the per-session rate
 //!   limit ([`limits`]), and check the stream is still the one the session was made for.
 //! - [`playlist`], [`serve`]: playlists and the GET endpoints; [`ts`]: `getTSFragment.ts`.
+//! - [`ll`]: LL-HLS, the fragments being received and the signal that wakes blocked reloads.
 
 pub mod api;
 pub mod limits;
+pub mod ll;
+pub mod parts;
 pub mod playlist;
 pub mod serve;
 pub mod session;

@@ -47,6 +47,33 @@ pub struct Segment {
     pub init_sequence: u32,
     /// `EXT-X-PROGRAM-DATE-TIME`, epoch milliseconds.
     pub program_date_time_ms: Option<i64>,
+    /// LL-HLS: its partial segments, listed before its `EXTINF` (fMP4 only).
+    pub parts: Vec<PartTag>,
+    /// Stored: the whole segment is listed. `false` for the segment still arriving (LL-HLS),
+    /// which has parts only.
+    pub complete: bool,
+}
+
+/// One `EXT-X-PART` (RFC 8216bis §4.4.4.9): part `index` of its segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PartTag {
+    pub duration_s: f64,
+    pub independent: bool,
+}
+
+/// The LL-HLS header of a media playlist (docs/architecture.md#low-latency-hls).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LowLatency {
+    /// `EXT-X-PART-INF:PART-TARGET`: no part lasts longer.
+    pub part_target_s: f64,
+}
+
+impl LowLatency {
+    /// `PART-HOLD-BACK`: three part targets, as RFC 8216bis §4.4.3.8 recommends (at least two are
+    /// required); hls.js in low-latency mode plays this far behind the newest part.
+    pub fn part_hold_back_s(&self) -> f64 {
+        3.0 * self.part_target_s
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +91,8 @@ pub struct MediaPlaylist<'a> {
     pub segments: &'a [Segment],
     /// `EXT-X-ENDLIST`: no segment will be added.
     pub ended: bool,
+    /// LL-HLS tags (LIVE fMP4 sessions of a server run with `--ll-hls`).
+    pub low_latency: Option<LowLatency>,
 }
 
 /// `EXTINF` / `FRAME-RATE` number: at most three decimals, trailing zeros trimmed (`1.01`, `0.998`, `2`).
@@ -135,7 +164,6 @@ pub fn render_master(p: &MasterPlaylist) -> String {
 
 pub fn render_media(p: &MediaPlaylist) -> String {
     let mut out = String::with_capacity(256 + p.segments.len() * (160 + 2 * p.token.len()));
-    let token = p.token;
     let version = match p.container {
         // EXT-X-MAP in a media playlist without I-frames needs version 6; KVS writes 7.
         Container::Fmp4 => 7,
@@ -161,30 +189,71 @@ pub fn render_media(p: &MediaPlaylist) -> String {
             p.discontinuity_sequence
         );
     }
+    if let Some(ll) = p.low_latency {
+        let _ = writeln!(
+            out,
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}\n#EXT-X-PART-INF:PART-TARGET={}",
+            decimal(ll.part_hold_back_s()),
+            decimal(ll.part_target_s)
+        );
+    }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let mut current_init = None;
-    for s in p.segments {
+    write_segments(&mut out, p.token, p.container, p.track, p.segments, None);
+    if p.ended {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// The segment lines of a media playlist: each segment's tags, its parts, and, once it is
+/// complete, its `EXTINF` and URI. `current_init`: the init section the segments before these
+/// use (an `EXT-X-MAP` is written when a segment needs another). Returns the last one's.
+pub fn write_segments(
+    out: &mut String,
+    token: &str,
+    container: Container,
+    track: u64,
+    segments: &[Segment],
+    mut current_init: Option<u32>,
+) -> Option<u32> {
+    for s in segments {
         if s.discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        if p.container == Container::Fmp4 && current_init != Some(s.init_sequence) {
+        if container == Container::Fmp4 && current_init != Some(s.init_sequence) {
             let _ = writeln!(
                 out,
                 "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={}&SequenceNumber={}\"",
-                p.track, s.init_sequence
+                track, s.init_sequence
             );
             current_init = Some(s.init_sequence);
         }
         if let Some(ms) = s.program_date_time_ms {
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601_ms(ms));
         }
+        for (index, part) in s.parts.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "#EXT-X-PART:DURATION={},URI=\"{}\"{}",
+                decimal(part.duration_s),
+                part_uri(token, &s.fragment_number, index, track),
+                if part.independent {
+                    ",INDEPENDENT=YES"
+                } else {
+                    ""
+                }
+            );
+        }
+        if !s.complete {
+            continue;
+        }
         let _ = writeln!(out, "#EXTINF:{},", decimal(s.duration_s));
-        match p.container {
+        match container {
             Container::Fmp4 => {
                 let _ = writeln!(
                     out,
                     "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={}",
-                    s.fragment_number, p.track
+                    s.fragment_number, track
                 );
             }
             Container::MpegTs => {
@@ -196,10 +265,29 @@ pub fn render_media(p: &MediaPlaylist) -> String {
             }
         }
     }
-    if p.ended {
-        out.push_str("#EXT-X-ENDLIST\n");
-    }
-    out
+    current_init
+}
+
+/// `getMP4MediaPart.mp4`: part `index` of a fragment's track (docs/wire.md#ll-hls-resources).
+pub fn part_uri(token: &str, fragment_number: &str, index: usize, track: u64) -> String {
+    format!(
+        "getMP4MediaPart.mp4?FragmentNumber={fragment_number}&PartNumber={index}&SessionToken={token}&TrackNumber={track}"
+    )
+}
+
+/// `EXT-X-PRELOAD-HINT` for the part the server will have next (RFC 8216bis §4.4.5.3).
+pub fn write_preload_hint(
+    out: &mut String,
+    token: &str,
+    fragment_number: &str,
+    index: usize,
+    track: u64,
+) {
+    let _ = writeln!(
+        out,
+        "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"",
+        part_uri(token, fragment_number, index, track)
+    );
 }
 
 #[cfg(test)]
@@ -232,6 +320,8 @@ pub(crate) mod tests {
             discontinuity: disc,
             init_sequence: init,
             program_date_time_ms: pdt,
+            parts: Vec::new(),
+            complete: true,
         }
     }
 
@@ -315,6 +405,7 @@ pub(crate) mod tests {
                 ),
             ],
             ended: true,
+            low_latency: None,
         };
         let text = render_media(&p);
         golden("on_demand_always.m3u8", &text);
@@ -344,6 +435,7 @@ pub(crate) mod tests {
                 seg("42", 0.981, true, 0, None),
             ],
             ended: false,
+            low_latency: None,
         };
         let text = render_media(&p);
         golden("live_never.m3u8", &text);
@@ -354,5 +446,43 @@ pub(crate) mod tests {
         });
         golden("live_ts.m3u8", &ts);
         assert!(!ts.contains("EXT-X-MAP"));
+    }
+
+    /// LL-HLS: the server-control and part-info tags, parts before their segment's EXTINF, a
+    /// segment still arriving with parts only, and a preload hint for its next part.
+    #[test]
+    fn live_with_parts_and_a_preload_hint() {
+        let part = |d: f64, independent: bool| PartTag {
+            duration_s: d,
+            independent,
+        };
+        let mut stored = seg("7", 2.0, false, 0, Some(1_643_353_235_931));
+        stored.parts = vec![part(0.3, true), part(0.3, false), part(0.2, false)];
+        let mut arriving = seg("8", 0.0, false, 0, Some(1_643_353_237_931));
+        arriving.parts = vec![part(0.3, true)];
+        arriving.complete = false;
+        let p = MediaPlaylist {
+            token: "T~",
+            container: Container::Fmp4,
+            track: 1,
+            vod: false,
+            media_sequence: 7,
+            discontinuity_sequence: 0,
+            min_target_duration: 1,
+            segments: &[stored],
+            ended: false,
+            low_latency: Some(LowLatency { part_target_s: 0.3 }),
+        };
+        let mut text = render_media(&p);
+        let init = write_segments(&mut text, "T~", Container::Fmp4, 1, &[arriving], Some(0));
+        assert_eq!(init, Some(0), "the same init section: no second EXT-X-MAP");
+        write_preload_hint(&mut text, "T~", "8", 1, 1);
+        golden("live_low_latency.m3u8", &text);
+        assert!(text.contains("PART-HOLD-BACK=0.9\n"), "three part targets");
+        assert_eq!(
+            text.matches("#EXTINF").count(),
+            1,
+            "the arriving segment has parts only"
+        );
     }
 }

@@ -64,6 +64,14 @@ pub struct HlsQuery {
     first_fragment_number: Option<String>,
     #[serde(rename = "Time")]
     time: Option<String>,
+    /// LL-HLS (docs/wire.md#ll-hls-resources): `getMP4MediaPart.mp4`'s part index, and a
+    /// blocking playlist reload's media sequence number and part (RFC 8216bis §6.2.5.2).
+    #[serde(rename = "PartNumber")]
+    part_number: Option<String>,
+    #[serde(rename = "_HLS_msn")]
+    hls_msn: Option<String>,
+    #[serde(rename = "_HLS_part")]
+    hls_part: Option<String>,
 }
 
 impl HlsQuery {
@@ -118,6 +126,36 @@ impl HlsQuery {
 
     pub(super) fn fragment(&self) -> Result<FragmentNumber, ApiError> {
         fragment_number(self.fragment_number.as_deref(), "FragmentNumber")
+    }
+
+    /// `PartNumber` of `getMP4MediaPart.mp4`.
+    pub(super) fn part(&self) -> Result<usize, ApiError> {
+        let raw = self
+            .part_number
+            .as_deref()
+            .ok_or_else(|| ApiError::InvalidArgument("PartNumber is required.".into()))?;
+        raw.parse::<usize>()
+            .map_err(|_| ApiError::InvalidArgument(format!("PartNumber '{raw}' is not valid.")))
+    }
+
+    /// A blocking reload's `_HLS_msn` and `_HLS_part` (RFC 8216bis §6.2.5.2: `_HLS_part`
+    /// without `_HLS_msn` is a 400).
+    pub(super) fn blocking_reload(&self) -> Result<Option<(u64, Option<usize>)>, ApiError> {
+        let number = |raw: &str, name: &str| {
+            raw.parse::<u64>()
+                .map_err(|_| ApiError::InvalidArgument(format!("{name} '{raw}' is not valid.")))
+        };
+        match (self.hls_msn.as_deref(), self.hls_part.as_deref()) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ApiError::InvalidArgument(
+                "_HLS_part requires _HLS_msn.".into(),
+            )),
+            (Some(msn), part) => Ok(Some((
+                number(msn, "_HLS_msn")?,
+                part.map(|p| number(p, "_HLS_part").map(|p| p as usize))
+                    .transpose()?,
+            ))),
+        }
     }
 }
 
@@ -236,7 +274,7 @@ pub(super) fn timing(
     timing_with(session, f, track, codec, DecodeTimes::BeforePresentation)
 }
 
-fn timing_with(
+pub(super) fn timing_with(
     session: &Session,
     f: &FragmentRecord,
     track: &FragmentTrack,
@@ -414,7 +452,7 @@ fn discontinuity_between(
 }
 
 /// Which stored continuity bit marks a discontinuity in a LIVE session.
-fn live_flag(session: &Session) -> Option<u8> {
+pub(super) fn live_flag(session: &Session) -> Option<u8> {
     match (session.discontinuity, session.selector) {
         (DiscontinuityMode::Always, _) => None,
         // A LIVE session outlives producer pauses: playback goes on after a discontinuity.
@@ -705,8 +743,8 @@ pub(super) fn read_failed(
     }
 }
 
-const M3U8: &str = "application/vnd.apple.mpegurl";
-const MP4: &str = "video/mp4";
+pub(super) const M3U8: &str = "application/vnd.apple.mpegurl";
+pub(super) const MP4: &str = "video/mp4";
 
 pub(crate) async fn open(
     state: &AppState,
@@ -717,7 +755,7 @@ pub(crate) async fn open(
     super::authorize(state, q.token()?, resource, protocol).await
 }
 
-fn fmp4_only(session: &Session) -> Result<(), ApiError> {
+pub(super) fn fmp4_only(session: &Session) -> Result<(), ApiError> {
     match session.container {
         ContainerFormat::FragmentedMp4 => Ok(()),
         ContainerFormat::MpegTs => Err(ApiError::InvalidArgument(
@@ -832,31 +870,13 @@ pub async fn media_playlist(
         // One muxed playlist (no TrackNumber); EXTINF from track 1: the video, or the only audio.
         ContainerFormat::MpegTs => (TrackNumber(1), Container::MpegTs),
     };
-    // LIVE playlists are asked for again and again while the stream's newest fragment stays
-    // the same: reuse the segment list (not the text: it carries this session's token).
-    let live_key = match session.mode {
-        PlaybackMode::Live => Some(LiveKey::new(
-            &session,
-            track,
-            state.catalog.last_fragment_number(stream.id).await?,
-        )),
-        _ => None,
-    };
-    let cached = live_key.as_ref().and_then(|k| state.playlists.get(k));
-    let list = match cached {
-        Some(list) => list,
-        None => {
-            let list = Arc::new(segment_list(&state, &session, &stream, track).await?);
-            if let Some(key) = live_key {
-                state.playlists.insert(key, list.clone());
-            }
-            list
-        }
-    };
+    if let Some(ll) = super::parts::low_latency(&state, &session) {
+        return super::parts::media_playlist(&state, &q, &session, &stream, track, ll).await;
+    }
+    let list = segment_list_cached(&state, &session, &stream, track, None).await?;
     let vod = session.mode == PlaybackMode::OnDemand;
     let text = list
-        .text
-        .get_or_init(|| PlaylistText::new(container, track.0, vod, &list))
+        .text(container, track, vod, None)
         .with_token(q.token()?);
     let now = state.clock.timestamp();
     let changes = !list.ended;
@@ -868,22 +888,71 @@ pub async fn media_playlist(
     ))
 }
 
+/// A media playlist's segment list: LIVE lists are asked for again and again while the stream's
+/// newest fragment stays the same, so they are shared through [`PlaylistCache`] (the list, not
+/// the text: that carries each session's token).
+pub(super) async fn segment_list_cached(
+    state: &AppState,
+    session: &Session,
+    stream: &StreamRecord,
+    track: TrackNumber,
+    low_latency: Option<&super::ll::LowLatencyConfig>,
+) -> Result<Arc<SegmentList>, ApiError> {
+    let live_key = match session.mode {
+        PlaybackMode::Live => Some(LiveKey::new(
+            session,
+            track,
+            state.catalog.last_fragment_number(stream.id).await?,
+            low_latency.is_some(),
+        )),
+        _ => None,
+    };
+    let cached = live_key.as_ref().and_then(|k| state.playlists.get(k));
+    Ok(match cached {
+        Some(list) => list,
+        None => {
+            let list = Arc::new(segment_list(state, session, stream, track, low_latency).await?);
+            if let Some(key) = live_key {
+                state.playlists.insert(key, list.clone());
+            }
+            list
+        }
+    })
+}
+
 /// What a media playlist lists for one track of a session, before the token is written in.
 #[derive(Debug)]
 pub struct SegmentList {
-    segments: Vec<Segment>,
-    media_sequence: u64,
+    pub(super) segments: Vec<Segment>,
+    pub(super) media_sequence: u64,
     discontinuity_sequence: u64,
-    ended: bool,
+    pub(super) ended: bool,
+    /// The newest fragment listed, and where the stream stood after it (LL-HLS lists the
+    /// fragments arriving after it; `hls::parts`).
+    pub(super) last: Option<(FragmentNumber, store::StreamEdge)>,
     /// The playlist text around the session tokens, rendered once per list: a LIVE list is
     /// shared by every reload of every session with the same options until the next commit, and
     /// only the token differs between them.
     text: std::sync::OnceLock<PlaylistText>,
 }
 
+impl SegmentList {
+    /// The playlist text of this list (rendered on first use, then shared).
+    pub(super) fn text(
+        &self,
+        container: Container,
+        track: TrackNumber,
+        vod: bool,
+        low_latency: Option<playlist::LowLatency>,
+    ) -> &PlaylistText {
+        self.text
+            .get_or_init(|| PlaylistText::new(container, track.0, vod, self, low_latency))
+    }
+}
+
 /// A media playlist's text cut at every place the session token goes.
 #[derive(Debug)]
-struct PlaylistText {
+pub(super) struct PlaylistText {
     pieces: Vec<Box<str>>,
 }
 
@@ -892,7 +961,13 @@ impl PlaylistText {
     /// token: a character no playlist otherwise contains.
     const SLOT: &'static str = "\u{0}";
 
-    fn new(container: Container, track: u64, vod: bool, list: &SegmentList) -> Self {
+    fn new(
+        container: Container,
+        track: u64,
+        vod: bool,
+        list: &SegmentList,
+        low_latency: Option<playlist::LowLatency>,
+    ) -> Self {
         let text = playlist::render_media(&MediaPlaylist {
             token: Self::SLOT,
             container,
@@ -903,6 +978,7 @@ impl PlaylistText {
             min_target_duration: 1,
             segments: &list.segments,
             ended: list.ended,
+            low_latency,
         });
         PlaylistText {
             pieces: text.split(Self::SLOT).map(Box::from).collect(),
@@ -910,7 +986,7 @@ impl PlaylistText {
     }
 
     /// The playlist of the session whose token is `token`.
-    fn with_token(&self, token: &str) -> String {
+    pub(super) fn with_token(&self, token: &str) -> String {
         let len = self.pieces.iter().map(|p| p.len()).sum::<usize>()
             + token.len() * self.pieces.len().saturating_sub(1);
         let mut out = String::with_capacity(len);
@@ -929,6 +1005,7 @@ async fn segment_list(
     session: &Session,
     stream: &StreamRecord,
     track: TrackNumber,
+    low_latency: Option<&super::ll::LowLatencyConfig>,
 ) -> Result<SegmentList, ApiError> {
     let (w, configs) = playable_window(state, session, stream).await?;
     if w.fragments
@@ -954,13 +1031,44 @@ async fn segment_list(
             program_date_time_ms: session
                 .display_timestamp
                 .then(|| session.selected_timestamp(f).0),
+            parts: Vec::new(),
+            complete: true,
         });
     }
+    if let Some(ll) = low_latency {
+        super::parts::list_stored_parts(
+            state,
+            session,
+            stream,
+            &w.fragments,
+            &mut segments,
+            track,
+            ll,
+        )
+        .await?;
+    }
+    let last = w.fragments[..segments.len()].last().map(|f| {
+        let end = |t: Timestamp| Timestamp(t.0.saturating_add(f.duration_ms as i64));
+        let configs = f
+            .tracks
+            .iter()
+            .map(|t| (t.track.0, t.codec_config.0))
+            .collect();
+        (
+            f.number,
+            store::StreamEdge::ending_at(
+                end(f.producer_timestamp),
+                end(f.server_timestamp),
+                configs,
+            ),
+        )
+    });
     Ok(SegmentList {
         segments,
         media_sequence: w.media_sequence,
         discontinuity_sequence: w.discontinuity_sequence,
         ended: w.ended,
+        last,
         text: std::sync::OnceLock::new(),
     })
 }
@@ -979,10 +1087,17 @@ pub struct LiveKey {
     max_fragments: u32,
     origin: i64,
     newest: Option<FragmentNumber>,
+    /// The list carries LL-HLS parts of its newest segments.
+    low_latency: bool,
 }
 
 impl LiveKey {
-    fn new(session: &Session, track: TrackNumber, newest: Option<FragmentNumber>) -> Self {
+    fn new(
+        session: &Session,
+        track: TrackNumber,
+        newest: Option<FragmentNumber>,
+        low_latency: bool,
+    ) -> Self {
         LiveKey {
             stream: session.stream_id,
             stream_creation: session.stream_creation.0,
@@ -994,6 +1109,7 @@ impl LiveKey {
             max_fragments: session.max_fragments,
             origin: session.origin.0,
             newest,
+            low_latency,
         }
     }
 }

@@ -109,8 +109,9 @@ impl FragmentBuilder {
         &self.header
     }
 
-    /// Adds a frame; the data is kept as the slice the reader gave (no copy).
-    pub fn add_frame(&mut self, frame: Frame) -> Result<(), AckError> {
+    /// Adds a frame; the data is kept as the slice the reader gave (no copy). Returns its sample
+    /// entry.
+    pub fn add_frame(&mut self, frame: Frame) -> Result<SampleEntry, AckError> {
         let scale = self.header.timecode_scale_ns as i64;
         let limits = self.limits;
         let track = self
@@ -135,16 +136,17 @@ impl FragmentBuilder {
             .duration
             .map(|ticks| ticks.saturating_mul(scale as u64))
             .or(track.info.default_duration_ns);
-        track.samples.push(SampleEntry {
+        let sample = SampleEntry {
             pts_offset_ns,
             duration_ns,
             size: u32::try_from(size).map_err(|_| AckError::MaxFragmentSize)?,
             keyframe: frame.keyframe,
-        });
+        };
+        track.samples.push(sample);
         track.bytes += size;
         track.parts.push(frame.data);
         self.total_bytes += size;
-        Ok(())
+        Ok(sample)
     }
 
     /// Closes the fragment: each track's samples contiguous, in track order.
@@ -178,6 +180,7 @@ impl FragmentBuilder {
             parts,
             row: NewFragment {
                 writer_epoch: None,
+                begins_discontinuity: false,
                 stream: h.stream,
                 number: h.number,
                 producer_timestamp: h.producer_timestamp,

@@ -301,6 +301,7 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
         started: tokio::time::Instant::now(),
         writer_epoch: lease.lease.epoch,
         lease_lost: lease.lost.clone(),
+        begins_discontinuity: false,
     };
     tokio::spawn(async move {
         let _claim = claim;
@@ -375,6 +376,8 @@ struct Connection {
     writer_epoch: u64,
     /// Cancelled when the writer lease is lost (`lease::HeldLease::lost`).
     lease_lost: tokio_util::sync::CancellationToken,
+    /// LL-HLS listed parts of a fragment that failed: the current one begins a discontinuity.
+    begins_discontinuity: bool,
 }
 
 impl Connection {
@@ -429,6 +432,7 @@ impl Connection {
             // Never half-written: a fragment still arriving is reported, not stored.
             if let Some(f) = self.current.take() {
                 let h = *f.header();
+                self.live_failed(h.number);
                 self.send(Ack::error(
                     AckError::StreamRead,
                     Some(h.timecode_ms),
@@ -443,6 +447,11 @@ impl Connection {
                 break;
             }
         }
+        // What was handed over but never acknowledged (a fatal error above) is not coming.
+        for f in std::mem::take(&mut self.pending) {
+            self.live_failed(f.number);
+        }
+        self.state.live_parts.prune(self.stream.id);
     }
 
     async fn send(&self, ack: Ack) {
@@ -465,6 +474,13 @@ impl Connection {
             return true;
         };
         self.pending_bytes -= f.bytes;
+        if self.state.config.low_latency.is_some() {
+            match &result {
+                // Listed from the catalog from now on.
+                Ok(Ok(number)) => self.state.live_parts.committed(self.stream.id, *number),
+                _ => self.state.live_parts.failed(self.stream.id, f.number),
+            }
+        }
         match result {
             Ok(Ok(number)) => {
                 // With retention 0 KVS keeps fragments only in a short buffer and sends no PERSISTED.
@@ -526,7 +542,10 @@ impl Connection {
 
     async fn report_open_fragment(&mut self, error: AckError) {
         let (tc, number) = match self.current.take() {
-            Some(f) => (Some(f.header().timecode_ms), Some(f.header().number)),
+            Some(f) => {
+                self.live_failed(f.header().number);
+                (Some(f.header().timecode_ms), Some(f.header().number))
+            }
             None => (self.last_cluster_ms, None),
         };
         self.send(Ack::error(error, tc, number)).await;
@@ -593,9 +612,25 @@ impl Connection {
                     .await;
                     return Some(Stop::Fatal);
                 };
-                if let Err(error) = builder.add_frame(frame) {
-                    self.report_open_fragment(error).await;
-                    self.skip_cluster = true;
+                let (track, data) = (frame.track, frame.data.clone());
+                match builder.add_frame(frame) {
+                    Ok(sample) => {
+                        if let Some(ll) = &self.state.config.low_latency {
+                            let number = builder.header().number;
+                            self.state.live_parts.frame(
+                                self.stream.id,
+                                number,
+                                track,
+                                sample,
+                                data,
+                                ll,
+                            );
+                        }
+                    }
+                    Err(error) => {
+                        self.report_open_fragment(error).await;
+                        self.skip_cluster = true;
+                    }
                 }
                 None
             }
@@ -722,6 +757,22 @@ impl Connection {
             server_timestamp,
             timecode_scale_ns: scale_ns,
         };
+        if self.state.config.low_latency.is_some() {
+            let plans: Vec<_> = tracks
+                .iter()
+                .map(|t| crate::hls::ll::TrackPlan {
+                    track: t.number,
+                    codec_config: t.config,
+                    clock: t.clock,
+                })
+                .collect();
+            self.begins_discontinuity = self.state.live_parts.begin(
+                self.stream.id,
+                number,
+                (header.producer_timestamp, header.server_timestamp),
+                &plans,
+            );
+        }
         self.current = Some(FragmentBuilder::new(header, tracks, tags, self.limits));
         self.send(Ack::event(EventType::Buffering, timecode_ms, number))
             .await;
@@ -731,17 +782,22 @@ impl Connection {
     async fn on_cluster_end(&mut self) -> Option<Stop> {
         let builder = self.current.take()?;
         if self.skip_cluster {
+            self.live_failed(builder.header().number);
             return None;
         }
         let h = *builder.header();
         match builder.finish() {
             Ok(mut fragment) => {
                 fragment.row.writer_epoch = Some(self.writer_epoch);
+                fragment.row.begins_discontinuity = std::mem::take(&mut self.begins_discontinuity);
                 self.send(Ack::event(EventType::Received, h.timecode_ms, h.number))
                     .await;
                 let bytes = fragment.row.media.len;
                 match self.state.archive.submit(fragment).await {
                     Ok(done) => {
+                        if let Some(ll) = &self.state.config.low_latency {
+                            self.state.live_parts.complete(self.stream.id, h.number, ll);
+                        }
                         self.pending_bytes += bytes;
                         self.pending.push_back(InFlight {
                             timecode_ms: h.timecode_ms,
@@ -751,6 +807,7 @@ impl Connection {
                         });
                     }
                     Err(e) => {
+                        self.live_failed(h.number);
                         tracing::error!(stream = %self.stream.name, error = %e, "archive unavailable");
                         self.send(Ack::error(
                             AckError::Internal,
@@ -763,11 +820,19 @@ impl Connection {
                 }
             }
             Err(error) => {
+                self.live_failed(h.number);
                 self.send(Ack::error(error, Some(h.timecode_ms), Some(h.number)))
                     .await
             }
         }
         None
+    }
+
+    /// LL-HLS: fragment `number` will not be stored (`hls::ll`).
+    fn live_failed(&self, number: FragmentNumber) {
+        if self.state.config.low_latency.is_some() {
+            self.state.live_parts.failed(self.stream.id, number);
+        }
     }
 }
 

@@ -127,6 +127,7 @@ pub fn fragment(
         parts,
         row: NewFragment {
             writer_epoch: None,
+            begins_discontinuity: false,
             stream,
             number,
             producer_timestamp: Timestamp(producer_ms),
