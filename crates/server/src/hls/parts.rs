@@ -313,7 +313,7 @@ pub async fn media_part(
         version.borrow_and_update();
         match state.live_parts.part(stream.id, number, track, index) {
             PartLookup::Ready(source) => {
-                return part_from_memory(&state, &session, &stream, *source).await
+                return part_from_memory(&state, &session, &stream, number, track, *source).await
             }
             PartLookup::Unknown => break,
             PartLookup::NotYet => {
@@ -331,6 +331,12 @@ pub async fn media_part(
     part_from_store(&state, &session, &stream, number, track, index, &ll).await
 }
 
+/// `mfhd` sequence_number of every part of the fragment with stream sequence `sequence`: the one
+/// its whole segment carries (`serve::media_fragment_of`).
+fn moof_sequence(sequence: u64) -> u32 {
+    (sequence % u64::from(u32::MAX)) as u32 + 1
+}
+
 fn part_not_found(number: FragmentNumber, index: usize) -> ApiError {
     ApiError::ResourceNotFound(format!(
         "Part {index} of fragment {number} is not available in this streaming session."
@@ -341,6 +347,8 @@ async fn part_from_memory(
     state: &AppState,
     session: &Session,
     stream: &StreamRecord,
+    number: FragmentNumber,
+    track: TrackNumber,
     source: ll::PartSource,
 ) -> Result<Response, ApiError> {
     let configs = Configs::load(state, stream, Some(source.codec_config)).await?;
@@ -353,7 +361,22 @@ async fn part_from_memory(
     )
     .map_err(|e| ApiError::Internal(format!("timing of a part in flight: {e}")))?;
     let part = ll::part_timing(&timing, &source.part);
-    let head = media::fmp4::media_segment_header(1, &part)
+    // The sequence number the fragment will have once stored, as its stored parts carry it: one
+    // more than the newest stored fragment's, plus those arriving before it.
+    let newest = state
+        .catalog
+        .latest_fragment_summaries(stream.id, 1)
+        .await?;
+    let (after, next) = newest
+        .first()
+        .map_or((None, 0), |f| (Some(f.number), f.sequence + 1));
+    let ahead = state
+        .live_parts
+        .pending(stream.id, after, track)
+        .iter()
+        .position(|p| p.number == number)
+        .unwrap_or(0) as u64;
+    let head = media::fmp4::media_segment_header(moof_sequence(next + ahead), &part)
         .map_err(|e| ApiError::Internal(format!("moof of a part: {e}")))?;
     let len = head.len() as u64 + source.data.iter().map(|d| d.len() as u64).sum::<u64>();
     let pieces = std::iter::once(Bytes::from(head)).chain(source.data);
@@ -396,9 +419,11 @@ async fn part_from_store(
         .iter()
         .map(|s| u64::from(s.size))
         .sum();
-    let sequence_number = (fragment.sequence % u64::from(u32::MAX)) as u32 + 1;
-    let head = media::fmp4::media_segment_header(sequence_number, &ll::part_timing(&timing, part))
-        .map_err(|e| ApiError::Internal(format!("moof of part {index} of {number}: {e}")))?;
+    let head = media::fmp4::media_segment_header(
+        moof_sequence(fragment.sequence),
+        &ll::part_timing(&timing, part),
+    )
+    .map_err(|e| ApiError::Internal(format!("moof of part {index} of {number}: {e}")))?;
     let start = t.data_offset + offset;
     let data = state
         .media
