@@ -340,3 +340,35 @@ def test_ffmpeg_and_gstreamer_play_the_ll_session(server_factory, camera, tmp_pa
     print("gstreamer:", json.dumps({k: g[k] for k in ("rc", "seconds", "vsink", "asink", "demuxers")}))
     assert not g.get("errors"), g
     assert g["vsink"]["buffers"] > 0 and g["asink"]["seconds"] >= 5, g
+
+
+def test_parts_of_a_failed_fragment_end_in_a_discontinuity(server_factory, tmp_path):
+    """A fragment whose parts were listed and that then fails (here its Cluster has no audio frame:
+    FramesMissingForTrack) is followed by a discontinuity, though the producer resends it with the same
+    timestamps: a player that played its parts resets instead of splicing two versions of that second.
+    A server without --ll-hls, fed the same bodies, stores no discontinuity there (the control)."""
+    import mkv
+    from conftest import FIXTURES
+
+    src = mkv.Source(FIXTURES / "h264_aac.mkv")
+    start = f"{int(time.time()) - 10}.000"
+    first = src.header + src.emit_cluster(0) + src.emit_cluster(1) + src.emit_cluster(2, drop=lambda j, b: b.track == 2)
+    again = src.header + src.emit_cluster(2) + src.emit_cluster(3)
+    marked = {}
+    for label, args in (("ll", ["--ll-hls"]), ("plain", [])):
+        server = server_factory(extra_args=args)
+        stream, _ = server.create_stream()
+        for n, body in enumerate((first, again)):
+            path = tmp_path / f"{label}-{n}.mkv"
+            path.write_bytes(body)
+            rc, summary, err = server.put_media(stream, path, "--fast", "--producer-start-timestamp", start)
+            assert rc == (1 if n == 0 else 0), f"{label} run {n}: rc={rc}\n{err[-1500:]}"
+        url = live_session_url(server, stream, HLSFragmentSelector={
+            "FragmentSelectorType": "PRODUCER_TIMESTAMP"}, DiscontinuityMode="ON_DISCONTINUITY")
+        text = fetch(media_playlist_urls(url)[1]).decode()
+        extinfs = [i for i, line in enumerate(text.splitlines()) if line.startswith("#EXTINF")]
+        assert len(extinfs) == 4, text
+        lines = text.splitlines()
+        # Tags between the second and third segment: the resent fragment's.
+        marked[label] = any(line == "#EXT-X-DISCONTINUITY" for line in lines[extinfs[1] + 2:extinfs[2]])
+    assert marked == {"ll": True, "plain": False}, marked
