@@ -463,9 +463,10 @@ async fn put_media(args: PutMediaArgs) -> Result<ExitCode, PutMediaError> {
     }
     if tracker.has_errors() {
         Ok(ExitCode::from(EXIT_ERROR_ACK))
-    } else if response_broke || unacknowledged > 0 {
-        // A broken connection or a fragment without its ack is not a success: the sender may already have
-        // handed the whole input over (it stops quietly when the connection goes) before the response reports why.
+    } else if response_broke {
+        // A broken connection is not a success: the sender may already have handed the whole input over (it
+        // stops quietly when the connection goes) before the response reports why. Fragments merely without
+        // a PERSISTED ack are not: a stream with retention 0 gets none (docs/wire.md#putmedia-acks).
         Ok(ExitCode::from(EXIT_CLIENT_ERROR))
     } else if response_ended_early {
         // The upload did not complete: not a success even without an ERROR ack.
