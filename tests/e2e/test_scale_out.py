@@ -13,7 +13,10 @@ On one machine, loopback only: a private PostgreSQL 15 cluster and a single-node
   every fragment ever acked PERSISTED is listed from C, and its media is the same bytes from B and
   from C and is, track by track, consecutive frames of the source, byte for byte;
 - a holder stopped with SIGSTOP and resumed after B took over commits nothing more;
-- GetMedia NOW on C tails a producer on A: every PERSISTED fragment, in order, byte-exact.
+- GetMedia NOW on C tails a producer on A: every PERSISTED fragment, in order, byte-exact;
+- LL-HLS (every node runs --ll-hls): the parts of the fragment A is receiving are listed by A only; C lists
+  the stored segments with their parts, serves those parts byte for byte as A does, and answers a blocking
+  reload once the next segment is stored on A.
 """
 
 from __future__ import annotations
@@ -55,8 +58,10 @@ class Grid:
         url = self.pg.create_database("openkvs")
         self.lb = Balancer(0)
         for name in "abc":
+            # LL-HLS on every node (docs/architecture.md#low-latency-hls: parts in flight on the
+            # ingesting node only); the other tests read plain segments and ignore its tags.
             args = ["--catalog", url, *self.garage.media_args("archive"), "--node-id", name,
-                    "--public-url", self.lb.endpoint]
+                    "--public-url", self.lb.endpoint, "--ll-hls"]
             self.nodes[name] = Server(self.root / name, extra_args=args, extra_env=self.garage.node_env())
         for node in self.nodes.values():
             node.start()
@@ -371,6 +376,58 @@ def test_get_media_on_another_node_tails_the_producer(grid, node_a, long_input):
                   for d, end in zip(docs, ends))
     print(f"PERSISTED on A -> GetMedia chunk received from C: n={len(lags)} p50={lags[len(lags) // 2] * 1000:.0f} ms "
           f"max={lags[-1] * 1000:.0f} ms")
+
+
+def test_ll_hls_parts_in_flight_on_the_ingesting_node_only(grid, node_a, long_input, tmp_path):
+    from test_ll_hls import parse_ll
+    from test_producer_c import write_frame_list
+    path = os.environ.get("OPENKVS_KVS_PRODUCER_DRIVER")
+    if not path:
+        from conftest import ROOT
+        b = subprocess.run([str(ROOT / "scripts" / "build-kvs-producer-c.sh")], capture_output=True, text=True,
+                           timeout=1800)
+        assert b.returncode == 0, b.stderr[-4000:]
+        path = b.stdout.strip().splitlines()[-1]
+    frames = tmp_path / "frames.bin"
+    write_frame_list(long_input, frames)
+    stream = unique_name("ll")
+    # AWS's C producer SDK, frame by frame in real time, straight to A (the camera's node).
+    sdk = subprocess.Popen([path, node_a.endpoint, stream, str(frames), "realtime"], env=client_env(),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        am = grid["c"].am()
+        assert wait_until(lambda: len(_listed(am, stream)) >= 2, 30, 0.2), "the SDK's first fragments never landed"
+        url = node_a.am().get_hls_streaming_session_url(StreamName=stream, PlaybackMode="LIVE")["HLSStreamingSessionURL"]
+        on_a = on_node(media_playlist_urls(on_node(url, node_a))[1], node_a)
+        on_c = on_node(on_a, grid["c"])
+        a_in_flight = c_in_flight = 0
+        c_stored_parts = None
+        for _ in range(40):
+            a, c = parse_ll(get(on_a).decode()), parse_ll(get(on_c).decode())
+            a_in_flight += any(seg["uri"] is None for seg in a["segments"])
+            c_in_flight += any(seg["uri"] is None for seg in c["segments"]) or c["hint"] is not None
+            stored = [seg for seg in c["segments"] if seg["uri"] and seg["parts"]]
+            c_stored_parts = stored[-1] if stored else c_stored_parts
+            time.sleep(0.1)
+        assert a_in_flight > 0, "A never listed parts of the fragment it was receiving"
+        assert c_in_flight == 0, "C listed parts of a fragment in flight on A"
+        assert c_stored_parts, "C listed no parts of stored segments"
+        base_a, base_c = on_a.rsplit("/", 1)[0] + "/", on_c.rsplit("/", 1)[0] + "/"
+        for part in c_stored_parts["parts"]:
+            assert get(base_c + part["uri"]) == get(base_a + part["uri"]), part["uri"]
+        # A blocking reload on C for the next segment: woken by A's commit through the change feed.
+        c = parse_ll(get(on_c).decode())
+        next_msn = c["media_sequence"] + len([seg for seg in c["segments"] if seg["uri"]])
+        t = time.monotonic()
+        text = get(f"{on_c}&_HLS_msn={next_msn}").decode()
+        took = time.monotonic() - t
+        after = parse_ll(text)
+        assert after["media_sequence"] + len([seg for seg in after["segments"] if seg["uri"]]) > next_msn, text
+        print(f"LL on several nodes: A listed parts in flight in {a_in_flight}/40 polls, C in none; C's blocking "
+              f"reload for msn {next_msn} answered after {took * 1000:.0f} ms")
+    finally:
+        sdk.kill()
+        sdk.wait()
 
 
 def put_media_cmd(endpoint: str, stream: str, source: Path, *args) -> list[str]:
