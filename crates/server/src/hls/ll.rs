@@ -398,7 +398,8 @@ impl LiveParts {
         self.stream(stream).version.subscribe()
     }
 
-    /// Forgets streams nobody receives or waits on (called when a PutMedia connection ends).
+    /// Forgets the stream if nobody receives or waits on it (called when a PutMedia connection or a
+    /// blocking reload ends), so entries made by viewers of streams this node does not ingest go.
     pub fn prune(&self, stream: StreamId) {
         let mut streams = lock(&self.streams);
         if let Some(live) = streams.get(&stream) {

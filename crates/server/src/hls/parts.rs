@@ -200,6 +200,9 @@ pub(super) async fn media_playlist(
             }
         }
         let text = render(state, session, stream, &view, track, token, &ll).await?;
+        // A node that only serves this stream keeps no entry for it once nobody waits.
+        drop(version);
+        state.live_parts.prune(stream.id);
         return Ok(serve::respond(
             serve::M3U8,
             http::HeaderValue::from_static("no-cache"),
