@@ -2,26 +2,30 @@
 docs/wire.md#dash-resources): boto3 with every error of GetHLSStreamingSessionURL under DASH's member names, what
 the token grants, the MPD read as XML (namespaces, kvs:ts / kvs:fn), and real players: ffmpeg (frames byte-exact
 against the fixture), dash.js and Shaka Player in headless Chromium on another origin (ON_DEMAND to the end, LIVE
-for 20 s from a paced producer), GStreamer's dashdemux.
+for 20 s from a paced producer), GStreamer's dashdemux;
+every MPD validated against ISO/IEC 23009-1's schema (tests/e2e/schemas, xmlschema).
 
 The stream helpers are test_hls_session's and the player harness test_players' (play.mjs --player dashjs|shaka):
 the two protocols share them as the server shares its session code."""
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import time
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from datetime import timezone
+from pathlib import Path
 
 import pytest
+import xmlschema
 from botocore.exceptions import ClientError
 
 import kvs
 import mkv
-from conftest import FIXTURES
+from conftest import FIXTURES, ROOT
 from test_hls_session import (
     H264_AAC, _set, body_with_tracks, error_code, get, ingest, invalid_session_requests, raw_am)
 from test_players import (  # noqa: F401 (ingested is a fixture)
@@ -31,6 +35,32 @@ from test_players import (  # noqa: F401 (ingested is a fixture)
 MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
 KVS_NS = "urn:openkvs:dash:kvs:2026"
 N = {"mpd": MPD_NS}
+SCHEMAS = Path(__file__).parent / "schemas"
+
+
+@functools.cache
+def mpd_schema() -> xmlschema.XMLSchema10:
+    """ISO/IEC 23009-1's MPD schema (tests/e2e/schemas/README.md), its XLink import mapped to the vendored copy and
+    nothing read from the network."""
+    return xmlschema.XMLSchema10(str(SCHEMAS / "DASH-MPD.xsd"),
+                                 locations={"http://www.w3.org/1999/xlink": str(SCHEMAS / "xlink.xsd")},
+                                 allow="local")
+
+
+def assert_valid_mpd(body: bytes | str) -> ET.Element:
+    """The MPD is valid against the schema (every error listed); returns its root."""
+    text = body.decode() if isinstance(body, bytes) else body
+    errors = [f"{e.path}: {e.reason}" for e in mpd_schema().iter_errors(text)]
+    assert not errors, "MPD not valid against DASH-MPD.xsd:\n" + "\n".join(errors[:20]) + "\n" + text[:3000]
+    return ET.fromstring(text)
+
+
+def get_mpd(url: str) -> ET.Element:
+    """GET a manifest: 200, application/dash+xml, valid against the schema; its root."""
+    status, headers, body = get(url)
+    assert status == 200, body
+    assert headers["content-type"] == "application/dash+xml", headers
+    return assert_valid_mpd(body)
 
 
 def dash_args(name: str, t0: float, t1: float, **kw) -> dict:
@@ -123,7 +153,7 @@ def test_mpd_is_namespaced_xml_with_kvs_attributes(server, good):
     with urllib.request.urlopen(req, timeout=30) as r:
         assert r.headers["access-control-allow-origin"] == "*", dict(r.headers)
     assert headers["cache-control"].startswith("private, max-age="), headers
-    root = ET.fromstring(body)
+    root = assert_valid_mpd(body)
     assert root.tag == f"{{{MPD_NS}}}MPD", root.tag
     assert root.get("type") == "static" and root.get("mediaPresentationDuration", "").startswith("PT"), root.attrib
     periods = root.findall("mpd:Period", N)
@@ -143,8 +173,45 @@ def test_mpd_is_namespaced_xml_with_kvs_attributes(server, good):
                    for f in frags]
         assert got_ts == want_ts, body.decode()
     # Without the options: no kvs attributes.
-    plain = ET.fromstring(get(dash_url(server, name, t0, t1))[2])
+    plain = get_mpd(dash_url(server, name, t0, t1))
     assert all(not any(k.startswith(f"{{{KVS_NS}}}") for k in s.attrib) for s in plain.iter(f"{{{MPD_NS}}}S"))
+
+
+ALWAYS = {"DisplayFragmentTimestamp": "ALWAYS", "DisplayFragmentNumber": "ALWAYS"}
+
+
+def s_elements(root: ET.Element) -> list[ET.Element]:
+    return list(root.iter(f"{{{MPD_NS}}}S"))
+
+
+def test_every_kind_of_mpd_is_valid_against_the_iso_schema(server, ingested):  # noqa: F811
+    """ISO/IEC 23009-1's MPD schema (DASH-MPD.xsd, 5th edition + AMD 1, vendored with XLink) accepts every kind of
+    MPD the server writes, with DisplayFragmentTimestamp / DisplayFragmentNumber ALWAYS (the kvs:ts / kvs:fn
+    attributes are in a namespace of their own, which the schema admits on S): ON_DEMAND with several Periods
+    (a codec change), LIVE_REPLAY (dynamic, revealed at playback pace) and LIVE. The writer's golden files too.
+    And the check has teeth: an MPD broken the ways a writer could break it is refused."""
+    stream, t0, t1 = ingested("h264_res_change.mkv")
+    on_demand = get_mpd(dash_url(server, stream, t0, t1, **ALWAYS))
+    assert on_demand.get("type") == "static" and len(on_demand.findall("mpd:Period", N)) == 2, \
+        ET.tostring(on_demand).decode()
+    replay = get_mpd(dash_url(server, stream, t0, t1, PlaybackMode="LIVE_REPLAY", **ALWAYS))
+    assert replay.get("type") == "dynamic", replay.attrib
+    live = get_mpd(live_session_url(server, stream, protocol="DASH", **ALWAYS))
+    assert live.get("type") == "dynamic" and live.get("minimumUpdatePeriod"), live.attrib
+    for root in (on_demand, replay, live):
+        ss = s_elements(root)
+        assert ss and all(s.get(f"{{{KVS_NS}}}ts") and s.get(f"{{{KVS_NS}}}fn") for s in ss), \
+            ET.tostring(root).decode()
+    golden = sorted((ROOT / "crates/server/src/dash/testdata").glob("*.mpd"))
+    assert len(golden) >= 3, golden
+    for path in golden:
+        assert_valid_mpd(path.read_text())
+    text = (ROOT / "crates/server/src/dash/testdata/live_ts_fn.mpd").read_text()
+    for bad in (text.replace('minBufferTime="PT2S"', 'minBufferTime="2 s"'),
+                text.replace('type="dynamic"', 'type="live"'),
+                text.replace('<S t="120000"', '<S x="1" t="120000"'),
+                text.replace(' profiles="urn:mpeg:dash:profile:isoff-live:2011"', "")):
+        assert list(mpd_schema().iter_errors(bad)), bad[:600]
 
 
 def segment_urls(mpd_url: str, body: bytes) -> list[tuple[str, str]]:
@@ -165,6 +232,7 @@ def test_segments_and_token_scope(server, good):
     name, _, t0, t1 = good
     url = dash_url(server, name, t0, t1)
     (init, media), _audio = segment_urls(url, get(url)[2])
+    get_mpd(url)
     status, headers, body = get(init)
     assert status == 200 and headers["content-type"] == "video/mp4" and body[4:8] == b"ftyp", (status, headers)
     status, headers, body = get(media)
@@ -223,16 +291,17 @@ def test_ffmpeg_framemd5_round_trip(server, ingested, name):  # noqa: F811
         middle = int(times[1]) + 1
         halves = [half(int(times[0]), middle, MaxManifestFragmentResults=2), half(middle, int(times[3]) + 1)]
         for url in halves:
-            assert len(ET.fromstring(get(url)[2]).findall("mpd:Period", N)) == 1
+            assert len(get_mpd(url).findall("mpd:Period", N)) == 1
         for sel in FIXTURE_TRACKS[name]:
             got = framemd5(halves[0], sel) + framemd5(halves[1], sel)
             compare_frames(f"{name} {sel} (DASH, two sessions)", got, framemd5(src, sel))
         # The whole range: two Periods, the second with the new SPS's init section.
-        periods = ET.fromstring(get(dash_session(server, ingested, name))[2]).findall("mpd:Period", N)
+        periods = get_mpd(dash_session(server, ingested, name)).findall("mpd:Period", N)
         inits = [p.find(".//mpd:SegmentTemplate", N).get("initialization") for p in periods]
         assert len(periods) == 2 and "SequenceNumber=0" in inits[0] and "SequenceNumber=1" in inits[1], inits
         return
     url = dash_session(server, ingested, name)
+    get_mpd(url)
     kinds = stream_kinds(url)
     assert kinds == sorted(FIXTURE_TRACKS[name]), f"{name}: ffmpeg sees streams {kinds}"
     for sel in FIXTURE_TRACKS[name]:
@@ -280,7 +349,7 @@ def test_browser_live_keeps_playing(server, tmp_path, player):
     stream, producer, log = looped_producer(server, tmp_path)
     try:
         url = live_session_url(server, stream, protocol="DASH")
-        mpd = ET.fromstring(get(url)[2])
+        mpd = get_mpd(url)
         assert mpd.get("type") == "dynamic" and mpd.get("minimumUpdatePeriod"), mpd.attrib
         r = play(url, "live", "--player", player, "--duration", 20, "--start-timeout", 30, timeout=120)
         assert producer.poll() is None, f"producer ended early: {log.read_text()[-2000:]}"
