@@ -2,7 +2,7 @@
 docs/wire.md#dash-resources): boto3 with every error of GetHLSStreamingSessionURL under DASH's member names, what
 the token grants, the MPD read as XML (namespaces, kvs:ts / kvs:fn), and real players: ffmpeg (frames byte-exact
 against the fixture), dash.js and Shaka Player in headless Chromium on another origin (ON_DEMAND to the end, LIVE
-for 20 s from a paced producer), GStreamer's dashdemux;
+for 20 s from a paced producer, LIVE_REPLAY of a stored stream revealed at playback pace), GStreamer's dashdemux;
 every MPD validated against ISO/IEC 23009-1's schema (tests/e2e/schemas, xmlschema).
 
 The stream helpers are test_hls_session's and the player harness test_players' (play.mjs --player dashjs|shaka):
@@ -357,6 +357,28 @@ def test_browser_live_keeps_playing(server, tmp_path, player):
         producer.kill()
         producer.wait()
     assert_kept_playing(r, f"{player} live", watched=19)
+
+
+@pytest.mark.parametrize("player", ["dashjs", "shaka"])
+def test_browser_live_replay_keeps_playing(server, player):
+    """LIVE_REPLAY of a stored stream (h264_aac.mkv looped 8 times: 32 one-second fragments, ingested at once): the
+    MPD is dynamic and reveals the fragments at playback pace from the session's creation, and the player keeps
+    playing it for 15 s like a live stream (playhead advancing with the clock, no fatal error, no long stall);
+    meanwhile the manifest's window (5 fragments, the LIVE_REPLAY default) slid on by as much, still valid against
+    the schema."""
+    src = mkv.Source(FIXTURES / "h264_aac.mkv")
+    name, _, t0, t1 = ingest(server, src.header + b"".join(src.looped(8)))
+    url = dash_url(server, name, t0, t1, PlaybackMode="LIVE_REPLAY", **ALWAYS)
+    first = get_mpd(url)
+    assert first.get("type") == "dynamic" and first.get("minimumUpdatePeriod"), first.attrib
+    revealed = s_elements(first)
+    assert 1 <= len(revealed) // 2 <= 5, ET.tostring(first).decode()  # video and audio S each
+    r = play(url, "live", "--player", player, "--duration", 15, "--start-timeout", 30, timeout=120)
+    assert_kept_playing(r, f"{player} live replay", watched=14)
+    later = s_elements(get_mpd(url))
+    assert len(later) // 2 == 5, later
+    newest = [int(s.get("t")) for s in (revealed[-1], later[-1])]
+    assert newest[1] - newest[0] >= 10_000, newest
 
 
 @pytest.mark.parametrize("name", ["h264_aac.mkv", "aac_only.mkv"])
