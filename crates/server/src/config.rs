@@ -144,6 +144,8 @@ pub struct Config {
     pub connections: crate::conn::ConnectionLimits,
     /// `--ll-hls`: LL-HLS parts in LIVE fMP4 sessions (docs/architecture.md#low-latency-hls).
     pub low_latency: Option<crate::hls::ll::LowLatencyConfig>,
+    /// GetImages' decode slots and how long a request waits for one.
+    pub decode_limits: crate::images::DecodeLimits,
 }
 
 impl std::fmt::Debug for Config {
@@ -168,6 +170,7 @@ impl std::fmt::Debug for Config {
             .field("hls_limits", &self.hls_limits)
             .field("connections", &self.connections)
             .field("low_latency", &self.low_latency)
+            .field("decode_limits", &self.decode_limits)
             .finish()
     }
 }
@@ -194,6 +197,7 @@ impl Config {
             hls_limits: Default::default(),
             connections: Default::default(),
             low_latency: None,
+            decode_limits: Default::default(),
         }
     }
 

@@ -11,14 +11,14 @@
 //! 2. The stream (`ResourceNotFoundException`); retention 0 → `NoDataRetentionException`.
 //! 3. The decoder: FFmpeg's libraries missing → `InvalidArgumentException` naming them (as an
 //!    operation openkvs does not support, `ops::NOT_SUPPORTED_YET`).
-//! 4. Decoding: at most [`DECODE_WAIT`] for one of the node's decode slots, else
-//!    `ClientLimitExceededException`.
+//! 4. Decoding: at most [`DecodeLimits::wait`] (10 s) for one of the node's decode slots (one per
+//!    core), else `ClientLimitExceededException` 400, AWS's throttling error.
 //!
 //! Per image, never an error of the whole request: `NO_MEDIA` when no fragment covers the time,
 //! `MEDIA_ERROR` when its fragment's track 1 is not H.264 / H.265 or does not decode.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -30,7 +30,7 @@ use media::TrackNumber;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use store::{FragmentQuery, FragmentRecord, FragmentSummary, Timestamp, TimestampKind};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::control::{resolve_retained_stream, validate_stream_ref, Result};
 use crate::error::ApiError;
@@ -64,19 +64,58 @@ pub const MAX_PAGE_DECODED_FRAMES: usize = 1_500;
 /// How long a request waits for a decode slot before ClientLimitExceededException.
 pub const DECODE_WAIT: Duration = Duration::from_secs(10);
 
+/// How much decoding the node takes on (`Config::decode_limits`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// Groups of pictures decoded at once, all requests together: each holds one slot, and
+    /// decodes on one thread.
+    pub slots: usize,
+    /// How long a request waits for a slot before ClientLimitExceededException.
+    pub wait: Duration,
+}
+
+impl Default for DecodeLimits {
+    /// One slot per core, [`DECODE_WAIT`].
+    fn default() -> Self {
+        DecodeLimits {
+            slots: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            wait: DECODE_WAIT,
+        }
+    }
+}
+
+/// The node's decode slots ([`DecodeLimits`]): so GetImages never takes more than the machine's
+/// cores, whatever the number of requests.
+pub struct DecodeSlots {
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl DecodeSlots {
+    pub fn new(limits: &DecodeLimits) -> Self {
+        DecodeSlots {
+            slots: Arc::new(Semaphore::new(limits.slots)),
+            wait: limits.wait,
+        }
+    }
+
+    /// A slot, waited for at most the configured time; else ClientLimitExceededException.
+    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit> {
+        tokio::time::timeout(self.wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()
+            .and_then(|p| p.ok())
+            .ok_or_else(|| {
+                ApiError::ClientLimitExceeded(
+                    "Too many images are being decoded on this server; retry later.".into(),
+                )
+            })
+    }
+}
+
 const SELECTOR_TYPES: &[&str] = &["PRODUCER_TIMESTAMP", "SERVER_TIMESTAMP"];
 const FORMATS: &[&str] = &["JPEG", "PNG"];
 const FORMAT_CONFIG_KEYS: &[&str] = &["JPEGQuality"];
-
-/// One decode slot per core: every group of pictures decodes on one thread holding a slot, so
-/// GetImages never takes more than the machine's cores, whatever the number of requests.
-fn decode_slots() -> &'static Arc<Semaphore> {
-    static SLOTS: OnceLock<Arc<Semaphore>> = OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Arc::new(Semaphore::new(cores))
-    })
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -446,15 +485,7 @@ pub async fn get_images(
             break;
         }
         decoded += job.packets.len();
-        let permit = tokio::time::timeout(DECODE_WAIT, decode_slots().clone().acquire_owned())
-            .await
-            .ok()
-            .and_then(|p| p.ok())
-            .ok_or_else(|| {
-                ApiError::ClientLimitExceeded(
-                    "Too many images are being decoded on this server; retry later.".into(),
-                )
-            })?;
+        let permit = state.decode_slots.acquire().await?;
         let images = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             run(job, format, width, height)

@@ -93,6 +93,8 @@ pub struct Shared {
     pub readers: Arc<get_media::Readers>,
     /// Fragments this node is receiving, for LL-HLS parts (fed only with `--ll-hls`).
     pub live_parts: Arc<hls::ll::LiveParts>,
+    /// GetImages' decode slots (`Config::decode_limits`).
+    pub decode_slots: Arc<images::DecodeSlots>,
 }
 
 impl AppState {
@@ -110,6 +112,7 @@ impl AppState {
         }
         let hls_limits = Arc::new(hls::limits::RateLimiter::new(config.hls_limits.clone()));
         let archive = store::Archive::new(catalog.clone(), media.clone());
+        let decode_slots = Arc::new(images::DecodeSlots::new(&config.decode_limits));
         AppState(Arc::new(Shared {
             catalog,
             media,
@@ -124,6 +127,7 @@ impl AppState {
             opened_tokens: Arc::new(hls::token::OpenedTokens::default()),
             readers: Arc::new(get_media::Readers::default()),
             live_parts: Arc::new(hls::ll::LiveParts::default()),
+            decode_slots,
         }))
     }
 
