@@ -169,10 +169,21 @@ impl Harness {
         Harness { s, clock, stream }
     }
 
+    /// A GetHLSStreamingSessionURL: the master playlist's path.
     async fn session(&self, request: Value) -> String {
+        self.session_of("HLS", request).await
+    }
+
+    /// A GetDASHStreamingSessionURL: the manifest's path.
+    async fn dash_session(&self, request: Value) -> String {
+        self.session_of("DASH", request).await
+    }
+
+    /// Get{HLS,DASH}StreamingSessionURL (`protocol`): the path of the URL it answers.
+    async fn session_of(&self, protocol: &str, request: Value) -> String {
         let (status, body) = post_at(
             &self.s,
-            "/getHLSStreamingSessionURL",
+            &format!("/get{protocol}StreamingSessionURL"),
             &[],
             vec![request.to_string().into_bytes()],
             false,
@@ -181,8 +192,35 @@ impl Harness {
         .await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         let url: Value = serde_json::from_slice(&body).unwrap();
-        let url = url["HLSStreamingSessionURL"].as_str().unwrap();
-        url[url.find("/hls/").unwrap()..].to_owned()
+        let url = url[format!("{protocol}StreamingSessionURL")]
+            .as_str()
+            .unwrap();
+        let dir = format!("/{}/", protocol.to_lowercase());
+        url[url.find(&dir).unwrap()..].to_owned()
+    }
+
+    /// The manifest's text as served (its token still in it).
+    async fn mpd(&self, path: &str) -> String {
+        let (status, _, body) = get(&self.s, path).await;
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(status, 200, "{text}");
+        text
+    }
+
+    /// The numbers of the stream's newest `n` fragments, oldest first.
+    async fn newest(&self, n: usize) -> Vec<String> {
+        let mut newest: Vec<String> = self
+            .s
+            .state
+            .catalog
+            .latest_fragments(self.stream.id, n)
+            .await
+            .unwrap()
+            .iter()
+            .map(|f| f.number.to_string())
+            .collect();
+        newest.sort();
+        newest
     }
 
     async fn media_playlist(&self, master_path: &str) -> String {
@@ -414,5 +452,68 @@ async fn a_live_session_outlives_a_producer_pause() {
         after.matches("#EXT-X-DISCONTINUITY\n").count(),
         1,
         "only the resumed fragment starts a new timeline:\n{after}"
+    );
+}
+
+/// The `kvs:fn` values of a manifest's `S` elements, in order.
+fn kvs_fns(mpd: &str) -> Vec<String> {
+    mpd.split("kvs:fn=\"")
+        .skip(1)
+        .map(|rest| rest[..rest.find('"').unwrap()].to_owned())
+        .collect()
+}
+
+fn token_of(path: &str) -> &str {
+    path.split("SessionToken=").nth(1).unwrap()
+}
+
+/// A DASH LIVE manifest is shared like the HLS LIVE playlist (`hls::serve::live_shared`) and
+/// stays right: a reload with nothing new is the same text; each session gets its own token and
+/// its own display options (they are written per request, not shared); when fragments arrive the
+/// window moves to the newest ones (into a new Period at the codec change); and the HLS LIVE
+/// playlist of the same stream, kept in the same cache, is still its playlist.
+#[tokio::test]
+async fn a_live_dash_manifest_is_shared_and_advances_as_fragments_arrive() {
+    let h = Harness::new().await;
+    ingest(&h.s, &h.stream, 5).await;
+    h.clock.set(at_ms(T0_MS + 5_000));
+    let live =
+        json!({"StreamName": "modes", "PlaybackMode": "LIVE", "MaxManifestFragmentResults": 3});
+    let plain = h.dash_session(live.clone()).await;
+    let mut numbered_request = live.clone();
+    numbered_request["DisplayFragmentNumber"] = json!("ALWAYS");
+    let numbered = h.dash_session(numbered_request).await;
+    let hls = h
+        .session(json!({"StreamName": "modes", "PlaybackMode": "LIVE", "MaxMediaPlaylistFragmentResults": 3}))
+        .await;
+
+    let before = h.mpd(&plain).await;
+    assert!(before.contains("type=\"dynamic\""), "{before}");
+    assert_eq!(before, h.mpd(&plain).await, "a reload with nothing new");
+    assert_eq!(before.matches("<S ").count(), 3, "{before}");
+    assert!(kvs_fns(&before).is_empty(), "{before}");
+    assert!(before.contains(token_of(&plain)), "{before}");
+    let with_numbers = h.mpd(&numbered).await;
+    assert_eq!(kvs_fns(&with_numbers), h.newest(3).await, "{with_numbers}");
+    assert!(
+        with_numbers.contains(token_of(&numbered)) && !with_numbers.contains(token_of(&plain)),
+        "{with_numbers}"
+    );
+    let playlist = h.media_playlist(&hls).await;
+    assert_eq!(playlist.matches("#EXTINF").count(), 3, "{playlist}");
+
+    // Five more fragments arrive, the last three after a codec change.
+    ingest(&h.s, &h.stream, 10).await;
+    let after = h.mpd(&numbered).await;
+    assert_ne!(after, with_numbers);
+    assert_eq!(kvs_fns(&after), h.newest(3).await, "{after}");
+    assert!(after.contains("<Period id=\"1.1\""), "{after}");
+    assert_ne!(h.mpd(&plain).await, before);
+    let playlist_after = h.media_playlist(&hls).await;
+    assert_ne!(playlist_after, playlist);
+    assert_eq!(
+        playlist_after.matches("#EXTINF").count(),
+        3,
+        "{playlist_after}"
     );
 }

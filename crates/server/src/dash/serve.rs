@@ -20,8 +20,9 @@ use store::{
 use super::mpd::{self, Fragment, Manifest, Presentation, TrackInfo, TrackMedia};
 use crate::hls::limits::HlsResource;
 use crate::hls::serve::{
-    cache_control, estimate_frame_rate, extinf, in_session, init_fragment_of, media_fragment_of,
-    open, peak_bandwidth, picture_size, playable_window, respond, start_ns, track_of, HlsQuery,
+    cache_control, estimate_frame_rate, extinf, in_session, init_fragment_of, live_shared,
+    media_fragment_of, open, peak_bandwidth, picture_size, playable_window, respond, start_ns,
+    track_of, HlsQuery,
 };
 use crate::hls::session::PlaybackMode;
 use crate::hls::{Protocol, Session};
@@ -42,12 +43,69 @@ const LOCATE_CANDIDATES: usize = 256;
 const AAC_BPS_PER_CHANNEL: u64 = 64_000;
 
 /// `GET /dash/v1/getDASHManifest.mpd?SessionToken=…`
+///
+/// A LIVE session's manifest parts are shared by every reload of every LIVE session with the same
+/// options until the stream's next commit, as HLS's LIVE segment lists are
+/// (`hls::serve::live_shared`); the text is written per request (token, `publishTime`).
 pub async fn manifest(
     State(state): State<AppState>,
     AwsQuery(q): AwsQuery<HlsQuery>,
 ) -> Result<Response, ApiError> {
     let (session, stream) = open(&state, &q, HlsResource::DashManifest, Protocol::Dash).await?;
-    let (w, configs) = playable_window(&state, &session, &stream).await?;
+    let parts = live_shared(&state, &session, &stream, None, false, || {
+        manifest_parts(&state, &session, &stream)
+    })
+    .await?;
+    let now = state.clock.timestamp();
+    let presentation = match session.mode {
+        PlaybackMode::OnDemand => Presentation::Static,
+        PlaybackMode::Live => Presentation::Dynamic {
+            // Media time 0 is the origin on the producer's clock; on the server's clock that is
+            // the offset measured at the session's first fragment later.
+            availability_start_ms: session.origin.0.saturating_add(session.wall_offset_ms),
+            now_ms: now.0,
+            ended: false,
+        },
+        // Revealed from the session's creation on, the first fragment at media time ~0.
+        PlaybackMode::LiveReplay => Presentation::Dynamic {
+            availability_start_ms: session.created.0,
+            now_ms: now.0,
+            ended: parts.ended,
+        },
+    };
+    let text = mpd::render(&Manifest {
+        token: q.token()?,
+        presentation,
+        fragments: &parts.fragments,
+        tracks: &parts.tracks,
+        display_timestamp: session.display_timestamp,
+        display_fragment_number: session.display_fragment_number,
+    });
+    let changes = matches!(presentation, Presentation::Dynamic { ended: false, .. });
+    Ok(respond(
+        DASH_XML,
+        cache_control(&session, now, changes),
+        Body::from(text),
+        None,
+    ))
+}
+
+/// What a session's MPD lays out, before its token and clock are written in.
+struct ManifestParts {
+    fragments: Vec<Fragment>,
+    tracks: Vec<TrackInfo>,
+    /// No fragment will be added (LIVE_REPLAY past its End).
+    ended: bool,
+}
+
+/// The session's window ([`playable_window`]) as the MPD writer takes it: each fragment's place
+/// on the timeline and each codec config's description.
+async fn manifest_parts(
+    state: &AppState,
+    session: &Session,
+    stream: &StreamRecord,
+) -> Result<ManifestParts, ApiError> {
+    let (w, configs) = playable_window(state, session, stream).await?;
     if w.fragments.is_empty() {
         return Err(ApiError::ResourceNotFound(
             "No fragments are available in this streaming session.".into(),
@@ -61,7 +119,7 @@ pub async fn manifest(
             continue;
         };
         let codec = configs.codec(first_track.codec_config)?;
-        let duration_s = extinf(&state, &session, f, first_track, &codec).await?;
+        let duration_s = extinf(state, session, f, first_track, &codec).await?;
         let mut numbered = Vec::with_capacity(f.tracks.len());
         for t in &f.tracks {
             let sequence = configs.row(t.codec_config)?.1;
@@ -109,44 +167,17 @@ pub async fn manifest(
         }
         fragments.push(Fragment {
             number: f.number.to_string(),
-            start_ms: presentation_ms(&session, f),
+            start_ms: presentation_ms(session, f),
             duration_ms: (duration_s * 1000.0).round().max(0.0) as u64,
             timestamp_ms: session.selected_timestamp(f).0,
             tracks: numbered,
         });
     }
-    let now = state.clock.timestamp();
-    let presentation = match session.mode {
-        PlaybackMode::OnDemand => Presentation::Static,
-        PlaybackMode::Live => Presentation::Dynamic {
-            // Media time 0 is the origin on the producer's clock; on the server's clock that is
-            // the offset measured at the session's first fragment later.
-            availability_start_ms: session.origin.0.saturating_add(session.wall_offset_ms),
-            now_ms: now.0,
-            ended: false,
-        },
-        // Revealed from the session's creation on, the first fragment at media time ~0.
-        PlaybackMode::LiveReplay => Presentation::Dynamic {
-            availability_start_ms: session.created.0,
-            now_ms: now.0,
-            ended: w.ended,
-        },
-    };
-    let text = mpd::render(&Manifest {
-        token: q.token()?,
-        presentation,
-        fragments: &fragments,
-        tracks: &tracks,
-        display_timestamp: session.display_timestamp,
-        display_fragment_number: session.display_fragment_number,
-    });
-    let changes = matches!(presentation, Presentation::Dynamic { ended: false, .. });
-    Ok(respond(
-        DASH_XML,
-        cache_control(&session, now, changes),
-        Body::from(text),
-        None,
-    ))
+    Ok(ManifestParts {
+        fragments,
+        tracks,
+        ended: w.ended,
+    })
 }
 
 /// `GET /dash/v1/getMP4InitFragment.mp4?SessionToken=…&TrackNumber=N&SequenceNumber=K`

@@ -14,7 +14,9 @@
 //! a track = that timestamp plus the track's own offsets, so audio and video stay aligned and
 //! EXTINF equals the span written in the fragment's boxes (both come from `media::timeline`).
 
+use std::any::Any;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -888,9 +890,8 @@ pub async fn media_playlist(
     ))
 }
 
-/// A media playlist's segment list: LIVE lists are asked for again and again while the stream's
-/// newest fragment stays the same, so they are shared through [`PlaylistCache`] (the list, not
-/// the text: that carries each session's token).
+/// A media playlist's segment list, shared between LIVE requests by [`live_shared`] (the list,
+/// not the text: that carries each session's token).
 pub(super) async fn segment_list_cached(
     state: &AppState,
     session: &Session,
@@ -898,26 +899,15 @@ pub(super) async fn segment_list_cached(
     track: TrackNumber,
     low_latency: Option<&super::ll::LowLatencyConfig>,
 ) -> Result<Arc<SegmentList>, ApiError> {
-    let live_key = match session.mode {
-        PlaybackMode::Live => Some(LiveKey::new(
-            session,
-            track,
-            state.catalog.last_fragment_number(stream.id).await?,
-            low_latency.is_some(),
-        )),
-        _ => None,
-    };
-    let cached = live_key.as_ref().and_then(|k| state.playlists.get(k));
-    Ok(match cached {
-        Some(list) => list,
-        None => {
-            let list = Arc::new(segment_list(state, session, stream, track, low_latency).await?);
-            if let Some(key) = live_key {
-                state.playlists.insert(key, list.clone());
-            }
-            list
-        }
-    })
+    live_shared(
+        state,
+        session,
+        stream,
+        Some(track),
+        low_latency.is_some(),
+        || segment_list(state, session, stream, track, low_latency),
+    )
+    .await
 }
 
 /// What a media playlist lists for one track of a session, before the token is written in.
@@ -1073,13 +1063,54 @@ async fn segment_list(
     })
 }
 
-/// Everything a LIVE segment list depends on: the session's options and the stream's newest
-/// fragment (every commit changes it).
+/// What `build` makes of a session's window, shared when the session is LIVE: LIVE playlists
+/// and manifests are asked for again and again while the stream's newest fragment stays the
+/// same, so what was built for the session's options ([`LiveKey`]) serves every request of
+/// every such session until the next commit. Other modes build each time (a LIVE_REPLAY window
+/// moves with its own session's clock). What is shared must not carry the session's token:
+/// that is written in per request.
+pub(crate) async fn live_shared<T, F, Fut>(
+    state: &AppState,
+    session: &Session,
+    stream: &StreamRecord,
+    track: Option<TrackNumber>,
+    low_latency: bool,
+    build: F,
+) -> Result<Arc<T>, ApiError>
+where
+    T: Any + Send + Sync,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let key = match session.mode {
+        PlaybackMode::Live => Some(LiveKey::new(
+            session,
+            track,
+            state.catalog.last_fragment_number(stream.id).await?,
+            low_latency,
+        )),
+        _ => None,
+    };
+    if let Some(hit) = key.as_ref().and_then(|k| state.playlists.get::<T>(k)) {
+        return Ok(hit);
+    }
+    let built = Arc::new(build().await?);
+    if let Some(key) = key {
+        state.playlists.insert(key, built.clone());
+    }
+    Ok(built)
+}
+
+/// Everything a LIVE segment list (HLS, per track) or manifest (DASH, every track) depends on:
+/// the protocol, the session's options and the stream's newest fragment (every commit changes
+/// it).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LiveKey {
+    dash: bool,
     stream: store::StreamId,
     stream_creation: i64,
-    track: u64,
+    /// `None`: every track (the DASH manifest).
+    track: Option<u64>,
     container: bool,
     selector: bool,
     discontinuity: u8,
@@ -1094,14 +1125,15 @@ pub struct LiveKey {
 impl LiveKey {
     fn new(
         session: &Session,
-        track: TrackNumber,
+        track: Option<TrackNumber>,
         newest: Option<FragmentNumber>,
         low_latency: bool,
     ) -> Self {
         LiveKey {
+            dash: session.protocol == Protocol::Dash,
             stream: session.stream_id,
             stream_creation: session.stream_creation.0,
-            track: track.0,
+            track: track.map(|t| t.0),
             container: session.container == ContainerFormat::MpegTs,
             selector: session.selector == TimestampKind::Producer,
             discontinuity: session.discontinuity as u8,
@@ -1114,10 +1146,12 @@ impl LiveKey {
     }
 }
 
-/// Recently built LIVE segment lists, shared by every session with the same options.
+/// Recently built LIVE segment lists and manifests ([`live_shared`]), shared by every session
+/// with the same options.
 #[derive(Default)]
 pub struct PlaylistCache {
-    live: std::sync::Mutex<HashMap<LiveKey, Arc<SegmentList>>>,
+    /// An HLS [`SegmentList`] or a DASH manifest's parts, by the key's protocol.
+    live: std::sync::Mutex<HashMap<LiveKey, Arc<dyn Any + Send + Sync>>>,
     /// Per stream: its decoded codec configs and the (length, newest id) of the list they came from.
     configs: std::sync::Mutex<HashMap<store::StreamId, (ConfigsVersion, Arc<Configs>)>>,
 }
@@ -1150,16 +1184,17 @@ impl PlaylistCache {
         }
     }
 
-    fn get(&self, key: &LiveKey) -> Option<Arc<SegmentList>> {
-        self.live.lock().ok()?.get(key).cloned()
+    fn get<T: Any + Send + Sync>(&self, key: &LiveKey) -> Option<Arc<T>> {
+        let entry = self.live.lock().ok()?.get(key).cloned()?;
+        entry.downcast::<T>().ok()
     }
 
-    fn insert(&self, key: LiveKey, list: Arc<SegmentList>) {
+    fn insert<T: Any + Send + Sync>(&self, key: LiveKey, value: Arc<T>) {
         if let Ok(mut live) = self.live.lock() {
             if live.len() >= PLAYLIST_CACHE_ENTRIES {
                 live.clear();
             }
-            live.insert(key, list);
+            live.insert(key, value);
         }
     }
 }
