@@ -13,7 +13,5 @@ command -v wrk >/dev/null || missing+=(wrk)
 [ ${#missing[@]} -eq 0 ] || { apt-get update -qq && apt-get install -y -qq "${missing[@]}"; }
 # shellcheck source=scripts/bench-input.sh
 . scripts/bench-input.sh
-runs=3
-if [[ "${1:-}" =~ ^[0-9]+$ ]]; then runs=$1; shift; fi
 exec python3 scripts/bench_hls.py --bin "$CARGO_TARGET_DIR/release/openkvs" --input "$input" \
   --work-dir "$disk" --runs "$runs" "$@"

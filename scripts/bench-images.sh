@@ -10,7 +10,5 @@ cd "$(dirname "$0")/.."
 command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg; }
 # shellcheck source=scripts/bench-input.sh
 . scripts/bench-input.sh
-runs=3
-if [[ "${1:-}" =~ ^[0-9]+$ ]]; then runs=$1; shift; fi
 exec python3 scripts/bench_images.py --bin "$CARGO_TARGET_DIR/release/openkvs" --input "$input" \
   --work-dir "$disk" --out-dir "${BENCH_OUT_DIR:-/dev/shm}" --runs "$runs" "$@"

@@ -10,4 +10,4 @@ command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq f
 . scripts/bench-input.sh
 tmpfs="${BENCH_TMPFS_DIR:-/dev/shm}"
 exec python3 scripts/bench_ingest.py --bin "$CARGO_TARGET_DIR/release/openkvs" --input "$input" \
-  --disk-dir "$disk" --tmpfs-dir "$tmpfs" --runs "${1:-3}"
+  --disk-dir "$disk" --tmpfs-dir "$tmpfs" --runs "$runs"

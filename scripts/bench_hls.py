@@ -89,14 +89,26 @@ class Openkvs:
     def pids(self):
         return [self.proc.pid]
 
-    def session(self, mode, start=None, end=None):
-        ep = self.kv.get_data_endpoint(StreamName=STREAM, APIName="GET_HLS_STREAMING_SESSION_URL")["DataEndpoint"]
+    def session(self, mode, start=None, end=None, protocol="HLS"):
+        """A Get{HLS,DASH}StreamingSessionURL (`protocol`) of the stream: the URL."""
+        ep = self.kv.get_data_endpoint(StreamName=STREAM, APIName=f"GET_{protocol}_STREAMING_SESSION_URL")["DataEndpoint"]
         am = boto3.client("kinesis-video-archived-media", endpoint_url=ep, **self.creds)
         args = dict(StreamName=STREAM, PlaybackMode=mode, Expires=43200)
         if mode == "ON_DEMAND":
-            args["HLSFragmentSelector"] = {"FragmentSelectorType": "SERVER_TIMESTAMP",
-                                           "TimestampRange": {"StartTimestamp": start, "EndTimestamp": end}}
-        return am.get_hls_streaming_session_url(**args)["HLSStreamingSessionURL"]
+            args[f"{protocol}FragmentSelector"] = {"FragmentSelectorType": "SERVER_TIMESTAMP",
+                                                   "TimestampRange": {"StartTimestamp": start, "EndTimestamp": end}}
+        call = {"HLS": am.get_hls_streaming_session_url, "DASH": am.get_dash_streaming_session_url}[protocol]
+        return call(**args)[f"{protocol}StreamingSessionURL"]
+
+    def ingest(self, binary, path):
+        """Creates the stream and puts `path` into it: (put-media's summary, a range of server times
+        holding every fragment)."""
+        self.kv.create_stream(StreamName=STREAM, DataRetentionInHours=24)
+        t0 = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=2)
+        summary = put_media(binary, self.endpoint, path)
+        # botocore sends whole seconds (it truncates): the end must be a second past the last fragment.
+        time.sleep(1.1)
+        return summary, t0, datetime.datetime.now(datetime.timezone.utc)
 
     def stop(self):
         self.proc.terminate()
@@ -223,6 +235,26 @@ def checked(run, what, body_mean, header_allow=600):
     return run
 
 
+def warn_if_noisy(runs, duration):
+    """Says so when other processes used over 5 % of the machine during any of the wrk `runs`."""
+    budget = 0.05 * duration * (os.cpu_count() or 1)
+    noisy = [r["other_cpu_s"] for r in runs if r["other_cpu_s"] > budget]
+    if noisy:
+        print(f"WARNING: other processes used {max(noisy):.1f} CPU s during a {duration} s run "
+              f"({len(noisy)} runs over 5% of the machine): the ratios are noisy; rerun on a quiet machine")
+
+
+def finish(work, keep, *servers):
+    """Stops the servers started (None: not started) and removes the work dir unless `keep`."""
+    for s in servers:
+        if s is not None:
+            s.stop()
+    if keep:
+        print(f"work dir kept: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def perf_profile(pid, seconds, out_dir, tag, during):
     """`perf record -g` on the server while `during()` runs; the report's top lines (not timed)."""
     data = os.path.join(out_dir, f"perf-{tag}.data")
@@ -237,18 +269,24 @@ def perf_profile(pid, seconds, out_dir, tag, during):
     return [line for line in lines if line][:25]
 
 
-def main():
+def wrk_arguments(work_dir_help, duration):
+    """The options of a wrk benchmark of openkvs over the bench input (this one and bench_dash.py)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--input", required=True)
-    ap.add_argument("--work-dir", default="/var/tmp", help="where the data dir and the ffmpeg segments go (same disk)")
+    ap.add_argument("--work-dir", default="/var/tmp", help=work_dir_help)
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--duration", type=int, default=15)
+    ap.add_argument("--duration", type=int, default=duration)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    return ap
+
+
+def main():
+    ap = wrk_arguments("where the data dir and the ffmpeg segments go (same disk)", 15)
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="nginx worker_processes")
     ap.add_argument("--perf", action="store_true", help="after the timed runs, profile the server with perf record -g")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="openkvs-bench-hls-", dir=args.work_dir)
@@ -271,12 +309,7 @@ def main():
             nginx_paths = ["/vod/" + u for u in playlist_uris(f.read())]
 
         server = Openkvs(args.bin, work)
-        server.kv.create_stream(StreamName=STREAM, DataRetentionInHours=24)
-        t0 = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=2)
-        ingest = put_media(args.bin, server.endpoint, args.input)
-        # botocore sends whole seconds (it truncates): the end must be a second past the last fragment.
-        time.sleep(1.1)
-        t1 = datetime.datetime.now(datetime.timezone.utc)
+        ingest, t0, t1 = server.ingest(args.bin, args.input)
         url = server.session("ON_DEMAND", t0, t1)
         base = urllib.parse.urlsplit(url)
         conn = http.client.HTTPConnection(base.hostname, base.port, timeout=30)
@@ -426,19 +459,9 @@ def main():
               f"{f['ratio_rps_median']:.2f}x req/s (goal >= 1.0x) {'PASS' if f['ratio_gbps_median'] >= 1.0 else 'FAIL'}")
         print(f"LIVE media playlist: openkvs {p['openkvs_rps']} req/s vs nginx {p['nginx_rps']} req/s: "
               f"{p['ratio_rps_median']:.2f}x (goal >= 0.8x) {'PASS' if p['ratio_rps_median'] >= 0.8 else 'FAIL'}")
-        budget = 0.05 * args.duration * (os.cpu_count() or 1)
-        noisy = [r["other_cpu_s"] for d in (frag, pl) for side in d.values() for r in side if r["other_cpu_s"] > budget]
-        if noisy:
-            print(f"WARNING: other processes used {max(noisy):.1f} CPU s during a {args.duration} s run "
-                  f"({len(noisy)} runs over 5% of the machine): the ratios are noisy; rerun on a quiet machine")
+        warn_if_noisy([r for d in (frag, pl) for side in d.values() for r in side], args.duration)
     finally:
-        for s in (nginx, server):
-            if s is not None:
-                s.stop()
-        if args.keep:
-            print(f"work dir kept: {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(work, args.keep, nginx, server)
 
 
 if __name__ == "__main__":
