@@ -304,3 +304,24 @@ def oracle():
         return cache[name]
 
     return get
+
+
+# Figures a test measured (latencies, rates): printed in pytest's terminal summary, so a CI log shows
+# them without -s. Nothing is asserted on them here (the machines are shared).
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def report_figure(request):
+    """report_figure(dict or text): kept under the test's name for the terminal summary."""
+    def report(value):
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        _FIGURES.append((request.node.nodeid, text))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for test, text in _FIGURES:
+            terminalreporter.write_line(f"{test}: {text}")

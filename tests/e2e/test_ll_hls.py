@@ -193,7 +193,7 @@ def fragment_samples(data: bytes) -> dict:
 # -- tests -----------------------------------------------------------------------------------------------
 
 
-def test_ll_playlist_parts_and_blocking_reload(server_factory, camera):
+def test_ll_playlist_parts_and_blocking_reload(server_factory, camera, report_figure):
     server = server_factory(extra_args=["--ll-hls"])
     cam = camera(server)
     master = live_session_url(server, cam.stream, DisplayFragmentTimestamp="ALWAYS")
@@ -231,6 +231,7 @@ def test_ll_playlist_parts_and_blocking_reload(server_factory, camera):
     assert has, f"the blocking reload answered without msn {last_msn} part {next_part}"
     print(f"blocking reload for msn {last_msn} part {next_part} answered after {took * 1000:.0f} ms "
           f"(part target {target * 1000:.0f} ms)")
+    report_figure({"blocking_reload_for_next_part_ms": round(took * 1000), "part_target_ms": round(target * 1000)})
     status, body, _ = get(f"{video}&_HLS_msn={last_msn + 10}")
     assert status == 400 and b"_HLS_msn" in body, (status, body[:300])
     status, body, _ = get(f"{video}&_HLS_part=1")
@@ -294,7 +295,7 @@ def watch_live(server, camera, label: str, seconds: int) -> dict:
     return r
 
 
-def test_hlsjs_low_latency_side_by_side(server_factory, camera, tmp_path):
+def test_hlsjs_low_latency_side_by_side(server_factory, camera, tmp_path, report_figure):
     """hls.js in low-latency mode, the same camera, 60 s on a server with --ll-hls and 60 s on one without,
     one after the other in this run. Printed (not asserted: shared machines): glass-to-glass latency =
     wall clock - the playhead's EXT-X-PROGRAM-DATE-TIME (the camera's capture time), p50/p95, stalls,
@@ -312,6 +313,10 @@ def test_hlsjs_low_latency_side_by_side(server_factory, camera, tmp_path):
                        "fragments_loaded": pl["fragsLoaded"], "watched_s": live["watchedSeconds"]}
     rows["p50_ratio_ll_to_plain"] = rows["ll"]["p50_s"] / rows["plain"]["p50_s"]
     print("glass to glass, side by side:", json.dumps(rows, indent=1))
+    report_figure({"glass_to_glass_s": {k: {"p50": rows[k]["p50_s"], "p95": rows[k]["p95_s"],
+                                            "max_stall_ms": rows[k]["max_stall_ms"],
+                                            "dropped_frames": rows[k]["dropped_frames"]} for k in ("ll", "plain")},
+                   "p50_ratio_ll_to_plain": round(rows["p50_ratio_ll_to_plain"], 3), "watched_s": seconds})
     (tmp_path / "ll-side-by-side.json").write_text(json.dumps(rows, indent=1))
     if out := os.environ.get("OPENKVS_LL_RESULT"):
         Path(out).write_text(json.dumps(rows, indent=1))

@@ -378,7 +378,7 @@ def test_get_media_on_another_node_tails_the_producer(grid, node_a, long_input):
           f"max={lags[-1] * 1000:.0f} ms")
 
 
-def test_ll_hls_parts_in_flight_on_the_ingesting_node_only(grid, node_a, long_input, tmp_path):
+def test_ll_hls_parts_in_flight_on_the_ingesting_node_only(grid, node_a, long_input, tmp_path, report_figure):
     from test_ll_hls import parse_ll
     from test_producer_c import write_frame_list
     path = os.environ.get("OPENKVS_KVS_PRODUCER_DRIVER")
@@ -425,6 +425,7 @@ def test_ll_hls_parts_in_flight_on_the_ingesting_node_only(grid, node_a, long_in
         assert after["media_sequence"] + len([seg for seg in after["segments"] if seg["uri"]]) > next_msn, text
         print(f"LL on several nodes: A listed parts in flight in {a_in_flight}/40 polls, C in none; C's blocking "
               f"reload for msn {next_msn} answered after {took * 1000:.0f} ms")
+        report_figure({"other_node_blocking_reload_for_next_segment_ms": round(took * 1000)})
     finally:
         sdk.kill()
         sdk.wait()
