@@ -625,6 +625,10 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         "openkvs listening on http://{bound} (data in {data_dir}; data endpoint {public_url})"
     );
     eprintln!(
+        "console: {public_url}{}  (web console: streams, live and archive playback)",
+        server::console::PATH
+    );
+    eprintln!(
         "try: aws --endpoint-url {public_url} kinesisvideo create-stream --stream-name cam1 --data-retention-in-hours 24"
     );
     match server::serve(state, listener, shutdown_signal()).await {

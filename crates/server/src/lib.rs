@@ -10,6 +10,7 @@ pub mod auth;
 pub mod clip;
 pub mod config;
 pub mod conn;
+pub mod console;
 pub mod control;
 pub mod dash;
 pub mod error;

@@ -125,7 +125,7 @@ fn signed_routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-/// Unsigned resources: health check, metrics, and the HLS and DASH GETs authorised by their
+/// Unsigned resources: health check, metrics, the web console, and the HLS and DASH GETs authorised by their
 /// session token.
 fn public_routes() -> Router<AppState> {
     use crate::hls::serve;
@@ -133,6 +133,8 @@ fn public_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(crate::metrics::handler))
+        // The web console: static files; it signs its API calls in the browser.
+        .merge(crate::console::routes())
         .route(
             "/hls/v1/getHLSMasterPlaylist.m3u8",
             get(serve::master_playlist),
