@@ -337,13 +337,14 @@ def live_session_url(server, stream: str, timeout: float = 30, protocol: str = "
             time.sleep(0.25)
 
 
-def looped_producer(server, tmp_path, seconds_x4: int = 20):
-    """A paced PutMedia of h264_aac.mkv looped (1-s fragments, 4 s per loop) into a new stream: (stream, process,
-    log path). The caller kills it."""
+def looped_producer(server, tmp_path, seconds_x4: int = 20, stream: str | None = None):
+    """A paced PutMedia of h264_aac.mkv looped (1-s fragments, 4 s per loop) into `stream`, or a new stream:
+    (stream, process, log path). The caller kills it."""
     src = mkv.Source(FIXTURES / "h264_aac.mkv")
     body = tmp_path / "looped.mkv"
     body.write_bytes(src.header + b"".join(src.looped(seconds_x4)))
-    stream, _ = server.create_stream()
+    if stream is None:
+        stream, _ = server.create_stream()
     log = tmp_path / "put-media.log"
     with open(log, "wb") as out:
         producer = server.put_media_popen(stream, body, stdout=out, stderr=subprocess.STDOUT)

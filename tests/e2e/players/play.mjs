@@ -25,14 +25,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS, chromium } from "./chromium.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-  "--disable-sync", "--disable-quic", "--no-first-run", "--autoplay-policy=no-user-gesture-required", "--mute-audio",
-];
 
 function parseArgs(argv) {
   const o = { mode: "ondemand", timeout: 60, duration: 20, startTimeout: 30, stall: 10, url: null, host: "127.0.0.1",

@@ -1,0 +1,158 @@
+"""The web console (/console/, issue 13) in a real browser: Debian's headless Chromium driven by playwright-core
+(tests/e2e/players/console.mjs) through a user's visit of a server that checks signatures: a wrong secret is
+refused, sign-in, a stream created with the form, a real-time producer seen live in the list and played live,
+a time picked on the archive timeline and played from there, the clip of that pick downloaded (checked with
+ffprobe), retention and tags changed, axe-core's accessibility check of every page, the pages at a phone's width,
+the stream deleted. Screenshots are kept in the test's tmp dir (their paths are printed; OPENKVS_KEEP_TMP=1 or
+pytest's --basetemp keeps them). Figures (timeline drawing, time to first frame) go to the terminal summary.
+
+Tools: /usr/bin/chromium, node + `npm ci` in tests/e2e/players, ffprobe; scripts/test.sh installs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from datetime import datetime
+
+import pytest
+
+from conftest import ACCESS_KEY, SECRET_KEY, unique_name
+from test_players import CHROMIUM, PLAYERS, looped_producer
+
+
+def get(url: str):
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.status, r.headers, r.read()
+
+
+def test_console_served_with_csp_and_versioned_assets(auth_server):
+    """/console/ is the page (revalidated, strict CSP) and every script and sheet it names is under a versioned
+    path, cached as immutable; no API call is needed to load it, even with credentials configured."""
+    status, headers, body = get(f"{auth_server.endpoint}/console/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert headers["Cache-Control"] == "no-cache"
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe" not in csp, csp
+    assets = re.findall(r'(?:src|href)="(/console/a/[0-9a-f]{12}/[^"]+)"', body.decode())
+    assert {a.rsplit("/", 1)[1] for a in assets} == {"favicon.svg", "style.css", "app.js"}, assets
+    for a in assets:
+        status, h, _ = get(auth_server.endpoint + a)
+        assert status == 200 and "immutable" in h["Cache-Control"], (a, h)
+    log = auth_server.log_path().read_text()
+    assert f"console: {auth_server.endpoint}/console/" in log, log[-2000:]
+
+
+def test_console_user_visit(auth_server, tmp_path, report_figure):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not installed (scripts/test.sh installs chromium)")
+    if not (PLAYERS / "node_modules" / "axe-core").is_dir():
+        pytest.fail("tests/e2e/players: run `npm ci` there (scripts/test.sh does)")
+    stream = unique_name("console")
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    proc = subprocess.Popen(
+        ["node", str(PLAYERS / "console.mjs"), "--url", f"{auth_server.endpoint}/console/", "--access-key", ACCESS_KEY,
+         "--secret-key", SECRET_KEY, "--stream", stream, "--out", str(shots)],
+        cwd=PLAYERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    producer = None
+    result = None
+    try:
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if msg.get("step") == "created":
+                # The browser made the stream: feed it in real time (h264_aac.mkv looped, 1-s fragments, 80 s).
+                _, producer, log = looped_producer(auth_server, tmp_path, seconds_x4=20, stream=stream)
+                proc.stdin.write("producing\n")
+                proc.stdin.flush()
+            if "result" in msg:
+                result = msg["result"]
+        proc.wait(timeout=60)
+    finally:
+        if producer:
+            producer.kill()
+            producer.wait()
+        if proc.poll() is None:
+            proc.kill()
+    assert result is not None, f"console.mjs rc={proc.returncode}\n{proc.stderr.read()[-3000:]}"
+    for name, path in result["screenshots"].items():
+        print(f"screenshot {name}: {path}")
+    print("console:", "\n  ".join(result["console"][-20:]))
+    assert "error" not in result, result["error"]
+    assert not result["pageErrors"], result["pageErrors"]
+    assert not result["cspViolations"], result["cspViolations"]
+
+    # Sign-in: the wrong secret refused with the API's own error; the key kept in the tab only.
+    assert "Sign-in refused" in result["wrongSecretStatus"] and "signature" in result["wrongSecretStatus"].lower()
+    assert result["who"] == f"Signed in as {ACCESS_KEY}"
+    assert result["storage"] == {"session": ["openkvs.console.credentials"], "local": [], "cookie": ""}
+    assert result["sha256Agrees"] is True, result["sha256Agrees"]
+
+    # Created with its tags; seen live in the list with the form's values.
+    assert sorted(result["tagsShown"]) == ["camera = door", "site = e2e"]
+    status, retention, media_type, last, ingest = result["listRow"][:5]
+    assert (status, retention, media_type) == ("ACTIVE", "24 h", "video/h264,audio/aac"), result["listRow"]
+    assert ingest.endswith("kB/s") or ingest.endswith("MB/s"), result["listRow"]
+
+    # Live, then the archive from the picked time: both played (first frame shown, the playhead moved).
+    assert result["live"]["mode"] == "LIVE" and result["liveCurrentTime"] > 0, result
+    archive = result["archive"]
+    assert archive["mode"] == "ON_DEMAND" and archive["pickedAt"], archive
+    assert not result["archivePlayingDate"]["paused"] and result["archivePlayingDate"]["currentTime"] > 0
+    # The archive starts at the fragment containing or following the picked time (1-s fragments).
+    assert archive["playingDate"] is not None, archive
+    assert -1500 <= archive["playingDate"] - archive["pickedAt"] <= 3000, archive
+    assert result["thumbnails"] >= 1 and all(label.startswith("Play from ") for label in result["thumbnailLabels"])
+    draw = result["draw15min"]
+    assert draw["fragments"] >= 10 and draw["drawn"] == draw["fragments"], draw
+
+    # The clip of the pick (10 s, or up to a second ago): an MP4 ffprobe reads, with video and audio, as long as the
+    # range give or take a fragment (1 s) at each end.
+    clip = result["clipFile"]
+    probe = json.loads(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration,format_name:stream=codec_type",
+                                       "-of", "json", clip], capture_output=True, text=True, check=True).stdout)
+    kinds = sorted(s["codec_type"] for s in probe["streams"])
+    duration = float(probe["format"]["duration"])
+    print(f"clip {clip}: {kinds}, {duration:.2f} s, range {result['clipRange']}")
+    assert "mp4" in probe["format"]["format_name"] and kinds == ["audio", "video"], probe
+    a, b = (datetime.fromisoformat(t).timestamp() for t in result["clipRange"])
+    assert 3 <= b - a <= 10, result["clipRange"]
+    assert b - a - 2 <= duration <= b - a + 2, (duration, result["clipRange"])
+
+    # Settings.
+    assert result["tagsAfter"] == ["site = e2e"], result["tagsAfter"]
+
+    # Accessibility: no axe-core violation (WCAG 2.1 A/AA and best practices) on any page.
+    for page, r in result["axe"].items():
+        print(f"axe {page}: {r['passes']} rules passed, violations {r['violations']}")
+    assert set(result["axe"]) == {"sign-in", "streams", "stream"}
+    assert all(not r["violations"] for r in result["axe"].values()), result["axe"]
+
+    # A phone's width: nothing wider than the screen.
+    for page, w in result["phone"].items():
+        assert w["scrollWidth"] <= w["innerWidth"], (page, w)
+
+    # Deleted: gone from the list and from the API.
+    assert result["rowsAfterDelete"] == 0
+    kv = auth_server.kv()
+    with pytest.raises(kv.exceptions.ResourceNotFoundException):
+        kv.describe_stream(StreamName=stream)
+
+    # 100,000 synthetic fragments with 19 ten-minute gaps, drawn whole: every gap shows.
+    syn = result["synthetic"]
+    assert syn["fragments"] == 100000 and syn["whole"]["fragments"] == 100000, syn
+    assert syn["whole"]["gaps"] == 19 and syn["whole"]["bars"] == 20, syn
+    figures = {
+        "timeline_real": {k: draw[k] for k in ("fragments", "bars", "gaps")} | {"draw_ms": round(draw["drawMs"], 2),
+                                                                              "list_ms": round(draw["listMs"])},
+        "timeline_synthetic_100k": {"fragments": syn["fragments"], "whole_draw_ms": round(syn["whole"]["ms"], 2),
+                                    "bars": syn["whole"]["bars"], "gaps": syn["whole"]["gaps"],
+                                    "zoom_draw_ms_p50": round(syn["p50"], 2), "zoom_draw_ms_max": round(syn["max"], 2)},
+        "first_frame_ms": {"live": round(result["live"]["ms"]), "archive_after_click": round(archive["ms"])},
+    }
+    print("figures:", json.dumps(figures))
+    report_figure(figures)
