@@ -133,8 +133,10 @@ def test_console_user_visit(auth_server, tmp_path, report_figure):
     assert all(not r["violations"] for r in result["axe"].values()), result["axe"]
 
     # A phone's width: nothing wider than the screen.
-    for page, w in result["phone"].items():
-        assert w["scrollWidth"] <= w["innerWidth"], (page, w)
+    for page in ("stream", "streams"):
+        w = result["phone"][page]
+        assert w["scrollWidth"] <= w["innerWidth"] == 390, (page, w)
+    assert result["phone"]["badgeRight"] is not None and result["phone"]["badgeRight"] <= 390, result["phone"]
 
     # Deleted: gone from the list and from the API.
     assert result["rowsAfterDelete"] == 0

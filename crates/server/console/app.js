@@ -22,10 +22,14 @@ window.consoleFigures = figures;
 
 // -- small helpers ---------------------------------------------------------------------------------------
 
+let statusTimer = null;
+// A message in the status line; news (not errors) fades after 8 s.
 function status(text, error = false) {
   const s = $("status");
   s.textContent = text;
   s.classList.toggle("error", error);
+  clearTimeout(statusTimer);
+  if (text && !error) statusTimer = setTimeout(() => { s.textContent = ""; }, 8000);
 }
 
 async function act(fn) {

@@ -218,6 +218,9 @@ async function main() {
     await page.goto(`${opt.url}#/`);
     await row.waitFor();
     result.phone.streams = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
+    // The row's live/idle badge is on the screen, not scrolled off to the right.
+    const badgeBox = await row.locator(".badge").boundingBox();
+    result.phone.badgeRight = badgeBox ? badgeBox.x + badgeBox.width : null;
     await shot("6-streams-phone");
     await page.setViewportSize({ width: 1280, height: 900 });
 
