@@ -218,9 +218,14 @@ async function main() {
     await page.goto(`${opt.url}#/`);
     await row.waitFor();
     result.phone.streams = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
-    // The row's live/idle badge is on the screen, not scrolled off to the right.
-    const badgeBox = await row.locator(".badge").boundingBox();
-    result.phone.badgeRight = badgeBox ? badgeBox.x + badgeBox.width : null;
+    // The row's live/idle badge is on the screen, not scrolled off to the right. Once the list shows (a row
+    // from before can still be in the DOM of the hidden view), measured in the page in one step: the list
+    // redraws its rows every 5 s, so a box read across two round trips can find it detached.
+    await row.locator(".badge").waitFor({ state: "visible", timeout: 15000 });
+    result.phone.badgeRight = await row.locator(".badge").evaluate((b) => {
+      const r = b.getBoundingClientRect();
+      return r.width > 0 ? r.right : null;
+    });
     await shot("6-streams-phone");
     await page.setViewportSize({ width: 1280, height: 900 });
 
