@@ -15,7 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENDOR="$ROOT/crates/server/console/vendor"
 # package@version  file in the tarball  name in vendor/
 FILES=(
-  "hls.js@1.7.4 package/dist/hls.light.min.mjs hls.light.min.mjs"
+  "hls.js@1.7.4 package/dist/hls.min.mjs hls.min.mjs"
 )
 check_only=0
 [[ "${1:-}" == "--check" ]] && check_only=1

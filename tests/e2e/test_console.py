@@ -100,6 +100,7 @@ def test_console_user_visit(auth_server, tmp_path, report_figure):
 
     # Live, then the archive from the picked time: both played (first frame shown, the playhead moved).
     assert result["live"]["mode"] == "LIVE" and result["liveCurrentTime"] > 0, result
+    assert result["liveAudioDecodedBytes"], "the live player decoded no audio (the fixture has an AAC track)"
     archive = result["archive"]
     assert archive["mode"] == "ON_DEMAND" and archive["pickedAt"], archive
     assert not result["archivePlayingDate"]["paused"] and result["archivePlayingDate"]["currentTime"] > 0

@@ -3,7 +3,7 @@
 // first decoded frame.
 
 let hlsModule = null;
-const loadHls = async () => (hlsModule ??= (await import("./vendor/hls.light.min.mjs")).default);
+const loadHls = async () => (hlsModule ??= (await import("./vendor/hls.min.mjs")).default);
 
 export class Player {
   constructor(video) {

@@ -66,7 +66,7 @@ const ASSETS: &[Asset] = &[
     asset!("player.js", JS),
     asset!("metrics.js", JS),
     asset!("favicon.svg", "image/svg+xml"),
-    asset!("vendor/hls.light.min.mjs", JS),
+    asset!("vendor/hls.min.mjs", JS),
 ];
 
 const INDEX_HTML: &str = include_str!("../console/index.html");

@@ -136,6 +136,10 @@ async function main() {
     result.liveText = await page.locator("#playing").textContent();
     await page.waitForTimeout(3000);
     result.liveCurrentTime = await page.evaluate(() => document.getElementById("video").currentTime);
+    // The camera's sound plays too: hls.js loads the audio rendition (EXT-X-MEDIA) and Chromium decodes it.
+    await page.waitForFunction(() => document.getElementById("video").webkitAudioDecodedByteCount > 0,
+      null, { timeout: 20000 }).catch(() => {});
+    result.liveAudioDecodedBytes = await page.evaluate(() => document.getElementById("video").webkitAudioDecodedByteCount ?? null);
     await shot("3-stream-live");
     step("playing-live");
 
