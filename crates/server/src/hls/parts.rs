@@ -15,7 +15,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use media::timeline::{DecodeTimes, TrackClock};
 use media::TrackNumber;
-use store::{FragmentNumber, FragmentSummary, StreamEdge, StreamRecord};
+use store::{CatalogChange, FragmentNumber, FragmentSummary, StreamEdge, StreamRecord};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::limits::HlsResource;
@@ -29,6 +29,8 @@ use crate::{ApiError, AppState};
 /// Stored segments keep their parts listed while they are within this many target durations of
 /// the end (RFC 8216bis §4.4.4.9: parts more than three target durations old should go).
 const PARTS_KEPT_TARGET_DURATIONS: f64 = 3.0;
+/// How long a blocking reload waits for what it asks, in target durations (RFC 8216bis §6.2.5.2).
+const BLOCKING_RELOAD_TARGET_DURATIONS: f64 = 3.0;
 
 /// The server's LL-HLS settings if they apply to `session`: LIVE and fMP4 only (docs/architecture.md#low-latency-hls).
 pub(super) fn low_latency(state: &AppState, session: &Session) -> Option<LowLatencyConfig> {
@@ -182,13 +184,13 @@ pub(super) async fn media_playlist(
                 let until = *deadline.get_or_insert_with(|| {
                     tokio::time::Instant::now()
                         + Duration::from_secs_f64(
-                            PARTS_KEPT_TARGET_DURATIONS * view.target_duration_s(),
+                            BLOCKING_RELOAD_TARGET_DURATIONS * view.target_duration_s(),
                         )
                 });
                 let woken = tokio::select! {
                     changed = version.changed() => changed.is_ok(),
-                    change = changes.recv(), if changes_open => {
-                        changes_open = !matches!(change, Err(RecvError::Closed));
+                    open = commit_to(&mut changes, stream.id), if changes_open => {
+                        changes_open = open;
                         true
                     }
                     () = tokio::time::sleep_until(until) => false,
@@ -209,6 +211,23 @@ pub(super) async fn media_playlist(
             Body::from(text),
             None,
         ));
+    }
+}
+
+/// Waits for a change of `stream` in the catalog's change feed (a commit on any node), skipping
+/// other streams' so a reload blocked on a quiet stream of a busy node is not woken by every
+/// camera. False once the feed is closed.
+async fn commit_to(
+    changes: &mut tokio::sync::broadcast::Receiver<CatalogChange>,
+    stream: store::StreamId,
+) -> bool {
+    loop {
+        match changes.recv().await {
+            Ok(CatalogChange::Fragments(s) | CatalogChange::Stream(s)) if s != stream => continue,
+            // This stream's, or notices may have been missed: look again.
+            Ok(_) | Err(RecvError::Lagged(_)) => return true,
+            Err(RecvError::Closed) => return false,
+        }
     }
 }
 
