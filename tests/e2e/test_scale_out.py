@@ -378,8 +378,8 @@ def test_get_media_on_another_node_tails_the_producer(grid, node_a, long_input):
           f"max={lags[-1] * 1000:.0f} ms")
 
 
-def test_ll_hls_parts_in_flight_on_the_ingesting_node_only(grid, node_a, long_input, tmp_path, report_figure):
-    from test_ll_hls import parse_ll
+def sdk_driver_and_frames(source: Path, tmp_path: Path) -> tuple[str, Path]:
+    """AWS's C producer SDK driver ($OPENKVS_KVS_PRODUCER_DRIVER, else built now) and `source` as its frame list."""
     from test_producer_c import write_frame_list
     path = os.environ.get("OPENKVS_KVS_PRODUCER_DRIVER")
     if not path:
@@ -389,7 +389,13 @@ def test_ll_hls_parts_in_flight_on_the_ingesting_node_only(grid, node_a, long_in
         assert b.returncode == 0, b.stderr[-4000:]
         path = b.stdout.strip().splitlines()[-1]
     frames = tmp_path / "frames.bin"
-    write_frame_list(long_input, frames)
+    write_frame_list(source, frames)
+    return path, frames
+
+
+def test_ll_hls_parts_in_flight_on_the_ingesting_node_only(grid, node_a, long_input, tmp_path, report_figure):
+    from test_ll_hls import parse_ll
+    path, frames = sdk_driver_and_frames(long_input, tmp_path)
     stream = unique_name("ll")
     # AWS's C producer SDK, frame by frame in real time, straight to A (the camera's node).
     sdk = subprocess.Popen([path, node_a.endpoint, stream, str(frames), "realtime"], env=client_env(),
@@ -465,16 +471,7 @@ def test_put_media_resumes_on_another_node_after_a_kill(grid, node_a, long_input
 
 
 def test_producer_sdk_fails_over_after_a_kill(grid, node_a, long_input, tmp_path):
-    from test_producer_c import write_frame_list
-    path = os.environ.get("OPENKVS_KVS_PRODUCER_DRIVER")
-    if not path:
-        from conftest import ROOT
-        b = subprocess.run([str(ROOT / "scripts" / "build-kvs-producer-c.sh")], capture_output=True, text=True,
-                           timeout=1800)
-        assert b.returncode == 0, b.stderr[-4000:]
-        path = b.stdout.strip().splitlines()[-1]
-    frames = tmp_path / "frames.bin"
-    write_frame_list(long_input, frames)
+    path, frames = sdk_driver_and_frames(long_input, tmp_path)
     stream = unique_name("sdk-kill")  # the SDK creates it
     env = client_env()
     sdk = subprocess.Popen([path, grid.lb.endpoint, stream, str(frames), "realtime"], env=env,

@@ -403,9 +403,11 @@ impl LiveParts {
     pub fn prune(&self, stream: StreamId) {
         let mut streams = lock(&self.streams);
         if let Some(live) = streams.get(&stream) {
-            let idle = lock(&live.receiving).fragments.is_empty()
-                && !lock(&live.receiving).lost_parts
+            let receiving = lock(&live.receiving);
+            let idle = receiving.fragments.is_empty()
+                && !receiving.lost_parts
                 && live.version.receiver_count() == 0;
+            drop(receiving);
             if idle {
                 streams.remove(&stream);
             }

@@ -43,7 +43,7 @@ pub(super) fn low_latency(state: &AppState, session: &Session) -> Option<LowLate
 pub(super) async fn list_stored_parts(
     state: &AppState,
     session: &Session,
-    stream: &StreamRecord,
+    configs: &Configs,
     fragments: &[FragmentSummary],
     segments: &mut [Segment],
     track: TrackNumber,
@@ -66,7 +66,7 @@ pub(super) async fn list_stored_parts(
         let Some(t) = serve::track_of(&full, track) else {
             continue;
         };
-        let configs = Configs::load(state, stream, Some(t.codec_config)).await?;
+        // The window's configs: they hold every config its fragments use.
         let codec = configs.codec(t.codec_config)?;
         let Ok(timing) = serve::timing_with(session, &full, t, &codec, DecodeTimes::AtPresentation)
         else {

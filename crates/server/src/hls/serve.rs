@@ -1029,7 +1029,7 @@ async fn segment_list(
         super::parts::list_stored_parts(
             state,
             session,
-            stream,
+            &configs,
             &w.fragments,
             &mut segments,
             track,
