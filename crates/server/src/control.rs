@@ -433,6 +433,7 @@ pub async fn delete_stream(
         .catalog
         .delete_stream(record.id, input.current_version.as_deref())
         .await?;
+    state.metrics.remove_stream(&record.name);
     if let Err(e) = state.media.delete_stream(record.id).await {
         tracing::error!(stream = %record.name, error = %e, "stream deleted but its media could not be removed");
     }

@@ -28,7 +28,15 @@ pub fn cutoff(now: Timestamp, retention_hours: u32) -> Timestamp {
 pub async fn run_once(state: &AppState) -> Result<usize, store::StoreError> {
     let now = state.clock.timestamp();
     let mut freed = 0;
-    for stream in state.catalog.all_streams().await? {
+    let listed = std::time::Instant::now();
+    let streams = state.catalog.all_streams().await?;
+    // Streams deleted on another node (or by a race with a request in flight) lose their series.
+    let ids: std::collections::HashMap<&str, store::StreamId> =
+        streams.iter().map(|s| (s.name.as_str(), s.id)).collect();
+    state
+        .metrics
+        .retain_streams(listed, |name, id| ids.get(name) == Some(&id));
+    for stream in streams {
         // The media store's protocol (store::MediaStore): begin, ask the catalog, then delete,
         // on every pass even when the catalog reports nothing, so deletions the media store had
         // to defer (a segment an uncommitted append was writing to) are retried.

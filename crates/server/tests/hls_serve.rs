@@ -220,6 +220,19 @@ async fn on_demand_session_serves_playlists_and_byte_exact_fragments() {
         metrics.contains("openkvs_fragments_ingested_total 4"),
         "{metrics}"
     );
+    // The stream's own series: its 4 fragments, each with a PERSISTED latency; one session (one
+    // viewer) that was served the master playlist and, per track, a media playlist, its init
+    // segment (twice more to revalidate), 4 fragments and one revalidated twice; not the tampered
+    // request.
+    for line in [
+        "openkvs_stream_fragments_ingested_total{stream=\"hls\"} 4\n",
+        "openkvs_stream_persisted_latency_seconds_count{stream=\"hls\"} 4\n",
+        "openkvs_stream_persisted_latency_seconds_bucket{stream=\"hls\",le=\"+Inf\"} 4\n",
+        "openkvs_stream_viewers{stream=\"hls\"} 1\n",
+        "openkvs_stream_media_requests_total{stream=\"hls\"} 21\n",
+    ] {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
     // Media fragments are streamed bodies (no exact size hint): what was sent is counted.
     assert!(fragment_bytes > 10 * 1000);
     assert!(

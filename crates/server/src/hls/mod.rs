@@ -90,7 +90,16 @@ pub async fn authorize(
         .await?;
     let session = opened.session.clone();
     match state.catalog.stream_by_id(session.stream_id).await? {
-        Some(stream) if stream.creation_time == session.stream_creation => Ok((session, stream)),
+        Some(stream) if stream.creation_time == session.stream_creation => {
+            // Counted for the stream's viewers and media requests (`metrics::StreamSeries`).
+            state.metrics.media_request(
+                &stream.name,
+                stream.id,
+                opened.session_id,
+                std::time::Instant::now(),
+            );
+            Ok((session, stream))
+        }
         _ => Err(ApiError::InvalidSessionToken(STREAM_GONE.into())),
     }
 }

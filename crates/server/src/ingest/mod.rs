@@ -329,6 +329,8 @@ struct InFlight {
     timecode_ms: i64,
     number: FragmentNumber,
     bytes: u64,
+    /// When its last byte was received (its Cluster ended): the start of its PERSISTED latency.
+    received: std::time::Instant,
     done: oneshot::Receiver<Result<FragmentNumber, StoreError>>,
 }
 
@@ -484,7 +486,13 @@ impl Connection {
         match result {
             Ok(Ok(number)) => {
                 // With retention 0 KVS keeps fragments only in a short buffer and sends no PERSISTED.
-                self.state.metrics.fragment_ingested(f.bytes);
+                self.state.metrics.fragment_persisted(
+                    &self.stream.name,
+                    self.stream.id,
+                    f.bytes,
+                    f.received.elapsed(),
+                    self.state.clock.timestamp(),
+                );
                 if self.stream.data_retention_hours > 0 {
                     self.send(Ack::event(EventType::Persisted, f.timecode_ms, number))
                         .await;
@@ -780,6 +788,7 @@ impl Connection {
     }
 
     async fn on_cluster_end(&mut self) -> Option<Stop> {
+        let received = std::time::Instant::now();
         let builder = self.current.take()?;
         if self.skip_cluster {
             self.live_failed(builder.header().number);
@@ -803,6 +812,7 @@ impl Connection {
                             timecode_ms: h.timecode_ms,
                             number: h.number,
                             bytes,
+                            received,
                             done,
                         });
                     }
