@@ -11,6 +11,7 @@ Tools: /usr/bin/chromium, node + `npm ci` in tests/e2e/players, ffprobe; scripts
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -45,6 +46,30 @@ def test_console_served_with_csp_and_versioned_assets(auth_server):
         assert status == 200 and "immutable" in h["Cache-Control"], (a, h)
     log = auth_server.log_path().read_text()
     assert f"console: {auth_server.endpoint}/console/" in log, log[-2000:]
+
+
+def test_console_assets_gzipped_when_accepted(auth_server, report_figure):
+    """The console's text assets go out gzip-compressed to a client that accepts it (as browsers do), the same bytes
+    once decompressed, with `Vary: Accept-Encoding` and the CSP; a client that does not gets them as they are."""
+    _, _, page = get(f"{auth_server.endpoint}/console/")
+    base = re.search(r'src="(/console/a/[0-9a-f]{12}/)app\.js"', page.decode())[1]
+    sizes = {}
+    for name in ("vendor/hls.min.mjs", "app.js", "style.css"):
+        url = auth_server.endpoint + base + name
+        status, plain_h, plain = get(url)
+        assert status == 200 and plain_h.get("Content-Encoding") is None, plain_h
+        assert plain_h["Vary"].lower() == "accept-encoding", plain_h
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip, deflate, br"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            h, body = r.headers, r.read()
+        assert h["Content-Encoding"] == "gzip" and h["Vary"].lower() == "accept-encoding", h
+        assert "immutable" in h["Cache-Control"] and "default-src 'none'" in h["Content-Security-Policy"], h
+        assert int(h["Content-Length"]) == len(body) < len(plain), (name, len(body), len(plain))
+        assert gzip.decompress(body) == plain, name
+        sizes[name] = {"bytes": len(plain), "gzip": len(body)}
+    print("gzip:", json.dumps(sizes))
+    assert sizes["vendor/hls.min.mjs"]["gzip"] * 2.5 < sizes["vendor/hls.min.mjs"]["bytes"], sizes
+    report_figure({"console_gzip": sizes})
 
 
 def test_console_user_visit(auth_server, tmp_path, report_figure):

@@ -11,17 +11,20 @@
 //!   thumbnails arrive base64), media from `blob:` (hls.js feeds Media Source Extensions), no framing.
 //! - The console calls the API like any SDK: every operation is SigV4-signed in the browser
 //!   (`console/sigv4.js`); this module adds no endpoint, state or cookie (docs/choices.md#console-sign-in).
+//! - Text assets (and the page) go out gzip-compressed when the request's `Accept-Encoding` allows it,
+//!   compressed once at their first such request and kept; every one carries `Vary: Accept-Encoding`.
 //! - Third-party code (hls.js) is vendored under `console/vendor/` from the npm registry at a pinned
 //!   version by `scripts/vendor-console.sh`; `vendor/SHA256SUMS` records its hash, checked by a test here.
 
+use std::io::Write;
 use std::sync::OnceLock;
 
 use axum::extract::Path;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderName, HeaderValue, StatusCode};
+use http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use sha2::{Digest, Sha256};
 
 /// Where the console lives.
@@ -126,32 +129,102 @@ fn secured(mut response: Response) -> Response {
     response
 }
 
-async fn index() -> Response {
-    secured(
-        (
-            [
-                (CONTENT_TYPE, "text/html; charset=utf-8"),
-                (CACHE_CONTROL, "no-cache"),
-            ],
-            index_html(),
-        )
-            .into_response(),
-    )
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip`, `x-gzip` or `*` with a
+/// non-zero quality; an explicit `gzip;q=0` refuses it whatever `*` says. No header: identity only.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for value in headers.get_all(ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(q > 0.0);
+            } else if coding == "*" {
+                any = Some(q > 0.0);
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
-async fn asset(Path((v, file)): Path<(String, String)>) -> Response {
-    let found = ASSETS.iter().find(|a| a.name == file);
+/// Content types worth compressing: the text ones (scripts, style, page, SVG icon).
+fn compressible(content_type: &str) -> bool {
+    content_type.starts_with("text/") || content_type == "image/svg+xml"
+}
+
+/// `bytes` gzip-compressed (best compression: done once per asset), or `None` when that saves
+/// nothing.
+fn gzip(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).ok()?;
+    let compressed = encoder.finish().ok()?;
+    (compressed.len() < bytes.len()).then_some(compressed)
+}
+
+/// The gzip of `bytes`, made at the first call off the async workers (hls.js takes a moment) and
+/// kept in `cell`.
+async fn gzipped(
+    cell: &'static OnceLock<Option<Vec<u8>>>,
+    bytes: &'static [u8],
+) -> Option<&'static [u8]> {
+    if let Some(done) = cell.get() {
+        return done.as_deref();
+    }
+    let _ = tokio::task::spawn_blocking(move || cell.get_or_init(|| gzip(bytes))).await;
+    cell.get().and_then(|c| c.as_deref())
+}
+
+/// A console file: its type and cache policy, gzip-compressed when the client accepts it and it
+/// is text; `Vary: Accept-Encoding` on every answer that could have been either.
+async fn file(
+    request: &HeaderMap,
+    content_type: &'static str,
+    cache_control: &'static str,
+    bytes: &'static [u8],
+    gz: &'static OnceLock<Option<Vec<u8>>>,
+) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    if !compressible(content_type) {
+        return secured((headers, bytes).into_response());
+    }
+    headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    let body = match accepts_gzip(request) {
+        true => gzipped(gz, bytes).await,
+        false => None,
+    };
+    match body {
+        Some(compressed) => {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            secured((headers, compressed).into_response())
+        }
+        None => secured((headers, bytes).into_response()),
+    }
+}
+
+async fn index(request: HeaderMap) -> Response {
+    static GZ: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    let page = index_html().as_bytes();
+    file(&request, "text/html; charset=utf-8", "no-cache", page, &GZ).await
+}
+
+async fn asset(Path((v, file_name)): Path<(String, String)>, request: HeaderMap) -> Response {
+    static GZ: [OnceLock<Option<Vec<u8>>>; ASSETS.len()] =
+        [const { OnceLock::new() }; ASSETS.len()];
+    let found = ASSETS.iter().position(|a| a.name == file_name);
     match found {
-        Some(a) if v == version() => secured(
-            (
-                [
-                    (CONTENT_TYPE, a.content_type),
-                    (CACHE_CONTROL, "public, max-age=31536000, immutable"),
-                ],
-                a.bytes,
-            )
-                .into_response(),
-        ),
+        Some(i) if v == version() => {
+            let a = &ASSETS[i];
+            let immutable = "public, max-age=31536000, immutable";
+            file(&request, a.content_type, immutable, a.bytes, &GZ[i]).await
+        }
         _ => secured(
             (
                 StatusCode::NOT_FOUND,
@@ -235,6 +308,86 @@ mod tests {
             js,
             "every script is served as JavaScript (module scripts need it)"
         );
+    }
+
+    async fn get_with(path: &str, accept_encoding: &str) -> (http::HeaderMap, Vec<u8>) {
+        let request = Request::get(path)
+            .header("accept-encoding", accept_encoding)
+            .body(Body::empty())
+            .unwrap();
+        let response = routes::<()>().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (headers, body.to_vec())
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes), &mut out).unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn text_is_gzipped_when_the_client_accepts_it() {
+        let page = index_html().as_bytes();
+        let files = ASSETS
+            .iter()
+            .map(|a| (format!("/console/a/{}/{}", version(), a.name), a.bytes))
+            .chain([(PATH.to_owned(), page)]);
+        for (path, bytes) in files {
+            // Twice: compressed at the first request, served from the kept copy after.
+            for _ in 0..2 {
+                let (h, body) = get_with(&path, "br, gzip;q=0.8, deflate").await;
+                assert_eq!(header(&h, "content-encoding"), "gzip", "{path}");
+                assert_eq!(header(&h, "vary"), "accept-encoding", "{path}");
+                assert_eq!(
+                    header(&h, "content-security-policy"),
+                    CONTENT_SECURITY_POLICY
+                );
+                assert_eq!(gunzip(&body), bytes, "{path}");
+                assert!(body.len() < bytes.len(), "{path}");
+            }
+            let (h, body) = get_with(&path, "identity").await;
+            assert_eq!(header(&h, "content-encoding"), "", "{path}");
+            assert_eq!(header(&h, "vary"), "accept-encoding", "{path}");
+            assert_eq!(body, bytes, "{path}");
+        }
+        // hls.js, the big one, shrinks to about a third.
+        let hls = ASSETS
+            .iter()
+            .find(|a| a.name == "vendor/hls.min.mjs")
+            .unwrap();
+        let (_, body) = get_with(&format!("/console/a/{}/{}", version(), hls.name), "gzip").await;
+        assert!(
+            body.len() * 5 < hls.bytes.len() * 2,
+            "{} of {}",
+            body.len(),
+            hls.bytes.len()
+        );
+    }
+
+    #[test]
+    fn accept_encoding_is_read_as_rfc_9110_says() {
+        let accepts = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            }
+            accepts_gzip(&h)
+        };
+        assert!(accepts(&["gzip, deflate, br, zstd"]));
+        assert!(accepts(&["GZIP"]));
+        assert!(accepts(&["x-gzip"]));
+        assert!(accepts(&["*"]));
+        assert!(accepts(&["br", "gzip;q=0.5"]));
+        assert!(accepts(&["gzip ; q=1.0"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["br, deflate"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip;q=0.000, *"]));
+        assert!(!accepts(&["*;q=0"]));
     }
 
     #[tokio::test]
