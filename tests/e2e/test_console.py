@@ -72,17 +72,18 @@ def test_console_assets_gzipped_when_accepted(auth_server, report_figure):
     report_figure({"console_gzip": sizes})
 
 
-def test_console_user_visit(auth_server, tmp_path, report_figure):
+def drive_console(srv, tmp_path, stream: str, *args: str) -> dict:
+    """Runs console.mjs against `srv`'s console with `args`; when it has created `stream`, feeds it in real time
+    (h264_aac.mkv looped, 1-s fragments, up to 80 s). Returns its result; the producer is stopped."""
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} not installed (scripts/test.sh installs chromium)")
     if not (PLAYERS / "node_modules" / "axe-core").is_dir():
         pytest.fail("tests/e2e/players: run `npm ci` there (scripts/test.sh does)")
-    stream = unique_name("console")
     shots = tmp_path / "screenshots"
     shots.mkdir()
     proc = subprocess.Popen(
-        ["node", str(PLAYERS / "console.mjs"), "--url", f"{auth_server.endpoint}/console/", "--access-key", ACCESS_KEY,
-         "--secret-key", SECRET_KEY, "--stream", stream, "--out", str(shots)],
+        ["node", str(PLAYERS / "console.mjs"), "--url", f"{srv.endpoint}/console/", "--stream", stream,
+         "--out", str(shots), *args],
         cwd=PLAYERS, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     producer = None
     result = None
@@ -90,8 +91,8 @@ def test_console_user_visit(auth_server, tmp_path, report_figure):
         for line in proc.stdout:
             msg = json.loads(line)
             if msg.get("step") == "created":
-                # The browser made the stream: feed it in real time (h264_aac.mkv looped, 1-s fragments, 80 s).
-                _, producer, log = looped_producer(auth_server, tmp_path, seconds_x4=20, stream=stream)
+                # The browser made the stream: feed it in real time.
+                _, producer, log = looped_producer(srv, tmp_path, seconds_x4=20, stream=stream)
                 proc.stdin.write("producing\n")
                 proc.stdin.flush()
             if "result" in msg:
@@ -110,6 +111,12 @@ def test_console_user_visit(auth_server, tmp_path, report_figure):
     assert "error" not in result, result["error"]
     assert not result["pageErrors"], result["pageErrors"]
     assert not result["cspViolations"], result["cspViolations"]
+    return result
+
+
+def test_console_user_visit(auth_server, tmp_path, report_figure):
+    stream = unique_name("console")
+    result = drive_console(auth_server, tmp_path, stream, "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY)
 
     # Sign-in: the wrong secret refused with the API's own error; the key kept in the tab only.
     assert "Sign-in refused" in result["wrongSecretStatus"] and "signature" in result["wrongSecretStatus"].lower()
@@ -184,3 +191,73 @@ def test_console_user_visit(auth_server, tmp_path, report_figure):
     }
     print("figures:", json.dumps(figures))
     report_figure(figures)
+
+
+def stream_series(endpoint: str, stream: str) -> dict[str, float]:
+    """The openkvs_stream_* samples of `stream` in /metrics: name (with its `le` for buckets) → value."""
+    _, _, body = get(f"{endpoint}/metrics")
+    out = {}
+    for line in body.decode().splitlines():
+        m = re.match(r'^(openkvs_stream_\w+)\{stream="([^"]*)"(?:,le="([^"]+)")?\} (\S+)$', line)
+        if m and m[2] == stream:
+            out[m[1] + (f"[{m[3]}]" if m[3] else "")] = float(m[4])
+    return out
+
+
+def test_console_without_credentials(server, tmp_path, report_figure):
+    """A server started without --credentials (loopback): the console opens on the streams with no sign-in; a
+    stream created with the form is listed live with its ingest rate (from /metrics) while a real-time producer
+    feeds it; it plays live; its page shows the stream's /metrics figures (the player counted as a viewer, the
+    PERSISTED latency). With 12 idle streams beside it, the list's ListFragments calls stay bounded per refresh.
+    /metrics has the stream's series, and loses them when the stream is deleted."""
+    started = time.monotonic()
+    stream = unique_name("console-open")
+    # Idle streams beside it: the list must not call ListFragments for each of them on every refresh.
+    idle = [server.create_stream(unique_name("console-idle"))[1] for _ in range(12)]
+    try:
+        result = drive_console(server, tmp_path, stream, "--open", "1")
+    finally:
+        for arn in idle:
+            server.kv().delete_stream(StreamARN=arn)
+
+    assert result["signInVisible"] is False and result["signOutVisible"] is False, result
+    assert result["who"] == "Open server: no credentials configured (loopback)", result["who"]
+    status, retention, media_type, last, ingest = result["listRow"][:5]
+    assert (status, retention, media_type) == ("ACTIVE", "24 h", "video/h264,audio/aac"), result["listRow"]
+    assert ingest.endswith("kB/s") or ingest.endswith("MB/s"), result["listRow"]
+    # 13 streams, 12 of them idle: at most 2 looked up with ListFragments (1 or 2 calls each) per refresh; the live
+    # one from /metrics (one read per refresh). A refresh begun before the 12 s may add its calls: one more allowed.
+    # (Calling it for every stream would be 13 to 26 calls a refresh.)
+    calls = result["listCalls"]
+    print("list calls in 12 s:", calls)
+    assert calls["metrics"] >= 2 and abs(calls["listStreams"] - calls["metrics"]) <= 1, calls
+    assert calls["listFragments"] <= 4 * (calls["metrics"] + 1), calls
+    assert result["live"]["mode"] == "LIVE" and result["liveCurrentTime"] > 0, result
+    facts = result["facts"]
+    print("stream facts:", json.dumps(facts))
+    assert re.match(r"[1-9]\d* \(HLS/DASH sessions in the last 30 s\)$", facts["Viewers"]), facts
+    assert re.match(r"mean \d+\.\d ms, 95 % (within [\d.]+ ms|over 5 s) \(\d+ fragments\)$",
+                    facts["PERSISTED latency"]), facts
+    assert facts["Ingest"].endswith("B/s"), facts
+
+    # /metrics itself: the producer's fragments, each with its PERSISTED latency; the player still a viewer.
+    series = stream_series(server.endpoint, stream)
+    fragments = series["openkvs_stream_fragments_ingested_total"]
+    assert fragments >= 3, series
+    assert series["openkvs_stream_persisted_latency_seconds_count"] == fragments, series
+    assert series["openkvs_stream_persisted_latency_seconds_bucket[+Inf]"] == fragments, series
+    assert series["openkvs_stream_ingested_bytes_total"] > 0, series
+    assert series["openkvs_stream_viewers"] >= 1, series
+    assert series["openkvs_stream_media_requests_total"] >= 3, series
+    assert abs(series["openkvs_stream_last_persisted_timestamp_seconds"] - time.time()) < 60, series
+    mean_ms = 1000 * series["openkvs_stream_persisted_latency_seconds_sum"] / fragments
+
+    # Deleted: its series are gone from /metrics.
+    server.kv().delete_stream(StreamARN=server.kv().describe_stream(StreamName=stream)["StreamInfo"]["StreamARN"])
+    assert stream_series(server.endpoint, stream) == {}
+    elapsed = time.monotonic() - started
+    print(f"open console visit: {elapsed:.1f} s; {fragments:.0f} fragments, mean PERSISTED latency {mean_ms:.1f} ms")
+    report_figure({"open_visit_s": round(elapsed, 1), "first_frame_live_ms": round(result["live"]["ms"]),
+                   "list_calls_12s": calls,
+                   "fragments": int(fragments), "persisted_latency_mean_ms": round(mean_ms, 1)})
+    assert elapsed < 60, elapsed

@@ -14,7 +14,10 @@ const CREDS_KEY = "openkvs.console.credentials";
 const OPEN = { accessKeyId: "openkvs-console", secretAccessKey: "no-credentials-configured" };
 const LIVE_WITHIN_MS = 10e3;
 
-const app = { api: null, timers: [], stream: null, timeline: null, player: null, metricsPrev: null, gen: 0, thumbGen: 0 };
+const app = {
+  api: null, timers: [], stream: null, timeline: null, player: null, gen: 0, thumbGen: 0,
+  reads: [], fallback: new Map(),
+};
 // What the console measured (timeline drawing, time to first frame): shown on the page, and read by the
 // browser test.
 const figures = { draws: [], firstFrameMs: [] };
@@ -155,14 +158,79 @@ window.addEventListener("hashchange", route);
 
 // -- the streams -----------------------------------------------------------------------------------------
 
-// Last fragment, ingest rate (over the last minute) and live/idle of one stream.
+// /metrics reads of about the last 30 s (one per refresh), newest last: rates are taken across them. Kept across
+// views, so a page opened after another has its rates at once.
+const METRICS_WINDOW_MS = 30e3;
+// The list's fallback for streams not live on this node (docs/console.md#the-streams-lists-cost): ListFragments
+// for at most this many streams per refresh, each result kept this long.
+const FALLBACK_PER_REFRESH = 2;
+const FALLBACK_TTL_MS = 30e3;
+
+async function readMetrics() {
+  const samples = await metrics.read();
+  const read = { t: performance.now(), server: metrics.totals(samples), streams: metrics.streams(samples) };
+  app.reads.push(read);
+  while (app.reads.length > 2 && read.t - app.reads[0].t > METRICS_WINDOW_MS) app.reads.shift();
+  return read;
+}
+
+// One stream's /metrics figures (metrics.streamFigures) across the kept reads; null when this node has no series
+// of it (nothing ingested or played here since it started).
+function streamMetrics(name) {
+  const newest = app.reads.at(-1);
+  const now = newest?.streams.get(name);
+  if (!now) return null;
+  const first = app.reads.find((r) => r !== newest && r.streams.has(name));
+  return metrics.streamFigures(now, first?.streams.get(name), first ? (newest.t - first.t) / 1000 : 0);
+}
+
+// Last fragment, ingest rate (over the last minute) and live/idle of one stream, from ListFragments.
 async function activity(name, now) {
   let f = await app.api.listFragments(name, now - 60e3, now, 5);
   const bytes = f.size.reduce((a, b) => a + b, 0);
   if (!f.start.length) f = await app.api.listFragments(name, now - 3600e3, now, 5);
   const n = f.start.length;
   const last = n ? f.start[n - 1] + f.length[n - 1] : null;
-  return { last, bytesPerSecond: bytes / 60, live: last !== null && now - last < LIVE_WITHIN_MS };
+  return { last, bytesPerSecond: bytes / 60, live: last !== null && now - last < LIVE_WITHIN_MS, at: now };
+}
+
+// The list's figures of every stream: from this node's /metrics for a stream it is ingesting (one request for all
+// of them); for the others (idle here, ingested by another node, or before a restart) from ListFragments, bounded:
+// the FALLBACK_PER_REFRESH stalest results older than FALLBACK_TTL_MS are fetched again, the rest shown as kept.
+async function listActivity(streams, now) {
+  const rows = new Map();
+  const stale = [];
+  for (const s of streams) {
+    const name = s.StreamName;
+    const m = streamMetrics(name);
+    if (m?.lastPersistedMs && now - m.lastPersistedMs < LIVE_WITHIN_MS) {
+      rows.set(name, { last: m.lastPersistedMs, bytesPerSecond: m.ingestBytesPerSecond, live: true, from: "metrics" });
+      continue;
+    }
+    const kept = app.fallback.get(name);
+    if (!kept || now - kept.at > FALLBACK_TTL_MS) stale.push([kept?.at ?? 0, name]);
+    rows.set(name, { m, kept });
+  }
+  stale.sort((a, b) => a[0] - b[0]);
+  await Promise.all(stale.slice(0, FALLBACK_PER_REFRESH).map(async ([, name]) => {
+    const a = await activity(name, now).catch(() => null);
+    if (a) app.fallback.set(name, a);
+    rows.get(name).kept = a ?? rows.get(name).kept;
+  }));
+  const known = new Set(streams.map((s) => s.StreamName));
+  for (const name of app.fallback.keys()) if (!known.has(name)) app.fallback.delete(name);
+  for (const [name, r] of rows) {
+    if (r.from) continue;
+    const { m, kept } = r;
+    const last = Math.max(m?.lastPersistedMs ?? 0, kept?.last ?? 0) || null;
+    rows.set(name, {
+      last, bytesPerSecond: kept ? kept.bytesPerSecond : (m?.ingestBytesPerSecond ?? null),
+      live: Boolean(kept?.live && now - kept.at < FALLBACK_TTL_MS), from: kept ? "ListFragments" : "metrics",
+      // Not yet looked up (its turn in the fallback comes at a later refresh).
+      pending: !last && !kept,
+    });
+  }
+  return rows;
 }
 
 async function listView() {
@@ -170,37 +238,38 @@ async function listView() {
   document.title = "Streams · openkvs console";
   const gen = app.gen;
   const refresh = async () => {
-    const streams = await app.api.listStreams();
+    const [streams] = await Promise.all([app.api.listStreams(), readMetrics()]);
     const now = Date.now();
-    const rows = await Promise.all(streams.map(async (s) => [s, await activity(s.StreamName, now).catch(() => null)]));
+    const activity = await listActivity(streams, now);
     if (gen !== app.gen) return;
-    $("no-streams").hidden = rows.length > 0;
-    $("streams").querySelector("tbody").replaceChildren(...rows.map(([s, a]) => el("tr", {},
-      el("th", { scope: "row" }, el("a", { href: `#/streams/${encodeURIComponent(s.StreamName)}`, textContent: s.StreamName })),
-      el("td", { textContent: s.Status }),
-      el("td", { textContent: `${s.DataRetentionInHours} h` }),
-      el("td", { textContent: s.MediaType || "—" }),
-      el("td", { textContent: a?.last ? when(a.last) : "none in the last hour" }),
-      el("td", { textContent: a ? rate(a.bytesPerSecond) : "—" }),
-      el("td", {}, badge(Boolean(a?.live))),
-    )));
+    $("no-streams").hidden = streams.length > 0;
+    $("streams").querySelector("tbody").replaceChildren(...streams.map((s) => {
+      const a = activity.get(s.StreamName);
+      return el("tr", {},
+        el("th", { scope: "row" }, el("a", { href: `#/streams/${encodeURIComponent(s.StreamName)}`, textContent: s.StreamName })),
+        el("td", { textContent: s.Status }),
+        el("td", { textContent: `${s.DataRetentionInHours} h` }),
+        el("td", { textContent: s.MediaType || "—" }),
+        el("td", { textContent: a?.last ? when(a.last) : a?.pending ? "…" : "none in the last hour" }),
+        el("td", { textContent: rate(a?.bytesPerSecond) }),
+        el("td", {}, badge(Boolean(a?.live))),
+      );
+    }));
+    serverFigures();
   };
   await refresh();
-  await serverFigures();
+  // The second read comes soon, so the rates of streams new since the last read show without waiting a period.
+  app.timers.push(setTimeout(() => act(refresh), 2000));
   every(5000, refresh);
-  every(5000, serverFigures);
 }
 
-async function serverFigures() {
-  const samples = await metrics.read();
-  const now = performance.now();
-  const prev = app.metricsPrev;
-  const f = metrics.figures(samples, prev?.now, prev ? (now - prev.t) / 1000 : 0);
-  app.metricsPrev = { now: f.now, t: now };
+function serverFigures() {
+  const [prev, last] = app.reads.length > 1 ? app.reads.slice(-2) : [null, app.reads[0]];
+  const f = metrics.rates(last.server, prev?.server, prev ? (last.t - prev.t) / 1000 : 0);
   const perSecond = (v) => (v === null ? "—" : `${v.toFixed(1)}/s`);
   facts($("server-figures"), [
-    ["Producers connected", String(f.now.producers)],
-    ["Fragments ingested", `${f.now.fragments} (${perSecond(f.fragmentsPerSecond)})`],
+    ["Producers connected", String(last.server.producers)],
+    ["Fragments ingested", `${last.server.fragments} (${perSecond(f.fragmentsPerSecond)})`],
     ["Ingest", rate(f.ingestBytesPerSecond)],
     ["HLS/DASH requests", perSecond(f.mediaRequestsPerSecond)],
     ["HLS/DASH served", rate(f.mediaBytesPerSecond)],
@@ -240,8 +309,8 @@ async function streamView(name) {
     onSelect: ([a, b]) => setClip(a, b),
     onView: debounce(() => act(thumbnails), 400),
   });
-  await refreshStream();
   await loadRange(3600);
+  await refreshStream();
   await renderTags();
   every(5000, refreshStream);
   every(5000, appendFragments);
@@ -249,21 +318,38 @@ async function streamView(name) {
 
 async function refreshStream() {
   const { name } = app.stream;
-  const info = await app.api.describeStream(name);
-  const a = await activity(name, Date.now()).catch(() => null);
+  const [info] = await Promise.all([app.api.describeStream(name), readMetrics()]);
+  if (!app.stream || app.stream.name !== name) return;
+  // Last fragment and live/idle from the archive the timeline holds (ListFragments, appended every 5 s): no extra
+  // call, and right whichever node ingests. Ingest, PERSISTED latency and viewers from this node's /metrics.
+  const f = app.stream.fragments;
+  const n = f?.start.length ?? 0;
+  const last = n ? f.start[n - 1] + f.length[n - 1] : null;
   app.stream.info = info;
-  app.stream.live = Boolean(a?.live);
+  app.stream.live = last !== null && Date.now() - last < LIVE_WITHIN_MS;
+  const m = streamMetrics(name);
+  app.stream.metrics = m;
   if (document.activeElement !== $("retention")) $("retention").value = info.DataRetentionInHours;
   facts($("stream-facts"), [
     ["State", badge(app.stream.live)],
     ["Status", info.Status],
     ["Retention", `${info.DataRetentionInHours} h`],
     ["Media type", info.MediaType || "—"],
-    ["Last fragment", a?.last ? when(a.last) : "none in the last hour"],
-    ["Ingest", a ? rate(a.bytesPerSecond) : "—"],
+    ["Last fragment", last ? when(last) : "none in the range loaded"],
+    ["Ingest", m ? rate(m.ingestBytesPerSecond) : "— (none on this node)"],
+    ["PERSISTED latency", latencyText(m)],
+    ["Viewers", m ? `${m.viewers} (HLS/DASH sessions in the last 30 s)` : "0"],
     ["Created", when(info.CreationTime * 1000)],
     ["ARN", info.StreamARN],
   ]);
+}
+
+// "mean 4 ms, 95 % within 5 ms (6 fragments)": the fragments persisted across the kept /metrics reads, else
+// every one this node persisted.
+function latencyText(m) {
+  if (!m?.latencyCount) return "— (none on this node)";
+  const p95 = m.latencyP95Ms === Infinity ? "over 5 s" : `within ${m.latencyP95Ms < 1 ? m.latencyP95Ms : Math.round(m.latencyP95Ms)} ms`;
+  return `mean ${m.latencyMeanMs.toFixed(1)} ms, 95 % ${p95} (${m.latencyCount} fragments)`;
 }
 
 // Loads the fragments of the last `seconds` into the timeline.
