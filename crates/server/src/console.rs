@@ -196,11 +196,12 @@ async fn file(
         return secured((headers, bytes).into_response());
     }
     headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
-    let body = match accepts_gzip(request) {
-        true => gzipped(gz, bytes).await,
-        false => None,
+    let compressed = if accepts_gzip(request) {
+        gzipped(gz, bytes).await
+    } else {
+        None
     };
-    match body {
+    match compressed {
         Some(compressed) => {
             headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             secured((headers, compressed).into_response())
