@@ -7,7 +7,9 @@
 #   scripts/bench-catalog.sh
 # Env: OPENKVS_BENCH_SIZES ("1000000 10000000"), OPENKVS_BENCH_STREAMS (100),
 #      OPENKVS_BENCH_CALLS (2000), BENCH_DISK_DIR (/var/tmp: the cluster's data, ~20 GB at 10M;
-#      deleted at exit), BENCH_PG_SHARED_BUFFERS (2GB).
+#      deleted at exit), BENCH_PG_SHARED_BUFFERS (2GB), BENCH_PREWARM (1: after the measurement
+#      as loaded, read the fragment table's indexes into the OS page cache with pg_prewarm and
+#      measure again, the case of a catalog server with memory for its indexes; 0: skip).
 # The private cluster (PostgreSQL 15, unix socket only, run as nobody when root) keeps fsync on
 # and synchronous_commit on, as production would; wal_level=minimal and a large max_wal_size
 # only speed up the bulk load.
@@ -48,14 +50,34 @@ trap stop EXIT
 url="host=$root/sock port=5432 user=postgres dbname=openkvs_bench"
 
 results="$root/results.tsv"
+warm="$root/warm.tsv"
+prewarm="${BENCH_PREWARM:-1}"
 for size in $sizes; do
   echo "== growing the catalog to $size fragments" >&2
   "$bin/bench_catalog" grow "$url" "$size"
-  echo "== measuring at $size fragments" >&2
+  echo "== measuring at $size fragments, as loaded" >&2
   "$bin/bench_catalog" measure "$url" "$size" | tee -a "$results"
   "$bin/bench_playlist" "$url" "$size" | tee -a "$results"
+  if [ "$prewarm" = 1 ]; then
+    # Every index of `fragment` (the primary key and the covering window indexes) read once into
+    # the OS page cache ('read': shared_buffers is smaller than the indexes at 10M).
+    echo "== reading the fragment indexes into memory (pg_prewarm), measuring again" >&2
+    "${run[@]}" "$pg_bin/psql" -q -X -v ON_ERROR_STOP=1 -h "$root/sock" -U postgres -d openkvs_bench -c \
+      "CREATE EXTENSION IF NOT EXISTS pg_prewarm" -c \
+      "SELECT c.relname, pg_size_pretty(pg_relation_size(c.oid)) AS size, pg_prewarm(c.oid::regclass, 'read') AS blocks
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+        WHERE i.indrelid = 'fragment'::regclass ORDER BY c.relname" >&2
+    "$bin/bench_catalog" measure "$url" "$size" | tee -a "$warm"
+    "$bin/bench_playlist" "$url" "$size" | tee -a "$warm"
+  fi
 done
 echo
 echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}'), $(nproc) cores, \
 $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(date -u +%Y-%m-%d)"
+echo "As loaded (whatever the load left in memory):"
 "$bin/bench_catalog" report "$results"
+if [ "$prewarm" = 1 ]; then
+  echo
+  echo "With the fragment indexes read into memory (pg_prewarm) first:"
+  "$bin/bench_catalog" report "$warm"
+fi
