@@ -7,7 +7,9 @@
 #      catalog started here, fsync on, and S3 media on Garage started by scripts/garage.sh);
 #      LOAD_DURATION (measured seconds per step, 30), LOAD_RAMP (seconds over which clients start, 10),
 #      LOAD_RETRIES (re-runs of a failing step before it counts as failed, 1: the machine may be shared),
-#      LOAD_KEEP_GOING=1 (run every step even after one failed), BENCH_DISK_DIR (/var/tmp).
+#      LOAD_KEEP_GOING=1 (run every step even after one failed), BENCH_DISK_DIR (/var/tmp),
+#      LOAD_SERVER_BINS ("A B …": openkvs binaries to serve each step with, in turn, alternating per
+#      step so drift hits every build alike; default the release build of this tree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -21,6 +23,7 @@ case "$mode" in embedded | pg-s3) ;; *) echo "OPENKVS_LOAD_MODE must be embedded
 
 cargo build --release -q -p openkvs -p loadgen
 bin="$CARGO_TARGET_DIR/release"
+read -r -a servers <<<"${LOAD_SERVER_BINS:-$bin/openkvs}"
 work=$(mktemp -d "${BENCH_DISK_DIR:-/var/tmp}/openkvs-load.XXXXXX")
 server_pid=""
 cleanup() {
@@ -73,7 +76,7 @@ run_step() {
   dir="$work/step-$producers-$viewers-$run"
   mkdir -p "$dir"
   # shellcheck disable=SC2046 # the words of store_args (no spaces inside them)
-  "$bin/openkvs" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --max-connections-per-ip 1000000 \
+  "$server" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --max-connections-per-ip 1000000 \
     $(store_args "load_${producers}_${viewers}_$run") >"$dir/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
@@ -90,27 +93,34 @@ run_step() {
 field() { python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(eval(sys.argv[2], {}, r))' "$1" "$2"; }
 
 echo "mode=$mode duration=${duration}s ramp=${ramp}s cores=$(nproc) $(date -u +%FT%TZ) load=$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-6s %-7s %-5s %-22s %-22s %-9s %-9s %-6s %s\n' N M pass "persist p50/p99/max" "playlist p50/p99/max" \
-  "frag/s" "req/s" "errors" "cpu client/server, load"
-best=""
+printf '%-6s %-7s %-5s %-22s %-22s %-9s %-9s %-6s %-28s %s\n' N M pass "persist p50/p99/max" "playlist p50/p99/max" \
+  "frag/s" "req/s" "errors" "cpu client/server, load" build
+declare -A best
 for step in "${steps[@]}"; do
   producers=${step%%:*} viewers=${step##*:}
-  passed=false
-  for run in $(seq 0 "$retries"); do
-    line=$(run_step "$producers" "$viewers" "$run" | tail -n 1)
-    [ -n "$line" ] || { echo "$producers:$viewers: no report (see $work)" >&2; continue; }
-    printf '%-6s %-7s %-5s %-22s %-22s %-9s %-9s %-6s %s\n' "$producers" "$viewers" \
-      "$(field "$line" '"yes" if passed else "no"')" \
-      "$(field "$line" '"%s/%s/%s" % (persist_ms["p50"], persist_ms["p99"], persist_ms["max"])')" \
-      "$(field "$line" '"%s/%s/%s" % (playlist_ms["p50"], playlist_ms["p99"], playlist_ms["max"])')" \
-      "$(field "$line" 'fragments_per_second')" "$(field "$line" 'viewer_requests_per_second')" \
-      "$(field "$line" 'error_acks+unacknowledged+producer_failures+control_errors+non_200+http_errors')" \
-      "$(field "$line" '"%s%%/%s%%, %s" % (client_cpu_percent, server_cpu_percent, load_average_1m)')"
-    echo "$line" >>"$work/results.jsonl"
-    if [ "$(field "$line" 'passed')" = True ]; then passed=true; break; fi
+  any_passed=false
+  for server in "${servers[@]}"; do
+    passed=false
+    for run in $(seq 0 "$retries"); do
+      line=$(run_step "$producers" "$viewers" "$run" | tail -n 1)
+      [ -n "$line" ] || { echo "$producers:$viewers: no report (see $work)" >&2; continue; }
+      printf '%-6s %-7s %-5s %-22s %-22s %-9s %-9s %-6s %-28s %s\n' "$producers" "$viewers" \
+        "$(field "$line" '"yes" if passed else "no"')" \
+        "$(field "$line" '"%s/%s/%s" % (persist_ms["p50"], persist_ms["p99"], persist_ms["max"])')" \
+        "$(field "$line" '"%s/%s/%s" % (playlist_ms["p50"], playlist_ms["p99"], playlist_ms["max"])')" \
+        "$(field "$line" 'fragments_per_second')" "$(field "$line" 'viewer_requests_per_second')" \
+        "$(field "$line" 'error_acks+unacknowledged+producer_failures+control_errors+non_200+http_errors')" \
+        "$(field "$line" '"%s%%/%s%%, %s" % (client_cpu_percent, server_cpu_percent, load_average_1m)')" \
+        "$server"
+      echo "$line" >>"$work/results.jsonl"
+      if [ "$(field "$line" 'passed')" = True ]; then passed=true; break; fi
+    done
+    if $passed; then best[$server]=$step; any_passed=true; fi
   done
-  if $passed; then best=$step; elif [ "${LOAD_KEEP_GOING:-0}" != 1 ]; then break; fi
+  $any_passed || [ "${LOAD_KEEP_GOING:-0}" = 1 ] || break
 done
-echo "largest passing N:M ($mode): ${best:-none}"
+for server in "${servers[@]}"; do
+  echo "largest passing N:M ($mode, $server): ${best[$server]:-none}"
+done
 cat "$work/results.jsonl" >"${BENCH_DISK_DIR:-/var/tmp}/openkvs-load-$mode-results.jsonl"
 echo "JSON lines: ${BENCH_DISK_DIR:-/var/tmp}/openkvs-load-$mode-results.jsonl"
