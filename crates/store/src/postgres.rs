@@ -1022,22 +1022,20 @@ impl PgCatalog {
             TimestampKind::Producer => "producer_ms",
             TimestampKind::Server => "server_ms",
         };
-        let (after_ts, after_number) = match q.after {
-            Some((ts, n)) => (ts.0, n.to_string()),
-            None => (i64::MIN, String::new()),
-        };
+        // One row comparison starts the scan (`sql_rows::range_start` says why).
+        let (from_ts, from_number, inclusive) = crate::sql_rows::range_start(q);
+        let op = if inclusive { ">=" } else { ">" };
         let stmt = client
             .prepare_cached(&format!(
-                "SELECT {columns} FROM fragment WHERE stream_id = $1 AND {column} >= $2 AND {column} <= $3 \
-                 AND ({column}, number) > ($4, $5) ORDER BY stream_id, {column}, number LIMIT $6"
+                "SELECT {columns} FROM fragment WHERE stream_id = $1 AND ({column}, number) {op} ($2, $3) \
+                 AND {column} <= $4 ORDER BY stream_id, {column}, number LIMIT $5"
             ))
             .await?;
-        let params: [&(dyn ToSql + Sync); 6] = [
+        let params: [&(dyn ToSql + Sync); 5] = [
             &q.stream.0,
-            &q.start.0,
+            &from_ts,
+            &from_number,
             &q.end.0,
-            &after_ts,
-            &after_number,
             &to_i64(q.limit as u64),
         ];
         Ok(client.query(&stmt, &params).await?)

@@ -724,6 +724,9 @@ async fn time_range_queries(b: &mut dyn Backend, kind: TimestampKind, expected: 
     // `after` inside a tie: the tied fragment with the higher number follows.
     let resumed = query(first, last, Some((tie, committed[expected[1]])), 100).await;
     assert_eq!(numbers(&resumed), want(&expected[2..]));
+    // `after` before `start`: the range still starts at `start`, inclusive.
+    let early = query(tie, last, Some((first, committed[expected[0]])), 100).await;
+    assert_eq!(numbers(&early), want(&expected[1..]));
 }
 
 pub async fn producer_time_queries_are_inclusive_ordered_and_paged(b: &mut dyn Backend) {
