@@ -73,11 +73,11 @@ export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 run_step() {
   local producers=$1 viewers=$2 run=$3 port dir
   port=$(free_port)
-  dir="$work/step-$producers-$viewers-$run"
+  dir="$work/step-$steps_run-$producers-$viewers-$run"
   mkdir -p "$dir"
   # shellcheck disable=SC2046 # the words of store_args (no spaces inside them)
   "$server" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --max-connections-per-ip 1000000 \
-    $(store_args "load_${producers}_${viewers}_$run") >"$dir/server.log" 2>&1 &
+    $(store_args "load_${steps_run}_${producers}_${viewers}_$run") >"$dir/server.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
@@ -96,12 +96,14 @@ echo "mode=$mode duration=${duration}s ramp=${ramp}s cores=$(nproc) $(date -u +%
 printf '%-6s %-7s %-5s %-22s %-22s %-9s %-9s %-6s %-28s %s\n' N M pass "persist p50/p99/max" "playlist p50/p99/max" \
   "frag/s" "req/s" "errors" "cpu client/server, load" build
 declare -A best
+steps_run=0
 for step in "${steps[@]}"; do
   producers=${step%%:*} viewers=${step##*:}
   any_passed=false
   for server in "${servers[@]}"; do
     passed=false
     for run in $(seq 0 "$retries"); do
+      steps_run=$((steps_run + 1)) # names the run's data dir and database (run_step is a subshell)
       line=$(run_step "$producers" "$viewers" "$run" | tail -n 1)
       [ -n "$line" ] || { echo "$producers:$viewers: no report (see $work)" >&2; continue; }
       printf '%-6s %-7s %-5s %-22s %-22s %-9s %-9s %-6s %-28s %s\n' "$producers" "$viewers" \

@@ -481,12 +481,12 @@ impl Catalog for CachingCatalog {
         self.inner.acquire_writer_lease(stream, holder, ttl).await
     }
 
-    async fn renew_writer_leases(
+    async fn renew_writer_lease(
         &self,
-        leases: &[WriterLease],
+        lease: WriterLease,
         ttl: Duration,
-    ) -> Result<Vec<bool>, StoreError> {
-        self.inner.renew_writer_leases(leases, ttl).await
+    ) -> Result<bool, StoreError> {
+        self.inner.renew_writer_lease(lease, ttl).await
     }
 
     async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {

@@ -193,16 +193,14 @@ pub trait Catalog: Send + Sync + 'static {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<Option<WriterLease>, StoreError>;
-    /// Extends each lease to `ttl` from now iff its epoch is still its stream's current one (even
-    /// if it expired meanwhile, as long as nobody took over): per lease, in order, true when
-    /// renewed, false when another epoch took over or the stream is gone. One catalog round trip
-    /// for all of a node's leases (docs/architecture.md#writer-lease): a node with 200 cameras
-    /// renews them in one statement, not 200 transactions.
-    async fn renew_writer_leases(
+    /// Extends the lease to `ttl` from now iff its epoch is still the stream's current one (even
+    /// if it expired meanwhile, as long as nobody took over); false when another epoch took over
+    /// or the stream is gone.
+    async fn renew_writer_lease(
         &self,
-        leases: &[WriterLease],
+        lease: WriterLease,
         ttl: std::time::Duration,
-    ) -> Result<Vec<bool>, StoreError>;
+    ) -> Result<bool, StoreError>;
     /// Ends the lease now iff its epoch is still current (so another writer can acquire at
     /// once); a no-op otherwise.
     /// Whether some node holds an unexpired writer lease on the stream (a PutMedia is running

@@ -1238,46 +1238,6 @@ impl PgCatalog {
         }
     }
 
-    /// All of a node's renewals in one statement over arrays of (stream, epoch); what it returns
-    /// says which were still current. Like single renewals, without the WAL flush (see
-    /// [`Self::lease_update`]).
-    async fn renew_writer_leases_inner(
-        &self,
-        leases: &[WriterLease],
-        ttl: Duration,
-    ) -> Result<Vec<bool>, Failure> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = leases.iter().map(|l| l.stream.0).collect();
-        let epochs: Vec<i64> = leases.iter().map(|l| epoch_column(l.epoch)).collect();
-        let mut client = self.pool.get().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE stream SET writer_expires = clock_timestamp() + make_interval(secs => $3) \
-                   FROM unnest($1::BIGINT[], $2::BIGINT[]) AS lease(id, epoch) \
-                  WHERE stream.id = lease.id AND stream.writer_epoch = lease.epoch \
-              RETURNING stream.id, stream.writer_epoch",
-            )
-            .await?;
-        let tx = client.transaction().await?;
-        tx.batch_execute("SET LOCAL synchronous_commit = off")
-            .await?;
-        let rows = tx
-            .query(&stmt, &[&ids, &epochs, &ttl.as_secs_f64()])
-            .await?;
-        tx.commit().await?;
-        let mut renewed = std::collections::HashSet::with_capacity(rows.len());
-        for row in &rows {
-            renewed.insert((get::<i64>(row, 0)?, get::<i64>(row, 1)?));
-        }
-        Ok(ids
-            .iter()
-            .zip(&epochs)
-            .map(|(id, epoch)| renewed.contains(&(*id, *epoch)))
-            .collect())
-    }
-
     /// Runs `sql` (parameters: stream id, epoch, then `extra`) and returns the rows it changed.
     async fn lease_update(
         &self,
@@ -1515,12 +1475,15 @@ impl Catalog for PgCatalog {
         Ok(self.acquire_writer_lease_inner(stream, holder, ttl).await?)
     }
 
-    async fn renew_writer_leases(
+    async fn renew_writer_lease(
         &self,
-        leases: &[WriterLease],
+        lease: WriterLease,
         ttl: Duration,
-    ) -> Result<Vec<bool>, StoreError> {
-        Ok(self.renew_writer_leases_inner(leases, ttl).await?)
+    ) -> Result<bool, StoreError> {
+        let sql =
+            "UPDATE stream SET writer_expires = clock_timestamp() + make_interval(secs => $3) \
+                   WHERE id = $1 AND writer_epoch = $2";
+        Ok(self.lease_update(sql, lease, &[&ttl.as_secs_f64()]).await? == 1)
     }
 
     async fn has_writer(&self, stream: StreamId) -> Result<bool, StoreError> {

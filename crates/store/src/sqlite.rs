@@ -1001,12 +1001,11 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn renew_writer_leases(
+    async fn renew_writer_lease(
         &self,
-        leases: &[WriterLease],
+        lease: WriterLease,
         ttl: Duration,
-    ) -> Result<Vec<bool>, StoreError> {
-        let leases = leases.to_vec();
+    ) -> Result<bool, StoreError> {
         self.write(move |conn| {
             // A renewal is worth nothing after a crash (the process that held the lease is gone),
             // so it skips the fsync every other commit pays: with synchronous=NORMAL a WAL commit
@@ -1014,28 +1013,16 @@ impl Catalog for SqliteCatalog {
             // renews more often than it commits fragments, and the serial fsyncs of the group
             // commit are what bounds an embedded node (docs/capacity.md).
             conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-            let renewed = (|| {
-                let tx = conn.unchecked_transaction()?;
-                let expires = now_ms().saturating_add(duration_ms(ttl));
-                let mut renewed = Vec::with_capacity(leases.len());
-                {
-                    let mut update = tx.prepare_cached(
-                        "UPDATE stream SET writer_expires_ms = ?3 WHERE id = ?1 AND writer_epoch = ?2",
-                    )?;
-                    for lease in &leases {
-                        let changed = update.execute(params![
-                            lease.stream.0,
-                            epoch_column(lease.epoch),
-                            expires
-                        ])?;
-                        renewed.push(changed == 1);
-                    }
-                }
-                tx.commit()?;
-                Ok::<_, rusqlite::Error>(renewed)
-            })();
+            let renewed = conn.execute(
+                "UPDATE stream SET writer_expires_ms = ?3 WHERE id = ?1 AND writer_epoch = ?2",
+                params![
+                    lease.stream.0,
+                    epoch_column(lease.epoch),
+                    now_ms().saturating_add(duration_ms(ttl))
+                ],
+            );
             conn.execute_batch("PRAGMA synchronous = FULL")?;
-            Ok(renewed?)
+            Ok(renewed? == 1)
         })
         .await
     }

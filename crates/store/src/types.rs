@@ -214,7 +214,7 @@ pub struct NewFragment {
 }
 
 /// A stream's writer lease: who may commit fragments to it (docs/architecture.md#writer-lease).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriterLease {
     pub stream: StreamId,
     pub epoch: u64,

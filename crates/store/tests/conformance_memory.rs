@@ -428,22 +428,19 @@ impl Catalog for MemoryCatalog {
         }))
     }
 
-    async fn renew_writer_leases(
+    async fn renew_writer_lease(
         &self,
-        leases: &[WriterLease],
+        lease: WriterLease,
         ttl: Duration,
-    ) -> Result<Vec<bool>, StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.state();
-        Ok(leases
-            .iter()
-            .map(|lease| match state.streams.get_mut(&lease.stream) {
-                Some(s) if s.writer_epoch == lease.epoch => {
-                    s.writer_expires = Some(Instant::now() + ttl);
-                    true
-                }
-                _ => false,
-            })
-            .collect())
+        match state.streams.get_mut(&lease.stream) {
+            Some(s) if s.writer_epoch == lease.epoch => {
+                s.writer_expires = Some(Instant::now() + ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {
