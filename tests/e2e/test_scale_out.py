@@ -295,7 +295,7 @@ def test_a_stream_created_on_one_node_is_seen_on_the_others(grid, node_a):
     assert "ResourceNotFoundException" in str(e.value)
 
 
-def test_live_playlists_on_other_nodes_follow_the_producer(grid, node_a, long_input):
+def test_live_playlists_on_other_nodes_follow_the_producer(grid, node_a, long_input, report_figure):
     stream, _ = node_a.create_stream(unique_name("live"))
     pm = kvs.PutMedia(node_a.endpoint, stream)
     sender = __import__("threading").Thread(target=send_paced, args=(pm, long_input), daemon=True)
@@ -332,12 +332,13 @@ def test_live_playlists_on_other_nodes_follow_the_producer(grid, node_a, long_in
         lags.append(first_seen[n] - at)
     assert len(lags) >= 8, lags
     lags.sort()
-    print(f"PERSISTED on A -> listed in C's LIVE playlist: n={len(lags)} p50={lags[len(lags) // 2] * 1000:.0f} ms "
-          f"max={lags[-1] * 1000:.0f} ms (polled every 20 ms)")
+    report_figure({"persisted_on_a_to_listed_in_c_live_playlist_ms": {
+        "n": len(lags), "p50": round(lags[len(lags) // 2] * 1000), "max": round(lags[-1] * 1000),
+        "poll_ms": 20}})
     assert lags[-1] <= CROSS_NODE_VISIBILITY_S, lags
 
 
-def test_get_media_on_another_node_tails_the_producer(grid, node_a, long_input):
+def test_get_media_on_another_node_tails_the_producer(grid, node_a, long_input, report_figure):
     """GetMedia NOW read from C while a producer streams in real time to A: every fragment acked PERSISTED
     arrives, in order, its frames the source's byte for byte; the wake-up is the catalog's change feed
     (PostgreSQL LISTEN/NOTIFY), so the lag is printed next to the LIVE playlist's."""
@@ -374,8 +375,8 @@ def test_get_media_on_another_node_tails_the_producer(grid, node_a, long_input):
     ends = [d["offset"] for d in docs[1:]] + [len(payload)]
     lags = sorted(next(t for n, t in arrivals if n >= end) - persisted[numbers_of([d])[0]]
                   for d, end in zip(docs, ends))
-    print(f"PERSISTED on A -> GetMedia chunk received from C: n={len(lags)} p50={lags[len(lags) // 2] * 1000:.0f} ms "
-          f"max={lags[-1] * 1000:.0f} ms")
+    report_figure({"persisted_on_a_to_get_media_chunk_from_c_ms": {
+        "n": len(lags), "p50": round(lags[len(lags) // 2] * 1000), "max": round(lags[-1] * 1000)}})
 
 
 def sdk_driver_and_frames(source: Path, tmp_path: Path) -> tuple[str, Path]:
@@ -443,7 +444,7 @@ def put_media_cmd(endpoint: str, stream: str, source: Path, *args) -> list[str]:
             str(source)]
 
 
-def test_put_media_resumes_on_another_node_after_a_kill(grid, node_a, long_input):
+def test_put_media_resumes_on_another_node_after_a_kill(grid, node_a, long_input, report_figure):
     stream, _ = node_a.create_stream(unique_name("kill"))
     acks = grid.root / f"{stream}.acks"
     # Through the balancer, like a producer that knows the cluster by one name.
@@ -464,13 +465,12 @@ def test_put_media_resumes_on_another_node_after_a_kill(grid, node_a, long_input
                         capture_output=True, timeout=90)
     after = [a for a in read_acks(acks2) if a.get("EventType") == "PERSISTED"]
     assert p2.returncode == 0 and len(after) == 4, (p2.returncode, p2.stdout[-2000:], p2.stderr[-2000:])
-    print(f"put-media: B persisted the resumed stream's first fragment within "
-          f"{time.monotonic() - killed_at:.1f} s of A's SIGKILL")
+    report_figure({"sigkill_of_a_to_resumed_stream_persisted_on_b_s": round(time.monotonic() - killed_at, 2)})
     check_archive(grid, stream, before | {a["FragmentNumber"] for a in after},
                   frames_by_track(long_input, FIXTURE))
 
 
-def test_producer_sdk_fails_over_after_a_kill(grid, node_a, long_input, tmp_path):
+def test_producer_sdk_fails_over_after_a_kill(grid, node_a, long_input, tmp_path, report_figure):
     path, frames = sdk_driver_and_frames(long_input, tmp_path)
     stream = unique_name("sdk-kill")  # the SDK creates it
     env = client_env()
@@ -495,8 +495,8 @@ def test_producer_sdk_fails_over_after_a_kill(grid, node_a, long_input, tmp_path
     after_kill = [f for f in frags if f["ServerTimestamp"].timestamp() > killed_at]
     assert after_kill, f"nothing was stored after A was killed: the SDK did not go on through B\n{why}"
     first = min(f["ServerTimestamp"].timestamp() for f in after_kill)
-    print(f"producer SDK: {len(acked)} fragments acked PERSISTED, {len(after_kill)} stored through B; "
-          f"first fragment on B {first - killed_at:.1f} s after A's SIGKILL")
+    report_figure({"producer_sdk_failover": {"acked_persisted": len(acked), "stored_through_b": len(after_kill),
+                                             "sigkill_of_a_to_first_fragment_on_b_s": round(first - killed_at, 2)}})
 
 
 def _listed(am, stream: str) -> list[dict]:
