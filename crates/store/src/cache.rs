@@ -19,8 +19,8 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use crate::task::AbortOnDrop;
 use crate::{
     Catalog, CatalogChange, CodecConfig, CodecConfigId, FragmentNumber, FragmentQuery,
-    FragmentRecord, FragmentSummary, NewFragment, NewStream, StoreError, StreamId, StreamRecord,
-    StreamUpdate, Timestamp, WriterLease, CHANGE_FEED_CAPACITY,
+    FragmentRecord, FragmentSummary, LeaseRenewal, NewFragment, NewStream, StoreError, StreamId,
+    StreamRecord, StreamUpdate, Timestamp, WriterLease, CHANGE_FEED_CAPACITY,
 };
 
 /// How long a cached stream record is trusted without asking the catalog again.
@@ -481,12 +481,12 @@ impl Catalog for CachingCatalog {
         self.inner.acquire_writer_lease(stream, holder, ttl).await
     }
 
-    async fn renew_writer_lease(
+    async fn renew_writer_leases(
         &self,
-        lease: WriterLease,
+        leases: &[WriterLease],
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.renew_writer_lease(lease, ttl).await
+    ) -> Result<Vec<LeaseRenewal>, StoreError> {
+        self.inner.renew_writer_leases(leases, ttl).await
     }
 
     async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {

@@ -193,14 +193,17 @@ pub trait Catalog: Send + Sync + 'static {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<Option<WriterLease>, StoreError>;
-    /// Extends the lease to `ttl` from now iff its epoch is still the stream's current one (even
-    /// if it expired meanwhile, as long as nobody took over); false when another epoch took over
-    /// or the stream is gone.
-    async fn renew_writer_lease(
+    /// Extends each lease to `ttl` from now iff its epoch is still its stream's current one (even
+    /// if it expired meanwhile, as long as nobody took over); per lease, in order, what it found
+    /// ([`LeaseRenewal`]). One catalog round trip for all of a node's leases
+    /// (docs/architecture.md#writer-lease): a node with 200 cameras renews them in one statement,
+    /// not 200 transactions. A row another transaction holds is skipped ([`LeaseRenewal::Busy`]),
+    /// never waited for: the group commit locks the same stream rows.
+    async fn renew_writer_leases(
         &self,
-        lease: WriterLease,
+        leases: &[WriterLease],
         ttl: std::time::Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<LeaseRenewal>, StoreError>;
     /// Ends the lease now iff its epoch is still current (so another writer can acquire at
     /// once); a no-op otherwise.
     /// Whether some node holds an unexpired writer lease on the stream (a PutMedia is running

@@ -41,9 +41,9 @@ use crate::sql_rows::{
 use crate::task::AbortOnDrop;
 use crate::{
     BackendError, Catalog, CatalogChange, CodecConfig, CodecConfigId, Continuity, FragmentNumber,
-    FragmentQuery, FragmentRecord, FragmentSummary, FragmentTrack, MediaLocation, NewFragment,
-    NewStream, StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate, Timestamp,
-    TimestampKind, WriterLease, CHANGE_FEED_CAPACITY,
+    FragmentQuery, FragmentRecord, FragmentSummary, FragmentTrack, LeaseRenewal, MediaLocation,
+    NewFragment, NewStream, StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate,
+    Timestamp, TimestampKind, WriterLease, CHANGE_FEED_CAPACITY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -1238,6 +1238,73 @@ impl PgCatalog {
         }
     }
 
+    /// All of a node's renewals in one statement over arrays of (stream, epoch), without the WAL
+    /// flush (see [`Self::lease_update`]). Rows are locked in id order and rows another
+    /// transaction holds are skipped (`SKIP LOCKED`): the group commit holds the stream rows of
+    /// its batch `FOR UPDATE`, and a statement that waited for them while holding the others
+    /// deadlocked with it (docs/architecture.md#writer-lease). What was skipped is then read
+    /// without a lock: still this epoch → [`LeaseRenewal::Busy`], else lost.
+    async fn renew_writer_leases_inner(
+        &self,
+        leases: &[WriterLease],
+        ttl: Duration,
+    ) -> Result<Vec<LeaseRenewal>, Failure> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = leases.iter().map(|l| l.stream.0).collect();
+        let epochs: Vec<i64> = leases.iter().map(|l| epoch_column(l.epoch)).collect();
+        let mut client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached(
+                "WITH lease(id, epoch) AS (SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[])), \
+                      current AS (SELECT stream.id FROM stream JOIN lease \
+                                    ON stream.id = lease.id AND stream.writer_epoch = lease.epoch \
+                                  ORDER BY stream.id FOR UPDATE OF stream SKIP LOCKED) \
+                 UPDATE stream SET writer_expires = clock_timestamp() + make_interval(secs => $3) \
+                   FROM current WHERE stream.id = current.id \
+              RETURNING stream.id, stream.writer_epoch",
+            )
+            .await?;
+        let tx = client.transaction().await?;
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+        let rows = tx
+            .query(&stmt, &[&ids, &epochs, &ttl.as_secs_f64()])
+            .await?;
+        tx.commit().await?;
+        let mut renewed = std::collections::HashSet::with_capacity(rows.len());
+        for row in &rows {
+            renewed.insert((get::<i64>(row, 0)?, get::<i64>(row, 1)?));
+        }
+        let mut current = std::collections::HashSet::new();
+        if renewed.len() < leases.len() {
+            let rows = client
+                .query(
+                    "SELECT id, writer_epoch FROM stream WHERE id = ANY($1)",
+                    &[&ids],
+                )
+                .await?;
+            for row in &rows {
+                current.insert((get::<i64>(row, 0)?, get::<i64>(row, 1)?));
+            }
+        }
+        Ok(ids
+            .iter()
+            .zip(&epochs)
+            .map(|(id, epoch)| {
+                let lease = (*id, *epoch);
+                if renewed.contains(&lease) {
+                    LeaseRenewal::Renewed
+                } else if current.contains(&lease) {
+                    LeaseRenewal::Busy
+                } else {
+                    LeaseRenewal::Lost
+                }
+            })
+            .collect())
+    }
+
     /// Runs `sql` (parameters: stream id, epoch, then `extra`) and returns the rows it changed.
     async fn lease_update(
         &self,
@@ -1475,15 +1542,12 @@ impl Catalog for PgCatalog {
         Ok(self.acquire_writer_lease_inner(stream, holder, ttl).await?)
     }
 
-    async fn renew_writer_lease(
+    async fn renew_writer_leases(
         &self,
-        lease: WriterLease,
+        leases: &[WriterLease],
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        let sql =
-            "UPDATE stream SET writer_expires = clock_timestamp() + make_interval(secs => $3) \
-                   WHERE id = $1 AND writer_epoch = $2";
-        Ok(self.lease_update(sql, lease, &[&ttl.as_secs_f64()]).await? == 1)
+    ) -> Result<Vec<LeaseRenewal>, StoreError> {
+        Ok(self.renew_writer_leases_inner(leases, ttl).await?)
     }
 
     async fn has_writer(&self, stream: StreamId) -> Result<bool, StoreError> {

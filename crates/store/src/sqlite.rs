@@ -12,9 +12,9 @@ use crate::sql_rows::{
 };
 use crate::{
     Catalog, CatalogChange, CodecConfig, CodecConfigId, Continuity, FragmentNumber, FragmentQuery,
-    FragmentRecord, FragmentSummary, FragmentTrack, MediaLocation, NewFragment, NewStream,
-    StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate, Timestamp, TimestampKind,
-    WriterLease, CHANGE_FEED_CAPACITY,
+    FragmentRecord, FragmentSummary, FragmentTrack, LeaseRenewal, MediaLocation, NewFragment,
+    NewStream, StoreError, StreamId, StreamRecord, StreamStatus, StreamUpdate, Timestamp,
+    TimestampKind, WriterLease, CHANGE_FEED_CAPACITY,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -1001,11 +1001,12 @@ impl Catalog for SqliteCatalog {
         .await
     }
 
-    async fn renew_writer_lease(
+    async fn renew_writer_leases(
         &self,
-        lease: WriterLease,
+        leases: &[WriterLease],
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<LeaseRenewal>, StoreError> {
+        let leases = leases.to_vec();
         self.write(move |conn| {
             // A renewal is worth nothing after a crash (the process that held the lease is gone),
             // so it skips the fsync every other commit pays: with synchronous=NORMAL a WAL commit
@@ -1013,16 +1014,33 @@ impl Catalog for SqliteCatalog {
             // renews more often than it commits fragments, and the serial fsyncs of the group
             // commit are what bounds an embedded node (docs/capacity.md).
             conn.execute_batch("PRAGMA synchronous = NORMAL")?;
-            let renewed = conn.execute(
-                "UPDATE stream SET writer_expires_ms = ?3 WHERE id = ?1 AND writer_epoch = ?2",
-                params![
-                    lease.stream.0,
-                    epoch_column(lease.epoch),
-                    now_ms().saturating_add(duration_ms(ttl))
-                ],
-            );
+            let renewed = (|| {
+                let tx = conn.unchecked_transaction()?;
+                let expires = now_ms().saturating_add(duration_ms(ttl));
+                let mut renewed = Vec::with_capacity(leases.len());
+                {
+                    let mut update = tx.prepare_cached(
+                        "UPDATE stream SET writer_expires_ms = ?3 WHERE id = ?1 AND writer_epoch = ?2",
+                    )?;
+                    for lease in &leases {
+                        let changed = update.execute(params![
+                            lease.stream.0,
+                            epoch_column(lease.epoch),
+                            expires
+                        ])?;
+                        // One writer connection: no row is ever held by another transaction.
+                        renewed.push(if changed == 1 {
+                            LeaseRenewal::Renewed
+                        } else {
+                            LeaseRenewal::Lost
+                        });
+                    }
+                }
+                tx.commit()?;
+                Ok::<_, rusqlite::Error>(renewed)
+            })();
             conn.execute_batch("PRAGMA synchronous = FULL")?;
-            Ok(renewed? == 1)
+            Ok(renewed?)
         })
         .await
     }

@@ -214,10 +214,23 @@ pub struct NewFragment {
 }
 
 /// A stream's writer lease: who may commit fragments to it (docs/architecture.md#writer-lease).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WriterLease {
     pub stream: StreamId,
     pub epoch: u64,
+}
+
+/// What one renewal of [`crate::Catalog::renew_writer_leases`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    /// Extended to the TTL from now.
+    Renewed,
+    /// Still the stream's current epoch, but its row was locked by a transaction in flight (a
+    /// commit of the holder's own fragments, mostly): not extended this time, and not waited for,
+    /// so a batch of renewals never waits on, nor deadlocks with, the commits it renews for.
+    Busy,
+    /// Another epoch took the stream over, or the stream is gone.
+    Lost,
 }
 
 /// What changed in a catalog, as [`crate::Catalog::changes`] reports it: for cache invalidation

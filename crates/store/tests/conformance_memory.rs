@@ -428,19 +428,22 @@ impl Catalog for MemoryCatalog {
         }))
     }
 
-    async fn renew_writer_lease(
+    async fn renew_writer_leases(
         &self,
-        lease: WriterLease,
+        leases: &[WriterLease],
         ttl: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<LeaseRenewal>, StoreError> {
         let mut state = self.state();
-        match state.streams.get_mut(&lease.stream) {
-            Some(s) if s.writer_epoch == lease.epoch => {
-                s.writer_expires = Some(Instant::now() + ttl);
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
+        Ok(leases
+            .iter()
+            .map(|lease| match state.streams.get_mut(&lease.stream) {
+                Some(s) if s.writer_epoch == lease.epoch => {
+                    s.writer_expires = Some(Instant::now() + ttl);
+                    LeaseRenewal::Renewed
+                }
+                _ => LeaseRenewal::Lost,
+            })
+            .collect())
     }
 
     async fn release_writer_lease(&self, lease: WriterLease) -> Result<(), StoreError> {

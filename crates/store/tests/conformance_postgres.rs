@@ -14,7 +14,7 @@ use engines::postgres::cluster;
 use std::path::Path;
 use std::sync::Arc;
 use store::postgres::PgCatalog;
-use store::{Catalog, MediaStore, SegmentMediaStore};
+use store::{Catalog, LeaseRenewal, MediaStore, SegmentMediaStore};
 
 struct Postgres {
     url: String,
@@ -467,4 +467,53 @@ async fn a_window_of_summaries_reads_only_the_covering_index() {
         );
         assert!(!plan.contains("Sort"), "{plan}");
     }
+}
+
+/// A stream row another transaction holds (the group commit locks its batch's rows `FOR UPDATE`)
+/// is skipped by a batch of renewals, not waited for: `Busy`, while the rest are renewed; once the
+/// row is free it renews again. Waiting here deadlocked with the commits under load.
+#[tokio::test]
+async fn a_renewal_skips_a_stream_row_a_commit_holds() {
+    let backend = Postgres::new().await;
+    let catalog = backend.catalog.clone();
+    let held = catalog
+        .create_stream(conformance::fixtures::new_stream("busy-held"))
+        .await
+        .unwrap();
+    let free = catalog
+        .create_stream(conformance::fixtures::new_stream("busy-free"))
+        .await
+        .unwrap();
+    let ttl = std::time::Duration::from_secs(60);
+    let mut leases = Vec::new();
+    for s in [&held, &free] {
+        leases.push(
+            catalog
+                .acquire_writer_lease(s.id, "node-a", ttl)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let mut other = admin(&backend.url).await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "SELECT id FROM stream WHERE id = $1 FOR UPDATE",
+        &[&held.id.0],
+    )
+    .await
+    .unwrap();
+    let answer = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        catalog.renew_writer_leases(&leases, ttl),
+    )
+    .await
+    .expect("the renewal waited for the locked row")
+    .unwrap();
+    assert_eq!(answer, vec![LeaseRenewal::Busy, LeaseRenewal::Renewed]);
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        catalog.renew_writer_leases(&leases, ttl).await.unwrap(),
+        vec![LeaseRenewal::Renewed, LeaseRenewal::Renewed]
+    );
 }

@@ -45,6 +45,8 @@ pub struct IngestState {
     active: Mutex<HashSet<StreamId>>,
     /// Notified whenever a claim is released.
     released: tokio::sync::Notify,
+    /// The writer leases this node's PutMedia connections hold, renewed together.
+    leases: lease::LeaseKeeper,
 }
 
 impl Default for IngestState {
@@ -63,6 +65,7 @@ impl IngestState {
             limits,
             active: Mutex::new(HashSet::new()),
             released: tokio::sync::Notify::new(),
+            leases: lease::LeaseKeeper::default(),
         }
     }
 
@@ -256,6 +259,7 @@ async fn start(state: AppState, request: Request) -> Result<Response, ApiError> 
         .await
         .ok_or_else(refused)?;
     let lease = lease::acquire(
+        &state.ingest.leases,
         state.catalog.clone(),
         stream.id,
         &state.config.node_id,

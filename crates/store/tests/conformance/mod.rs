@@ -65,6 +65,7 @@ macro_rules! conformance_suite {
             a_writer_lease_is_exclusive_until_it_expires,
             a_lease_is_renewed_only_while_its_epoch_is_current,
             a_released_lease_can_be_taken_at_once,
+            leases_are_renewed_together_each_by_its_own_epoch,
             a_fragment_under_a_lost_lease_is_refused,
             media_epochs_are_never_repeated,
             pending_media_is_listed_until_its_fragment_commits,
@@ -1769,7 +1770,7 @@ pub async fn a_writer_lease_is_exclusive_until_it_expires(b: &mut dyn Backend) {
         .await
         .expect("an expired lease is granted again");
     assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
-    assert!(!catalog.renew_writer_lease(first, LONG_TTL).await.unwrap());
+    assert!(!renew(&*catalog, first, LONG_TTL).await.unwrap());
     assert_eq!(acquire(&*catalog, s.id, "node-a", LONG_TTL).await, None);
 }
 
@@ -1778,22 +1779,76 @@ pub async fn a_lease_is_renewed_only_while_its_epoch_is_current(b: &mut dyn Back
     let s = catalog.create_stream(new_stream("renewed")).await.unwrap();
     let lease = acquire(&*catalog, s.id, "node-a", SHORT_TTL).await.unwrap();
     // Renewed for long: still held well after the first TTL.
-    assert!(catalog.renew_writer_lease(lease, LONG_TTL).await.unwrap());
+    assert!(renew(&*catalog, lease, LONG_TTL).await.unwrap());
     tokio::time::sleep(SHORT_TTL * 3).await;
     assert_eq!(acquire(&*catalog, s.id, "node-b", SHORT_TTL).await, None);
     // Expired but nobody took over: renewing works and holds the stream again.
-    assert!(catalog.renew_writer_lease(lease, SHORT_TTL).await.unwrap());
+    assert!(renew(&*catalog, lease, SHORT_TTL).await.unwrap());
     tokio::time::sleep(SHORT_TTL * 3).await;
-    assert!(catalog.renew_writer_lease(lease, LONG_TTL).await.unwrap());
+    assert!(renew(&*catalog, lease, LONG_TTL).await.unwrap());
     assert_eq!(acquire(&*catalog, s.id, "node-b", SHORT_TTL).await, None);
     // A lease of another epoch, or of a stream gone, is not renewed.
     let stale = WriterLease {
         stream: s.id,
         epoch: lease.epoch + 1,
     };
-    assert!(!catalog.renew_writer_lease(stale, LONG_TTL).await.unwrap());
+    assert!(!renew(&*catalog, stale, LONG_TTL).await.unwrap());
     catalog.delete_stream(s.id, None).await.unwrap();
-    assert!(!catalog.renew_writer_lease(lease, LONG_TTL).await.unwrap());
+    assert!(!renew(&*catalog, lease, LONG_TTL).await.unwrap());
+}
+
+/// One lease renewed alone (through the batch call every node uses).
+async fn renew(
+    catalog: &dyn Catalog,
+    lease: WriterLease,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let renewed = catalog.renew_writer_leases(&[lease], ttl).await?;
+    assert_eq!(renewed.len(), 1, "one answer per lease");
+    Ok(renewed[0] == LeaseRenewal::Renewed)
+}
+
+pub async fn leases_are_renewed_together_each_by_its_own_epoch(b: &mut dyn Backend) {
+    let catalog = b.catalog();
+    assert_eq!(
+        catalog.renew_writer_leases(&[], LONG_TTL).await.unwrap(),
+        Vec::<LeaseRenewal>::new()
+    );
+    let a = catalog.create_stream(new_stream("batch-a")).await.unwrap();
+    let b2 = catalog.create_stream(new_stream("batch-b")).await.unwrap();
+    let c = catalog.create_stream(new_stream("batch-c")).await.unwrap();
+    let la = acquire(&*catalog, a.id, "node-a", SHORT_TTL).await.unwrap();
+    let lb = acquire(&*catalog, b2.id, "node-a", SHORT_TTL)
+        .await
+        .unwrap();
+    let lc = acquire(&*catalog, c.id, "node-a", SHORT_TTL).await.unwrap();
+    // c is taken over once its lease lapses: its old epoch is stale in the batch.
+    tokio::time::sleep(SHORT_TTL * 3).await;
+    let lc2 = acquire(&*catalog, c.id, "node-b", LONG_TTL).await.unwrap();
+    let stale_a = WriterLease {
+        stream: a.id,
+        epoch: la.epoch + 1,
+    };
+    let gone = WriterLease {
+        stream: StreamId(a.id.0.max(b2.id.0).max(c.id.0) + 1000),
+        epoch: 1,
+    };
+    // Answers in the order asked, expired-but-current ones renewed, the rest not.
+    assert_eq!(
+        catalog
+            .renew_writer_leases(&[lb, lc, stale_a, gone, la], LONG_TTL)
+            .await
+            .unwrap(),
+        {
+            use LeaseRenewal::*;
+            vec![Renewed, Lost, Lost, Lost, Renewed]
+        }
+    );
+    // The renewed ones hold their streams again; the takeover of c stands.
+    assert_eq!(acquire(&*catalog, a.id, "node-b", SHORT_TTL).await, None);
+    assert_eq!(acquire(&*catalog, b2.id, "node-b", SHORT_TTL).await, None);
+    assert!(renew(&*catalog, lc2, LONG_TTL).await.unwrap());
+    assert!(!renew(&*catalog, lc, LONG_TTL).await.unwrap());
 }
 
 pub async fn a_released_lease_can_be_taken_at_once(b: &mut dyn Backend) {
@@ -1809,7 +1864,7 @@ pub async fn a_released_lease_can_be_taken_at_once(b: &mut dyn Backend) {
     // Releasing an epoch that is no longer current changes nothing.
     catalog.release_writer_lease(first).await.unwrap();
     assert_eq!(acquire(&*catalog, s.id, "node-c", LONG_TTL).await, None);
-    assert!(catalog.renew_writer_lease(second, LONG_TTL).await.unwrap());
+    assert!(renew(&*catalog, second, LONG_TTL).await.unwrap());
 }
 
 /// docs/architecture.md#writer-lease: a writer paused across a takeover can never commit.
