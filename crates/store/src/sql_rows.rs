@@ -208,8 +208,8 @@ pub(crate) fn batch_streams(fragments: &[NewFragment]) -> Vec<StreamId> {
 }
 
 /// Where a range query's index scan starts: the one `(timestamp, number)` bound, and whether it
-/// is inclusive. Both SQL catalogs query `(stream_id, timestamp, number)` indexes with a single
-/// row comparison `(ts, number) >= / > (bound)` instead of `ts >= start AND (ts, number) >
+/// is inclusive. The PostgreSQL catalog queries its `(stream_id, timestamp, number)` indexes with a
+/// single row comparison `(ts, number) >= / > (bound)` instead of `ts >= start AND (ts, number) >
 /// (after)`: given both, PostgreSQL positioned its scan by the row comparison alone, so a first
 /// page (`after` = the lowest position) read the stream's index from its beginning up to `start`
 /// (930–2,780 pages for a page of 101 rows deep in a stream of 100,000 fragments, against 9), and

@@ -491,20 +491,21 @@ fn range_query<T>(
         TimestampKind::Producer => "producer_ms",
         TimestampKind::Server => "server_ms",
     };
-    // One row-value comparison starts the scan (`sql_rows::range_start` says why): a later
-    // page starts at its keyset instead of filtering every row from `start` to it.
-    let (from_ts, from_number, inclusive) = crate::sql_rows::range_start(q);
-    let op = if inclusive { ">=" } else { ">" };
+    let (after_ts, after_number) = match q.after {
+        Some((ts, n)) => (ts.0, n.to_string()),
+        None => (i64::MIN, String::new()),
+    };
     let sql = format!(
-        "SELECT {columns} FROM fragment WHERE stream_id = ?1 AND ({column}, number) {op} (?2, ?3) \
-         AND {column} <= ?4 ORDER BY {column}, number LIMIT ?5"
+        "SELECT {columns} FROM fragment WHERE stream_id = ?1 AND {column} >= ?2 AND {column} <= ?3 \
+         AND ({column} > ?4 OR ({column} = ?4 AND number > ?5)) ORDER BY {column}, number LIMIT ?6"
     );
     let mut stmt = c.prepare_cached(&sql)?;
-    let params: [&dyn rusqlite::ToSql; 5] = [
+    let params: [&dyn rusqlite::ToSql; 6] = [
         &q.stream.0,
-        &from_ts,
-        &from_number,
+        &q.start.0,
         &q.end.0,
+        &after_ts,
+        &after_number,
         &(q.limit as i64),
     ];
     collect(&mut stmt, &params, map)
